@@ -1,0 +1,149 @@
+//! The memcg charge path: every memcg stat update goes through these tracepoints, several times
+//! per page fault in the whole node, so each program does the least it can: compare the item,
+//! find the slot (one cached lookup), bump per-CPU counters. Only a burst leaves the fast path.
+use core::{
+    intrinsics::{atomic_xadd, AtomicOrdering},
+    ptr::{read_volatile, write_volatile},
+};
+
+use aya_ebpf::{
+    helpers::generated::bpf_ktime_get_boot_ns, macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use profiler_common::{BurstEvent, RingEventHeader, RingEventKind};
+
+use crate::layout::{
+    count_lost_event, memcg_cgroup_id, slot_of_memcg, BUDGETS, CHARGE_LAYOUT, COUNTERS, EVENTS,
+};
+
+// /sys/kernel/tracing/events/memcg/mod_memcg_lruvec_state/format (6.18), for reference; the raw
+// tracepoint gets the TP_PROTO arguments instead: (struct mem_cgroup *memcg, int item, int val).
+//   field:u64 id;  field:int item;  field:int val;
+/// `memcg:mod_memcg_lruvec_state`: anon, file and shmem pages of a memcg's LRU vectors.
+#[raw_tracepoint(tracepoint = "mod_memcg_lruvec_state")]
+pub fn memcg_lruvec_state(ctx: RawTracePointContext) -> i32 {
+    on_stat_update(&ctx);
+    0
+}
+
+/// `memcg:mod_memcg_state`: memcg-wide items, of which the kernel-memory charge (`MEMCG_KMEM`).
+#[raw_tracepoint(tracepoint = "mod_memcg_state")]
+pub fn memcg_state(ctx: RawTracePointContext) -> i32 {
+    on_stat_update(&ctx);
+    0
+}
+
+/// `memcg:count_memcg_events` (struct mem_cgroup *, int item, unsigned long count): major faults.
+#[raw_tracepoint(tracepoint = "count_memcg_events")]
+pub fn memcg_events(ctx: RawTracePointContext) -> i32 {
+    let item: u32 = ctx.arg(1);
+    if item != CHARGE_LAYOUT.load().event_pgmajfault {
+        return 0;
+    }
+    let memcg: u64 = ctx.arg(0);
+    let Some(slot) = slot_of_memcg(memcg) else {
+        return 0;
+    };
+    let count: u64 = ctx.arg(2);
+    if let Some(counters) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU value, only this CPU writes it.
+        unsafe { (*counters).major_faults += count };
+    }
+    0
+}
+
+#[inline(always)]
+fn on_stat_update(ctx: &RawTracePointContext) {
+    let layout = CHARGE_LAYOUT.load();
+    let item: u32 = ctx.arg(1);
+    let is_anon = item == layout.item_anon;
+    let is_file = item == layout.item_file;
+    let is_shmem = item == layout.item_shmem;
+    let is_kmem = item == layout.item_kmem;
+    if !(is_anon || is_file || is_shmem || is_kmem) {
+        return;
+    }
+    let memcg: u64 = ctx.arg(0);
+    let Some(slot) = slot_of_memcg(memcg) else {
+        return;
+    };
+    // `val` is an `int` in pages; the register holds it sign-extended or not depending on the
+    // caller, so take the low 32 bits and sign-extend here.
+    let val = ctx.arg::<u64>(2) as u32 as i32 as i64;
+    let Some(counters) = COUNTERS.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: per-CPU value, only this CPU writes it.
+    let counters = unsafe { &mut *counters };
+    counters.events += 1;
+    if is_anon {
+        counters.anon_delta += val;
+    } else if is_file {
+        counters.file_delta += val;
+    } else if is_shmem {
+        // Shmem pages are file pages too (NR_FILE_PAGES counts them): not a charge of its own.
+        counters.shmem_delta += val;
+        return;
+    } else {
+        counters.kernel_delta += val;
+    }
+    if val < 0 {
+        counters.uncharged_pages += (-val) as u64;
+        return;
+    }
+    counters.charged_pages += val as u64;
+    spend_budget(slot, val, memcg);
+}
+
+/// Takes `pages` off the slot's burst budget; reports a burst the first time it runs out.
+#[inline(always)]
+fn spend_budget(slot: u32, pages: i64, memcg: u64) {
+    let Some(budget) = BUDGETS.get_ptr_mut(slot) else {
+        return;
+    };
+    // The BPF target has no `core::sync::atomic` read-modify-write, and bpf-linker targets the
+    // v1 ISA, whose only atomic is an add that returns nothing. So: add atomically, then read.
+    // Every charge after the budget runs out sees it at or below zero while the slot is armed,
+    // so a burst is never missed; two CPUs may both report one, and user space keeps the first.
+    // SAFETY: the array value lives as long as the map; every CPU adds to it atomically.
+    unsafe {
+        atomic_xadd::<i64, i64, { AtomicOrdering::Relaxed }>(
+            &raw mut (*budget).remaining_pages,
+            -pages,
+        )
+    };
+    // SAFETY: plain reads and writes of the same map value.
+    unsafe {
+        if read_volatile(&raw const (*budget).remaining_pages) > 0
+            || read_volatile(&raw const (*budget).armed) == 0
+        {
+            return;
+        }
+        write_volatile(&raw mut (*budget).armed, 0);
+    }
+    // SAFETY: plain read of a value user space set before arming.
+    let budget_pages = unsafe { (*budget).budget_pages };
+    report_burst(slot, budget_pages, memcg);
+}
+
+#[inline(never)]
+fn report_burst(slot: u32, budget_pages: i64, memcg: u64) {
+    let Some(mut entry) = EVENTS.reserve::<BurstEvent>(0) else {
+        count_lost_event();
+        return;
+    };
+    let layout = CHARGE_LAYOUT.load();
+    entry.write(BurstEvent {
+        header: RingEventHeader {
+            kind: RingEventKind::Burst as u32,
+            _pad: 0,
+            // SAFETY: helper without preconditions.
+            ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
+        },
+        slot,
+        _pad: 0,
+        budget_pages,
+        cgroup_id: memcg_cgroup_id(memcg, &layout).unwrap_or(0),
+    });
+    entry.submit(0);
+}

@@ -1,0 +1,21 @@
+//! Programs that return at once, on the same hooks as the charge path: the cost of the hooks
+//! alone, which `cargo xtask bench overhead` measures the real programs against.
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+
+/// Floor on `mod_memcg_lruvec_state`.
+#[raw_tracepoint(tracepoint = "mod_memcg_lruvec_state")]
+pub fn floor_lruvec_state(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+/// Floor on `mod_memcg_state`.
+#[raw_tracepoint(tracepoint = "mod_memcg_state")]
+pub fn floor_state(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+/// Floor on `count_memcg_events`.
+#[raw_tracepoint(tracepoint = "count_memcg_events")]
+pub fn floor_events(_ctx: RawTracePointContext) -> i32 {
+    0
+}

@@ -1,0 +1,111 @@
+//! Command-line arguments, parsed once and validated into typed options.
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::mode::ModeRequest;
+
+/// Memory-pressure profiler and OOM-kill watcher for Linux containers.
+#[derive(Debug, Parser)]
+#[command(name = "profiler", version, about)]
+pub struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch memory cgroups live: usage, working set, charge rate, reclaim, OOM kills.
+    Watch(WatchArgs),
+    /// Show what this kernel offers and which mode the profiler would use.
+    Doctor(DoctorArgs),
+    /// Attach programs that return at once on the charge-path hooks (the overhead floor for
+    /// `cargo xtask bench overhead`).
+    #[command(hide = true)]
+    AttachFloor(FloorArgs),
+}
+
+/// `profiler watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// A memory cgroup directory to watch, e.g. /sys/fs/cgroup/memory/kubepods/pod1 (v1) or
+    /// /sys/fs/cgroup/system.slice/foo.service (v2). Repeat to watch several.
+    #[arg(long = "cgroup", value_name = "PATH", required = true)]
+    pub cgroups: Vec<PathBuf>,
+    /// Time between samples (e.g. 1s, 250ms, 2m).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Stop after this long (default: until Ctrl-C or every cgroup is gone).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// One JSON object per line on stdout instead of the live view.
+    #[arg(long)]
+    pub json: bool,
+    /// How to observe the charge path.
+    #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
+    pub mode: ModeRequest,
+}
+
+/// `profiler doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `profiler attach-floor`.
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// Detach after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: use e.g. 250ms, 1s, 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m or h")),
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(format!("`{text}` must be longer than zero"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

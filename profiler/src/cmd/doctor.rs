@@ -1,0 +1,97 @@
+//! `profiler doctor`: what this kernel offers and the mode the profiler picks, with reasons.
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::{
+    btf::VMLINUX_BTF,
+    cgroup::{self, MemoryCgroup},
+    cli::DoctorArgs,
+    mode::ModeRequest,
+    privilege,
+    probe::{self, HookStatus, ProbeReport},
+};
+
+#[derive(Serialize)]
+struct Doctor {
+    kernel: String,
+    btf_present: bool,
+    own_memory_cgroup: Option<String>,
+    cgroup_version: Option<String>,
+    missing_capabilities: Vec<&'static str>,
+    #[serde(flatten)]
+    probe: Option<ProbeReport>,
+    mode: String,
+    probe_error: Option<String>,
+}
+
+/// Runs `profiler doctor`.
+pub fn run(args: DoctorArgs) -> Result<()> {
+    let own = cgroup::own_memory_cgroup().ok();
+    let version = own
+        .as_deref()
+        .and_then(|p| MemoryCgroup::open(p).ok())
+        .map(|c| format!("{:?}", c.version()).to_lowercase());
+    let missing = privilege::effective_capabilities()
+        .map(privilege::missing_for_tracing)
+        .unwrap_or_default();
+    let (probe, probe_error) = if missing.is_empty() {
+        match probe::start(ModeRequest::Auto) {
+            // Dropping the probes right away detaches everything that was attached to check.
+            Ok((_probes, report)) => (Some(report), None),
+            Err(e) => (None, Some(probe::error_chain(&e))),
+        }
+    } else {
+        (None, Some(format!("not probed: missing {} (run with sudo)", missing.join(", "))))
+    };
+    let doctor = Doctor {
+        kernel: probe::kernel_release(),
+        btf_present: Path::new(VMLINUX_BTF).exists(),
+        own_memory_cgroup: own.map(|p| p.display().to_string()),
+        cgroup_version: version,
+        missing_capabilities: missing,
+        mode: probe.as_ref().map(|r| r.mode.to_string()).unwrap_or_else(|| "unknown".into()),
+        probe,
+        probe_error,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&doctor)?);
+        return Ok(());
+    }
+    println!("kernel:          {}", doctor.kernel);
+    println!(
+        "BTF:             {}",
+        if doctor.btf_present { VMLINUX_BTF.to_string() } else { format!("missing ({VMLINUX_BTF})") }
+    );
+    println!(
+        "memory cgroup:   {} ({})",
+        doctor.own_memory_cgroup.as_deref().unwrap_or("not found"),
+        doctor.cgroup_version.as_deref().unwrap_or("unknown version")
+    );
+    if !doctor.missing_capabilities.is_empty() {
+        println!("capabilities:    missing {}", doctor.missing_capabilities.join(", "));
+    }
+    if let Some(error) = &doctor.probe_error {
+        println!("probe:           {error}");
+    }
+    if let Some(report) = &doctor.probe {
+        println!("hooks:");
+        for hook in &report.hooks {
+            let status = match hook.status {
+                HookStatus::Attached => "attached",
+                HookStatus::Skipped => "skipped",
+                HookStatus::Failed => "failed",
+            };
+            match &hook.detail {
+                Some(d) => println!("  {:<32} {status}: {d}", hook.tracepoint),
+                None => println!("  {:<32} {status}", hook.tracepoint),
+            }
+        }
+        println!("mode:            {} ({})", report.mode, report.mode_reason);
+        println!("OOM kills from:  {}", report.oom_reason);
+    } else {
+        println!("mode:            unknown");
+    }
+    Ok(())
+}

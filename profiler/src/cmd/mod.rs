@@ -1,0 +1,4 @@
+//! One module per subcommand.
+pub mod doctor;
+pub mod floor;
+pub mod watch;

@@ -1,0 +1,192 @@
+//! One watched cgroup: its slot in the kernel maps, its subtree, its baselines.
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use profiler_common::SlotCounters;
+
+use super::sample::{build_sample, burst_budget_bytes, Baseline, SampleInputs};
+use crate::{
+    cgroup::{CgroupError, MemoryCgroup},
+    mode::ChargeMode,
+    probe::KernelMaps,
+    record::Sample,
+};
+
+/// Why a sample could not be taken.
+#[derive(Debug)]
+pub enum SampleError {
+    /// The cgroup was removed.
+    Gone,
+    /// A cgroup file could not be read (other than removal).
+    Read(CgroupError),
+    /// The kernel maps failed.
+    Kernel(aya::maps::MapError),
+}
+
+impl From<CgroupError> for SampleError {
+    fn from(e: CgroupError) -> Self {
+        match e {
+            CgroupError::Gone { .. } => SampleError::Gone,
+            other => SampleError::Read(other),
+        }
+    }
+}
+
+impl From<aya::maps::MapError> for SampleError {
+    fn from(e: aya::maps::MapError) -> Self {
+        SampleError::Kernel(e)
+    }
+}
+
+/// A watched cgroup.
+#[derive(Debug)]
+pub struct Watched {
+    pub cgroup: MemoryCgroup,
+    /// Its slot in the kernel's counter and budget arrays.
+    pub slot: u32,
+    /// Cgroup ids counted towards this slot (itself and its descendants) → their paths.
+    pub subtree: HashMap<u64, PathBuf>,
+    pub baseline: Option<Baseline>,
+    pub limit: Option<u64>,
+    previous: SlotCounters,
+    last_sample: Instant,
+    /// OOM kills reported (kernel programs or kernel log) since the watch started.
+    pub kills_reported: u64,
+    /// A burst was reported since the last sample (one per interval is enough).
+    pub burst_seen: bool,
+    pub gone: bool,
+}
+
+impl Watched {
+    pub fn new(cgroup: MemoryCgroup, slot: u32) -> Self {
+        let limit = cgroup.effective_limit().ok().flatten();
+        let baseline = cgroup.read_snapshot().ok().map(|s| Baseline::from_snapshot(&s));
+        let mut subtree = HashMap::new();
+        subtree.insert(cgroup.id(), cgroup.path().to_path_buf());
+        Self {
+            cgroup,
+            slot,
+            subtree,
+            baseline,
+            limit,
+            previous: SlotCounters::default(),
+            last_sample: Instant::now(),
+            kills_reported: 0,
+            burst_seen: false,
+            gone: false,
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.cgroup.path().to_path_buf()
+    }
+
+    /// Puts the cgroup and its descendants in the kernel's filter, with fresh counters.
+    pub fn attach(&mut self, maps: &mut KernelMaps) -> Result<(), aya::maps::MapError> {
+        maps.reset_slot(self.slot)?;
+        self.refresh_subtree(None).ok();
+        for id in self.subtree.keys() {
+            maps.watch_id(*id, self.slot)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the cgroup and its descendants out of the kernel's filter.
+    pub fn detach(&mut self, maps: &mut KernelMaps) -> Result<(), aya::maps::MapError> {
+        for id in self.subtree.keys() {
+            maps.unwatch_id(*id)?;
+        }
+        maps.arm_budget(self.slot, 0)
+    }
+
+    /// Gives the slot a burst budget for the next interval.
+    pub fn arm(&mut self, maps: &mut KernelMaps, page_size: u64) -> Result<(), aya::maps::MapError> {
+        let usage = self.cgroup.read_snapshot().map(|s| s.usage_bytes).unwrap_or(0);
+        match burst_budget_bytes(usage, self.limit) {
+            Some(bytes) => maps.arm_budget(self.slot, i64::try_from(bytes / page_size).unwrap_or(i64::MAX)),
+            // No limit, no headroom to guard: a budget that never runs out.
+            None => maps.arm_budget(self.slot, i64::MAX / 2),
+        }
+    }
+
+    /// Walks the subtree again; new cgroups join the filter, removed ones leave it. Returns
+    /// whether anything changed (the caller then bumps the generation).
+    pub fn refresh_subtree(&mut self, mut maps: Option<&mut KernelMaps>) -> Result<bool, SampleError> {
+        let mut now: HashMap<u64, PathBuf> = self.cgroup.descendants()?.into_iter().map(|(p, id)| (id, p)).collect();
+        now.insert(self.cgroup.id(), self.path());
+        let mut changed = false;
+        for (id, path) in &now {
+            if !self.subtree.contains_key(id) {
+                if let Some(maps) = maps.as_deref_mut() {
+                    maps.watch_id(*id, self.slot)?;
+                }
+                log::debug!("{} joins the watch of {}", path.display(), self.path().display());
+                changed = true;
+            }
+        }
+        for id in self.subtree.keys() {
+            if !now.contains_key(id) {
+                if let Some(maps) = maps.as_deref_mut() {
+                    maps.unwatch_id(*id)?;
+                }
+                changed = true;
+            }
+        }
+        self.subtree = now;
+        Ok(changed)
+    }
+
+    /// The path of a cgroup in this subtree whose path relative to the hierarchy root is
+    /// `relative` (as the kernel log names it).
+    pub fn find_by_suffix(&self, relative: &str) -> Option<PathBuf> {
+        let relative = Path::new(relative);
+        if relative.as_os_str().is_empty() {
+            return None;
+        }
+        self.subtree.values().find(|p| p.ends_with(relative)).cloned()
+    }
+
+    /// Reads the files and counters and builds a sample; re-arms the burst budget.
+    pub fn sample(
+        &mut self,
+        mut maps: Option<&mut KernelMaps>,
+        mode: ChargeMode,
+        page_size: u64,
+    ) -> Result<(Sample, bool), SampleError> {
+        let snapshot = self.cgroup.read_snapshot()?;
+        self.limit = self.cgroup.effective_limit()?;
+        let baseline = *self.baseline.get_or_insert_with(|| Baseline::from_snapshot(&snapshot));
+        let changed = self.refresh_subtree(maps.as_deref_mut())?;
+        let now = Instant::now();
+        let counters = match maps.as_deref_mut() {
+            Some(maps) => {
+                let current = maps.counters(self.slot)?;
+                let before = std::mem::replace(&mut self.previous, current);
+                Some((current, before))
+            }
+            None => None,
+        };
+        let sample = build_sample(SampleInputs {
+            snapshot: &snapshot,
+            limit_bytes: self.limit,
+            baseline,
+            counters,
+            elapsed: now - self.last_sample,
+            kills_reported: self.kills_reported,
+            page_size,
+            mode,
+        });
+        self.last_sample = now;
+        if let Some(maps) = maps {
+            let budget = burst_budget_bytes(snapshot.usage_bytes, self.limit)
+                .map(|b| i64::try_from(b / page_size).unwrap_or(i64::MAX))
+                .unwrap_or(i64::MAX / 2);
+            maps.arm_budget(self.slot, budget)?;
+        }
+        self.burst_seen = false;
+        Ok((sample, changed))
+    }
+}

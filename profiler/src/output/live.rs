@@ -1,0 +1,200 @@
+//! The live view: a table per interval, events as they happen.
+//!
+//! On a terminal the table is redrawn in place with the latest events under it; into a pipe or
+//! file it is appended, so nothing printed is ever lost.
+use std::{
+    collections::{BTreeMap, VecDeque},
+    io::{self, Write},
+    path::PathBuf,
+};
+
+use super::{bytes, Sink};
+use crate::record::{Record, RecordBody, Sample};
+
+const RECENT_EVENTS: usize = 12;
+
+/// Renders records for a person.
+pub struct LiveSink<W: Write> {
+    out: W,
+    redraw: bool,
+    rows: BTreeMap<PathBuf, Sample>,
+    events: VecDeque<String>,
+}
+
+impl<W: Write> LiveSink<W> {
+    /// A sink writing to `out`; `redraw` clears the screen each round (for terminals).
+    pub fn new(out: W, redraw: bool) -> Self {
+        Self { out, redraw, rows: BTreeMap::new(), events: VecDeque::new() }
+    }
+
+    fn event_line(record: &Record) -> Option<String> {
+        let cgroup = record.cgroup.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let text = match &record.body {
+            RecordBody::WatchStart(w) => format!(
+                "watching {cgroup} (cgroup {}, {:?}, limit {}, mode {})",
+                w.cgroup_id,
+                w.cgroup_version,
+                w.limit_bytes.map(bytes).unwrap_or_else(|| "none".into()),
+                w.mode
+            ),
+            RecordBody::OomKill(k) => format!(
+                "OOM KILL in {cgroup}: pid {} ({}) anon {} file {} shmem {} oom_score_adj {} \
+                 limit {} victim cgroup {}",
+                k.pid,
+                k.comm.escape_debug(),
+                opt_bytes(k.anon_rss_bytes),
+                opt_bytes(k.file_rss_bytes),
+                opt_bytes(k.shmem_rss_bytes),
+                k.oom_score_adj.map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
+                opt_bytes(k.limit_bytes),
+                k.victim_cgroup.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "?".into()),
+            ),
+            RecordBody::Burst(b) => format!(
+                "burst in {cgroup}: charged more than {} since the last sample (usage {}, limit {})",
+                bytes(b.budget_bytes),
+                opt_bytes(b.usage_bytes),
+                opt_bytes(b.limit_bytes)
+            ),
+            RecordBody::CgroupGone => format!("{cgroup} was removed"),
+            RecordBody::LostEvents(l) => format!("{} kernel records lost ({})", l.count, l.source),
+            RecordBody::End(e) => format!("watch ended ({:?})", e.reason),
+            RecordBody::Sample(_) => return None,
+        };
+        Some(text)
+    }
+
+    fn render_table(&mut self) -> io::Result<()> {
+        writeln!(
+            self.out,
+            "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>14} {:>4}",
+            "CGROUP", "USAGE", "WSET", "ANON", "FILE", "SHMEM", "LIMIT", "%LIM", "CHARGE/s", "RECLAIM n/ms", "OOM"
+        )?;
+        for (path, s) in &self.rows {
+            let name = shorten(&path.display().to_string(), 40);
+            writeln!(
+                self.out,
+                "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>14} {:>4}",
+                name,
+                bytes(s.usage_bytes),
+                bytes(s.working_set_bytes),
+                bytes(s.anon_bytes),
+                bytes(s.file_bytes),
+                bytes(s.shmem_bytes),
+                opt_bytes(s.limit_bytes),
+                s.limit_pct.map(|p| format!("{p:.1}")).unwrap_or_else(|| "-".into()),
+                s.charge_rate_bytes_per_s.map(|r| bytes(r as u64)).unwrap_or_else(|| "-".into()),
+                match (s.reclaim_count, s.reclaim_stall_us) {
+                    (Some(n), Some(us)) => format!("{n}/{:.1}", us as f64 / 1000.0),
+                    _ => "-".into(),
+                },
+                s.oom_kills,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn opt_bytes(v: Option<u64>) -> String {
+    v.map(bytes).unwrap_or_else(|| "-".into())
+}
+
+fn shorten(s: &str, width: usize) -> String {
+    let count = s.chars().count();
+    if count <= width {
+        return s.to_string();
+    }
+    let tail: String = s.chars().skip(count - (width - 1)).collect();
+    format!("…{tail}")
+}
+
+impl<W: Write> Sink for LiveSink<W> {
+    fn emit(&mut self, record: &Record) -> io::Result<()> {
+        if let RecordBody::Sample(sample) = &record.body {
+            if let Some(path) = &record.cgroup {
+                self.rows.insert(path.clone(), sample.clone());
+            }
+            return Ok(());
+        }
+        if matches!(record.body, RecordBody::CgroupGone) {
+            if let Some(path) = &record.cgroup {
+                self.rows.remove(path);
+            }
+        }
+        let Some(line) = Self::event_line(record) else { return Ok(()) };
+        // Events are printed the moment they arrive, whatever the redraw state.
+        writeln!(self.out, "{line}")?;
+        self.out.flush()?;
+        if self.events.len() == RECENT_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(line);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.rows.is_empty() {
+            return self.out.flush();
+        }
+        if self.redraw {
+            write!(self.out, "\x1b[2J\x1b[H")?;
+        }
+        self.render_table()?;
+        if self.redraw {
+            writeln!(self.out)?;
+            for line in &self.events {
+                writeln!(self.out, "{line}")?;
+            }
+        }
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{KillSource, OomKill};
+
+    #[test]
+    fn kill_line_names_victim_and_sizes() {
+        let record = Record {
+            ts: 0.0,
+            cgroup: Some(PathBuf::from("/sys/fs/cgroup/memory/x")),
+            body: RecordBody::OomKill(OomKill {
+                victim_cgroup: Some(PathBuf::from("/sys/fs/cgroup/memory/x/y")),
+                pid: 4500,
+                comm: "python3".into(),
+                anon_rss_bytes: Some(64 << 20),
+                file_rss_bytes: Some(3 << 20),
+                shmem_rss_bytes: Some(0),
+                total_vm_bytes: None,
+                oom_score_adj: Some(0),
+                limit_bytes: Some(64 << 20),
+                source: KillSource::Bpf,
+            }),
+        };
+        let mut out = Vec::new();
+        LiveSink::new(&mut out, false).emit(&record).expect("write to Vec");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("pid 4500 (python3)"), "{text}");
+        assert!(text.contains("anon 64.0MiB"), "{text}");
+        assert!(text.contains("victim cgroup /sys/fs/cgroup/memory/x/y"), "{text}");
+    }
+
+    #[test]
+    fn table_lists_each_cgroup_once() {
+        let mut out = Vec::new();
+        let mut sink = LiveSink::new(&mut out, false);
+        for usage in [1u64 << 20, 2 << 20] {
+            let record = Record {
+                ts: 0.0,
+                cgroup: Some(PathBuf::from("/cg/a")),
+                body: RecordBody::Sample(Sample { usage_bytes: usage, ..Sample::default() }),
+            };
+            sink.emit(&record).expect("emit");
+        }
+        sink.flush().expect("flush");
+        let text = String::from_utf8(out).expect("utf8");
+        assert_eq!(text.matches("/cg/a").count(), 1, "{text}");
+        assert!(text.contains("2.0MiB"), "{text}");
+    }
+}

@@ -1,0 +1,217 @@
+//! What `profiler watch --json` prints: one [`Record`] per line.
+//!
+//! This is a contract with users' scripts: later versions add fields and record types, and
+//! existing ones keep their meaning. Every line has `type`, `ts` (Unix seconds, float) and
+//! `cgroup` (the watched cgroup's path, `null` for node-wide lines).
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::{cgroup::CgroupVersion, mode::ChargeMode};
+
+/// One line of output.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record {
+    /// Unix time, seconds.
+    pub ts: f64,
+    /// The watched cgroup the record is about; `None` for node-wide records.
+    pub cgroup: Option<PathBuf>,
+    /// The record itself; its variant name is the `type` field.
+    #[serde(flatten)]
+    pub body: RecordBody,
+}
+
+/// The kinds of record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RecordBody {
+    /// A cgroup is now watched.
+    WatchStart(WatchStart),
+    /// Periodic figures of a watched cgroup.
+    Sample(Sample),
+    /// The cgroup charged more than its burst budget between two samples.
+    Burst(Burst),
+    /// The kernel OOM-killed a process in the cgroup.
+    OomKill(OomKill),
+    /// The watched cgroup was removed; the watch goes on for the others.
+    CgroupGone,
+    /// Kernel records were lost (ring buffer full, or kernel log overwritten).
+    LostEvents(LostEvents),
+    /// The watch ended.
+    End(End),
+}
+
+/// Fields of a `watch_start` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WatchStart {
+    /// Cgroup id (inode of the cgroup directory).
+    pub cgroup_id: u64,
+    /// `v1` or `v2`.
+    pub cgroup_version: CgroupVersion,
+    /// The limit that applies (the cgroup's or an ancestor's), or null when unlimited.
+    pub limit_bytes: Option<u64>,
+    /// How the charge path is observed.
+    pub mode: ChargeMode,
+}
+
+/// Fields of a `sample` record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Sample {
+    /// Memory charged to the cgroup (v1 `memory.usage_in_bytes`, v2 `memory.current`).
+    pub usage_bytes: u64,
+    /// Usage minus inactive page cache, as kubelet computes it.
+    pub working_set_bytes: u64,
+    /// Anonymous memory.
+    pub anon_bytes: u64,
+    /// Page cache (includes shmem).
+    pub file_bytes: u64,
+    /// Shared memory and tmpfs.
+    pub shmem_bytes: u64,
+    /// Kernel memory charged to the cgroup, where the kernel reports it.
+    pub kernel_bytes: Option<u64>,
+    /// The limit that applies, or null when unlimited.
+    pub limit_bytes: Option<u64>,
+    /// Usage as a percentage of the limit.
+    pub limit_pct: Option<f64>,
+    /// Bytes charged per second since the previous sample, from the kernel's charge events.
+    pub charge_rate_bytes_per_s: Option<f64>,
+    /// Bytes uncharged per second since the previous sample, from the kernel's charge events.
+    pub uncharge_rate_bytes_per_s: Option<f64>,
+    /// Memcg reclaim passes since the watch started.
+    pub reclaim_count: Option<u64>,
+    /// Time tasks spent in those passes since the watch started, microseconds.
+    pub reclaim_stall_us: Option<u64>,
+    /// OOM kills in the cgroup since the watch started.
+    pub oom_kills: u64,
+    /// Times the usage hit the limit (v1 `memory.failcnt`), since the watch started.
+    pub failcnt: Option<u64>,
+    /// How the charge path is observed.
+    pub mode: ChargeMode,
+}
+
+/// Fields of a `burst` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Burst {
+    /// The budget the cgroup spent: half its headroom at the previous sample.
+    pub budget_bytes: u64,
+    /// Usage read right after the burst was reported.
+    pub usage_bytes: Option<u64>,
+    /// The limit that applies.
+    pub limit_bytes: Option<u64>,
+}
+
+/// Where an OOM kill was learned from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillSource {
+    /// The `oom:mark_victim` tracepoint.
+    Bpf,
+    /// The kernel log (`/dev/kmsg`).
+    Kmsg,
+}
+
+/// Fields of an `oom_kill` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OomKill {
+    /// The victim's own memory cgroup (the watched one or a descendant).
+    pub victim_cgroup: Option<PathBuf>,
+    /// Process id (thread group id) of the victim.
+    pub pid: u32,
+    /// Command name of the victim, verbatim.
+    pub comm: String,
+    /// Anonymous RSS of the victim.
+    pub anon_rss_bytes: Option<u64>,
+    /// File-backed RSS of the victim.
+    pub file_rss_bytes: Option<u64>,
+    /// Shared-memory RSS of the victim.
+    pub shmem_rss_bytes: Option<u64>,
+    /// Virtual size of the victim.
+    pub total_vm_bytes: Option<u64>,
+    /// `oom_score_adj` of the victim.
+    pub oom_score_adj: Option<i32>,
+    /// The limit that applied to the victim's cgroup.
+    pub limit_bytes: Option<u64>,
+    /// Where the kill was learned from.
+    pub source: KillSource,
+}
+
+/// Fields of a `lost_events` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LostEvents {
+    /// Records lost since the previous report.
+    pub count: u64,
+    /// `ring_buffer` or `kmsg`.
+    pub source: &'static str,
+}
+
+/// Why a watch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// `--duration` elapsed.
+    Duration,
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// Every watched cgroup was removed.
+    AllGone,
+}
+
+/// Fields of an `end` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct End {
+    /// Why the watch ended.
+    pub reason: EndReason,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_serialize_with_type_ts_and_cgroup() {
+        let record = Record {
+            ts: 1.5,
+            cgroup: Some(PathBuf::from("/sys/fs/cgroup/memory/x")),
+            body: RecordBody::CgroupGone,
+        };
+        let json = serde_json::to_value(&record).expect("serializable");
+        assert_eq!(json["type"], "cgroup_gone");
+        assert_eq!(json["ts"], 1.5);
+        assert_eq!(json["cgroup"], "/sys/fs/cgroup/memory/x");
+
+        let record = Record {
+            ts: 2.0,
+            cgroup: None,
+            body: RecordBody::End(End { reason: EndReason::Signal }),
+        };
+        let json = serde_json::to_value(&record).expect("serializable");
+        assert_eq!(json["type"], "end");
+        assert_eq!(json["reason"], "signal");
+        assert!(json["cgroup"].is_null());
+    }
+
+    #[test]
+    fn oom_kill_keeps_hostile_comm_verbatim() {
+        let record = Record {
+            ts: 0.0,
+            cgroup: None,
+            body: RecordBody::OomKill(OomKill {
+                victim_cgroup: None,
+                pid: 7,
+                comm: "a<>&\"'$;b".into(),
+                anon_rss_bytes: Some(1),
+                file_rss_bytes: None,
+                shmem_rss_bytes: None,
+                total_vm_bytes: None,
+                oom_score_adj: Some(-5),
+                limit_bytes: None,
+                source: KillSource::Bpf,
+            }),
+        };
+        let line = serde_json::to_string(&record).expect("serializable");
+        let back: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(back["comm"], "a<>&\"'$;b");
+        assert_eq!(back["type"], "oom_kill");
+        assert_eq!(back["source"], "bpf");
+    }
+}

@@ -1,0 +1,138 @@
+//! The shape of the profiler's `--json` lines: which keys each line type must carry.
+//!
+//! Lines of a type not listed here only need the common keys, so the profiler can add types
+//! without breaking the tests; a listed type missing a key or carrying a wrong kind of value
+//! is a broken contract.
+
+use serde_json::Value;
+
+/// What kind of JSON value a key must hold.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A non-negative integer.
+    Unsigned,
+    /// Any integer.
+    Integer,
+    /// Any non-negative number.
+    Number,
+    /// Any string.
+    Text,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// `null` or the inner kind.
+    Nullable(&'static Kind),
+    /// Exactly `null`.
+    Null,
+}
+
+use Kind::{Integer, Null, Nullable, Number, OneOf, Text, Unsigned};
+
+const UNSIGNED_OR_NULL: Kind = Nullable(&Unsigned);
+const NUMBER_OR_NULL: Kind = Nullable(&Number);
+const MODE: Kind = OneOf(&["tracepoint", "polling"]);
+
+/// The keys every line of `type` must have, besides `type`, `ts` and `cgroup`.
+fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
+    Some(match line_type {
+        "watch_start" => &[
+            ("cgroup", Text),
+            ("cgroup_id", Unsigned),
+            ("cgroup_version", OneOf(&["v1", "v2"])),
+            ("limit_bytes", UNSIGNED_OR_NULL),
+            ("mode", MODE),
+        ],
+        "sample" => &[
+            ("cgroup", Text),
+            ("usage_bytes", Unsigned),
+            ("working_set_bytes", Unsigned),
+            ("anon_bytes", Unsigned),
+            ("file_bytes", Unsigned),
+            ("shmem_bytes", Unsigned),
+            ("kernel_bytes", UNSIGNED_OR_NULL),
+            ("limit_bytes", UNSIGNED_OR_NULL),
+            ("limit_pct", NUMBER_OR_NULL),
+            ("charge_rate_bytes_per_s", NUMBER_OR_NULL),
+            ("uncharge_rate_bytes_per_s", NUMBER_OR_NULL),
+            ("reclaim_count", UNSIGNED_OR_NULL),
+            ("reclaim_stall_us", UNSIGNED_OR_NULL),
+            ("oom_kills", Unsigned),
+            ("failcnt", UNSIGNED_OR_NULL),
+            ("mode", MODE),
+        ],
+        "burst" => &[
+            ("cgroup", Text),
+            ("budget_bytes", Unsigned),
+            ("usage_bytes", Unsigned),
+            ("limit_bytes", UNSIGNED_OR_NULL),
+        ],
+        "oom_kill" => &[
+            ("cgroup", Text),
+            ("victim_cgroup", Text),
+            ("pid", Unsigned),
+            ("comm", Text),
+            ("anon_rss_bytes", Unsigned),
+            ("file_rss_bytes", Unsigned),
+            ("shmem_rss_bytes", Unsigned),
+            ("total_vm_bytes", UNSIGNED_OR_NULL),
+            ("oom_score_adj", Integer),
+            ("limit_bytes", UNSIGNED_OR_NULL),
+            ("source", OneOf(&["bpf", "kmsg"])),
+        ],
+        "cgroup_gone" => &[("cgroup", Text)],
+        "lost_events" => &[("cgroup", Null), ("count", Unsigned), ("source", Text)],
+        "end" => &[
+            ("cgroup", Null),
+            ("reason", OneOf(&["duration", "signal", "all_gone"])),
+        ],
+        _ => return None,
+    })
+}
+
+fn matches(kind: Kind, value: &Value) -> bool {
+    match kind {
+        Unsigned => value.is_u64(),
+        Integer => value.is_i64() || value.is_u64(),
+        Number => value.as_f64().is_some_and(|n| n >= 0.0),
+        Text => value.is_string(),
+        OneOf(choices) => value.as_str().is_some_and(|s| choices.contains(&s)),
+        Nullable(inner) => value.is_null() || matches(*inner, value),
+        Null => value.is_null(),
+    }
+}
+
+fn describe(kind: Kind) -> String {
+    match kind {
+        Unsigned => "a non-negative integer".to_owned(),
+        Integer => "an integer".to_owned(),
+        Number => "a non-negative number".to_owned(),
+        Text => "a string".to_owned(),
+        OneOf(choices) => format!("one of {choices:?}"),
+        Nullable(inner) => format!("null or {}", describe(*inner)),
+        Null => "null".to_owned(),
+    }
+}
+
+/// Checks one line against the contract; the error says which key is missing or wrong.
+pub fn check_line(line: &Value) -> Result<(), String> {
+    let Some(object) = line.as_object() else {
+        return Err("the line is not a JSON object".to_owned());
+    };
+    let Some(line_type) = object.get("type").and_then(Value::as_str) else {
+        return Err("no string \"type\"".to_owned());
+    };
+    let common: [(&str, Kind); 2] = [("ts", Number), ("cgroup", Nullable(&Text))];
+    let specific = keys(line_type).unwrap_or(&[]);
+    for &(key, kind) in common.iter().chain(specific) {
+        match object.get(key) {
+            None => return Err(format!("a {line_type:?} line has no {key:?}")),
+            Some(value) if !matches(kind, value) => {
+                return Err(format!(
+                    "{key:?} of a {line_type:?} line should be {}, is {value}",
+                    describe(kind)
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! The command line: errors for bad input and missing privileges, and `doctor`.
+
+use profiler_e2e::{
+    run, run_profiler, start_test, unprivileged_profiler_command, Finished, TestCgroup, MIB,
+    PATIENCE,
+};
+
+/// Expects a failed run: a non-zero exit code (not a crash) and stderr mentioning each of `needles`.
+#[track_caller]
+fn expect_error(finished: &Finished, needles: &[&str]) {
+    if finished.status.code().is_none_or(|code| code == 0) {
+        finished.fail(format_args!(
+            "expected a non-zero exit code with stderr mentioning {needles:?}"
+        ));
+    }
+    if let Some(missing) = needles.iter().find(|n| !finished.stderr.contains(*n)) {
+        finished.fail(format_args!("expected stderr to mention {missing:?}"));
+    }
+}
+
+/// Test 8a: a directory that is not a memory cgroup is refused.
+#[test]
+fn a_plain_directory_is_not_a_memory_cgroup() {
+    let _test = start_test!();
+    let finished = run_profiler(&["watch", "--cgroup", "/tmp"], PATIENCE);
+    expect_error(&finished, &["not a memory cgroup"]);
+}
+
+/// Test 8b: a path that does not exist is named in the error.
+#[test]
+fn a_missing_cgroup_is_named() {
+    let _test = start_test!();
+    let finished = run_profiler(&["watch", "--cgroup", "/nonexistent/x"], PATIENCE);
+    expect_error(&finished, &["/nonexistent/x"]);
+}
+
+/// Test 8c: without privileges the profiler says which capability is missing and what to do.
+#[test]
+fn without_privileges_the_error_says_what_is_needed() {
+    let _test = start_test!();
+    let cgroup = TestCgroup::new("unprivileged", 64 * MIB);
+    let command = unprivileged_profiler_command(&[
+        "watch",
+        "--json",
+        "--cgroup",
+        cgroup.path_str(),
+        "--duration",
+        "5s",
+    ]);
+    let finished = run(command, PATIENCE);
+    expect_error(&finished, &["CAP_BPF", "sudo"]);
+}
+
+/// Test 11: `doctor` names the chosen mode, which is tracepoint on this kernel.
+#[test]
+fn doctor_names_the_tracepoint_mode() {
+    let _test = start_test!();
+    let finished = run_profiler(&["doctor"], PATIENCE);
+    if !finished.status.success() {
+        finished.fail("expected `profiler doctor` to exit 0");
+    }
+    let mode_line = finished
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("mode:"));
+    if !mode_line.is_some_and(|line| line.contains("tracepoint")) {
+        finished.fail(format_args!(
+            "expected a line starting \"mode:\" that names tracepoint, saw {mode_line:?}"
+        ));
+    }
+
+    let finished = run_profiler(&["doctor", "--json"], PATIENCE);
+    if !finished.status.success() {
+        finished.fail("expected `profiler doctor --json` to exit 0");
+    }
+    let report: serde_json::Value = serde_json::from_str(&finished.stdout)
+        .unwrap_or_else(|e| finished.fail(format_args!("expected one JSON object on stdout: {e}")));
+    if report["mode"] != "tracepoint" {
+        finished.fail(format_args!(
+            "expected \"mode\": \"tracepoint\" in the JSON report, saw {}",
+            report["mode"]
+        ));
+    }
+}
