@@ -1,1 +1,65 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | build | test | demo | bench overhead | lint`.
+//!
+//! Every task that builds runs `setup` first, so a new machine needs nothing but the two
+//! commands in the README.
+mod bench;
+mod build;
+mod demo;
+mod memcg;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Project tasks for the profiler")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the eBPF toolchain (nightly rust-src, bpf-linker); idempotent.
+    Setup,
+    /// Set up, then build the profiler and the test workloads (release).
+    Build,
+    /// Set up, build, then run every test: unit tests and the root end-to-end tests.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and watch a leaking workload in a temporary memory cgroup until the
+    /// kernel OOM-kills it.
+    Demo,
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+    /// rustfmt --check and clippy, for the workspace and for the eBPF crate.
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.task {
+        Task::Setup => setup::run(),
+        Task::Build => setup::run().and_then(|()| build::run()).map(|_| ()),
+        Task::Test { args } => test::run(&args),
+        Task::Demo => demo::run(),
+        Task::Bench { which } => bench::run(which),
+        Task::Lint => build::lint(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

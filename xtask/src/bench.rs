@@ -1,0 +1,192 @@
+//! `cargo xtask bench overhead`: what the profiler costs the workloads it watches.
+//!
+//! The machine is shared and noisy, so modes alternate run by run (the order rotates each
+//! round), every mode gets the same number of runs, and medians with min–max are printed.
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Subcommand;
+
+use crate::{
+    build::{self, Binaries},
+    memcg::{interrupt, require_root, Process, TempMemcg},
+    setup,
+};
+
+/// Which benchmark.
+#[derive(Subcommand)]
+pub enum Which {
+    /// Page-fault microbenchmark and an allocation-heavy workload, with and without the profiler.
+    Overhead {
+        /// Runs per mode (at least 7 for a median worth reading).
+        #[arg(long, default_value_t = 9)]
+        runs: usize,
+        /// Pages touched per page-fault run: mmap this many MiB, touch, munmap, `iters` times.
+        #[arg(long, default_value_t = 64)]
+        mib: u64,
+        /// Iterations per page-fault run.
+        #[arg(long, default_value_t = 40)]
+        iters: u64,
+        /// Seconds per allocation-heavy (JSON) run.
+        #[arg(long, default_value_t = 3)]
+        json_seconds: u64,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Attached {
+    Nothing,
+    Floor,
+    Profiler,
+}
+
+impl Attached {
+    fn label(self) -> &'static str {
+        match self {
+            Attached::Nothing => "no profiler",
+            Attached::Floor => "empty programs (floor)",
+            Attached::Profiler => "profiler watch",
+        }
+    }
+}
+
+/// Runs a benchmark.
+pub fn run(which: Which) -> Result<()> {
+    require_root("cargo xtask bench")?;
+    setup::run()?;
+    let bins = build::run()?;
+    match which {
+        Which::Overhead { runs, mib, iters, json_seconds } => overhead(&bins, runs, mib, iters, json_seconds),
+    }
+}
+
+/// Starts what `mode` attaches, watching `cgroup`; returns once it is attached.
+fn attach(bins: &Binaries, mode: Attached, cgroup: &TempMemcg) -> Result<Option<Process>> {
+    let mut cmd = Command::new(&bins.profiler);
+    match mode {
+        Attached::Nothing => return Ok(None),
+        Attached::Floor => cmd.arg("attach-floor"),
+        Attached::Profiler => cmd.arg("watch").arg("--json").arg("--cgroup").arg(cgroup.path()),
+    };
+    let mut process = Process(cmd.stdout(Stdio::piped()).spawn().context("starting the profiler")?);
+    let stdout = process.0.stdout.take().context("profiler stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    // The first line (`attached`, or `watch_start`) comes after every program is attached.
+    match lines.next() {
+        Some(Ok(_)) => {}
+        _ => bail!("the profiler ({mode:?}) did not start"),
+    }
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Some(process))
+}
+
+/// Runs the workload once in the cgroup and returns the figure it prints after `key=`.
+fn workload_figure(bins: &Binaries, cgroup: &TempMemcg, args: &[String], key: &str) -> Result<f64> {
+    let mut process = cgroup.spawn(Command::new(&bins.workload).args(args).stdout(Stdio::piped()))?;
+    let mut text = String::new();
+    process.0.stdout.take().context("workload stdout")?.read_to_string(&mut text)?;
+    let status = process.0.wait().context("waiting for the workload")?;
+    if !status.success() {
+        bail!("workload {args:?} failed ({status})");
+    }
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.parse().ok()))
+        .with_context(|| format!("no {key} in the workload's output: {text}"))
+}
+
+/// Alternates `modes` for `runs` rounds and returns each mode's figures.
+fn alternate(
+    bins: &Binaries,
+    cgroup: &TempMemcg,
+    modes: &[Attached],
+    runs: usize,
+    args: &[String],
+    key: &str,
+) -> Result<Vec<Vec<f64>>> {
+    let mut figures = vec![Vec::with_capacity(runs); modes.len()];
+    for round in 0..runs {
+        for k in 0..modes.len() {
+            let i = (round + k) % modes.len();
+            let attached = attach(bins, modes[i], cgroup)?;
+            let figure = workload_figure(bins, cgroup, args, key)?;
+            if let Some(mut p) = attached {
+                interrupt(&mut p.0)?;
+            }
+            figures[i].push(figure);
+        }
+        eprint!(".");
+    }
+    eprintln!();
+    Ok(figures)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn spread(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
+fn print_table(title: &str, unit: &str, modes: &[Attached], figures: &[Vec<f64>]) {
+    println!("{title}");
+    println!("  {:<24} {:>5} {:>14} {:>27}", "mode", "runs", &format!("median {unit}"), "min .. max");
+    for (mode, values) in modes.iter().zip(figures) {
+        let (min, max) = spread(values);
+        println!("  {:<24} {:>5} {:>14.0} {:>13.0} .. {:<13.0}", mode.label(), values.len(), median(values), min, max);
+    }
+}
+
+fn overhead(bins: &Binaries, runs: usize, mib: u64, iters: u64, json_seconds: u64) -> Result<()> {
+    let cgroup = TempMemcg::new("profiler-bench", 2 << 30)?;
+    println!("overhead benchmark, {runs} runs per mode, modes alternating; cgroup {}", cgroup.path().display());
+
+    let modes = [Attached::Nothing, Attached::Floor, Attached::Profiler];
+    let args: Vec<String> =
+        ["pagefault", "--mib", &mib.to_string(), "--iters", &iters.to_string()].map(String::from).to_vec();
+    let faults = alternate(bins, &cgroup, &modes, runs, &args, "pages_per_sec=")?;
+    print_table(
+        &format!("page-fault workload (mmap {mib} MiB, touch every page, munmap; x{iters})"),
+        "pages/s",
+        &modes,
+        &faults,
+    );
+    let [none, floor, profiler] = [median(&faults[0]), median(&faults[1]), median(&faults[2])];
+    println!("  floor / none            {:.3}", floor / none);
+    println!("  profiler / none         {:.3}", profiler / none);
+    println!("  profiler / floor        {:.3}   (goal >= 0.97)", profiler / floor);
+    // Ratios per round (same round, adjacent runs) show how much of the spread is the machine.
+    let per_round: Vec<f64> = faults[2].iter().zip(&faults[1]).map(|(p, f)| p / f).collect();
+    let (lo, hi) = spread(&per_round);
+    println!("  profiler / floor per round: median {:.3}, min {lo:.3}, max {hi:.3}", median(&per_round));
+
+    let modes = [Attached::Nothing, Attached::Profiler];
+    let args: Vec<String> = ["json-churn", "--seconds", &json_seconds.to_string()].map(String::from).to_vec();
+    let json = alternate(bins, &cgroup, &modes, runs, &args, "docs_per_sec=")?;
+    print_table(
+        &format!("allocation-heavy workload (build, serialize, parse JSON documents; {json_seconds} s)"),
+        "docs/s",
+        &modes,
+        &json,
+    );
+    println!("  profiler / none         {:.3}   (goal >= 0.99)", median(&json[1]) / median(&json[0]));
+    let per_round: Vec<f64> = json[1].iter().zip(&json[0]).map(|(p, n)| p / n).collect();
+    let (lo, hi) = spread(&per_round);
+    println!("  profiler / none per round: median {:.3}, min {lo:.3}, max {hi:.3}", median(&per_round));
+    Ok(())
+}
