@@ -17,7 +17,9 @@ fn main() -> anyhow::Result<()> {
     }
     let manifest_dir = env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR not set")?;
     let ebpf_dir = PathBuf::from(manifest_dir).join("../profiler-ebpf");
-    let ebpf_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non UTF-8 path {}", ebpf_dir.display()))?;
+    let ebpf_dir = ebpf_dir
+        .to_str()
+        .ok_or_else(|| anyhow!("non UTF-8 path {}", ebpf_dir.display()))?;
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "profiler-ebpf",

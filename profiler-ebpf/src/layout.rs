@@ -104,7 +104,7 @@ pub fn slot_of_memcg(memcg: u64) -> Option<u32> {
     let generation = GENERATION.get(0).copied().unwrap_or(0);
     // SAFETY: the value is copied out at once; a concurrent update can only make it stale,
     // which the generation check handles.
-    if let Some(cached) = unsafe { MEMCG_SLOTS.get(&memcg) } {
+    if let Some(cached) = unsafe { MEMCG_SLOTS.get(memcg) } {
         if cached.generation == generation {
             return (cached.slot != SLOT_UNWATCHED).then_some(cached.slot);
         }
@@ -117,8 +117,10 @@ fn resolve_slot(memcg: u64, generation: u32) -> Option<u32> {
     let layout = CHARGE_LAYOUT.load();
     let id = memcg_cgroup_id(memcg, &layout)?;
     // SAFETY: copied out at once.
-    let slot = unsafe { WATCHED.get(&id) }.copied().unwrap_or(SLOT_UNWATCHED);
-    let _ = MEMCG_SLOTS.insert(&memcg, &MemcgSlot { slot, generation }, 0);
+    let slot = unsafe { WATCHED.get(id) }
+        .copied()
+        .unwrap_or(SLOT_UNWATCHED);
+    let _ = MEMCG_SLOTS.insert(memcg, MemcgSlot { slot, generation }, 0);
     (slot != SLOT_UNWATCHED).then_some(slot)
 }
 

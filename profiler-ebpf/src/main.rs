@@ -13,7 +13,10 @@
 #![no_main]
 // Atomic fetch-and-add and exchange on map values (see `charge::spend_budget`).
 #![feature(core_intrinsics)]
-#![allow(internal_features, reason = "core_intrinsics is the only way to atomics on the BPF target")]
+#![allow(
+    internal_features,
+    reason = "core_intrinsics is the only way to atomics on the BPF target"
+)]
 
 mod charge;
 mod floor;

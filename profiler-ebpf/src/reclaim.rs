@@ -4,7 +4,9 @@
 //! charge went over a limit, so the pass is counted for that task's memory cgroup (and so for
 //! the watched cgroup it belongs to). Rare next to charges: reading the task here is fine.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_get_current_task, generated::bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_pid_tgid, generated::bpf_get_current_task, generated::bpf_ktime_get_ns,
+    },
     macros::{map, raw_tracepoint},
     maps::HashMap,
     programs::RawTracePointContext,
@@ -39,7 +41,7 @@ pub fn memcg_reclaim_begin(_ctx: RawTracePointContext) -> i32 {
         slot,
         _pad: 0,
     };
-    let _ = RECLAIM_START.insert(&tid, &start, 0);
+    let _ = RECLAIM_START.insert(tid, start, 0);
     0
 }
 
@@ -48,10 +50,10 @@ pub fn memcg_reclaim_begin(_ctx: RawTracePointContext) -> i32 {
 pub fn memcg_reclaim_end(ctx: RawTracePointContext) -> i32 {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: copied out at once.
-    let Some(start) = (unsafe { RECLAIM_START.get(&tid) }).copied() else {
+    let Some(start) = (unsafe { RECLAIM_START.get(tid) }).copied() else {
         return 0;
     };
-    let _ = RECLAIM_START.remove(&tid);
+    let _ = RECLAIM_START.remove(tid);
     // SAFETY: helper without preconditions.
     let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(start.start_ns);
     let reclaimed: u64 = ctx.arg(0);

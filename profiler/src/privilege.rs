@@ -32,14 +32,17 @@ pub enum PrivilegeError {
 
 /// The effective capability mask of this process.
 pub fn effective_capabilities() -> Result<u64, PrivilegeError> {
-    let status =
-        fs::read_to_string("/proc/self/status").map_err(|e| PrivilegeError::Status(e.to_string()))?;
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|e| PrivilegeError::Status(e.to_string()))?;
     parse_cap_eff(&status).ok_or_else(|| PrivilegeError::Status("no CapEff line".into()))
 }
 
 /// The `CapEff:` mask of a `/proc/<pid>/status` text.
 pub fn parse_cap_eff(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
     u64::from_str_radix(hex, 16).ok()
 }
 
@@ -70,7 +73,11 @@ pub fn require_tracing(what: &'static str, what_cmd: &'static str) -> Result<(),
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(PrivilegeError::Missing { what, what_cmd, missing: missing.join(", ") })
+        Err(PrivilegeError::Missing {
+            what,
+            what_cmd,
+            missing: missing.join(", "),
+        })
     }
 }
 

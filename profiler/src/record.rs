@@ -182,7 +182,9 @@ mod tests {
         let record = Record {
             ts: 2.0,
             cgroup: None,
-            body: RecordBody::End(End { reason: EndReason::Signal }),
+            body: RecordBody::End(End {
+                reason: EndReason::Signal,
+            }),
         };
         let json = serde_json::to_value(&record).expect("serializable");
         assert_eq!(json["type"], "end");

@@ -59,7 +59,12 @@ pub fn run(which: Which) -> Result<()> {
     setup::run()?;
     let bins = build::run()?;
     match which {
-        Which::Overhead { runs, mib, iters, json_seconds } => overhead(&bins, runs, mib, iters, json_seconds),
+        Which::Overhead {
+            runs,
+            mib,
+            iters,
+            json_seconds,
+        } => overhead(&bins, runs, mib, iters, json_seconds),
     }
 }
 
@@ -69,9 +74,17 @@ fn attach(bins: &Binaries, mode: Attached, cgroup: &TempMemcg) -> Result<Option<
     match mode {
         Attached::Nothing => return Ok(None),
         Attached::Floor => cmd.arg("attach-floor"),
-        Attached::Profiler => cmd.arg("watch").arg("--json").arg("--cgroup").arg(cgroup.path()),
+        Attached::Profiler => cmd
+            .arg("watch")
+            .arg("--json")
+            .arg("--cgroup")
+            .arg(cgroup.path()),
     };
-    let mut process = Process(cmd.stdout(Stdio::piped()).spawn().context("starting the profiler")?);
+    let mut process = Process(
+        cmd.stdout(Stdio::piped())
+            .spawn()
+            .context("starting the profiler")?,
+    );
     let stdout = process.0.stdout.take().context("profiler stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     // The first line (`attached`, or `watch_start`) comes after every program is attached.
@@ -86,9 +99,18 @@ fn attach(bins: &Binaries, mode: Attached, cgroup: &TempMemcg) -> Result<Option<
 
 /// Runs the workload once in the cgroup and returns the figure it prints after `key=`.
 fn workload_figure(bins: &Binaries, cgroup: &TempMemcg, args: &[String], key: &str) -> Result<f64> {
-    let mut process = cgroup.spawn(Command::new(&bins.workload).args(args).stdout(Stdio::piped()))?;
+    let mut process = cgroup.spawn(
+        Command::new(&bins.workload)
+            .args(args)
+            .stdout(Stdio::piped()),
+    )?;
     let mut text = String::new();
-    process.0.stdout.take().context("workload stdout")?.read_to_string(&mut text)?;
+    process
+        .0
+        .stdout
+        .take()
+        .context("workload stdout")?
+        .read_to_string(&mut text)?;
     let status = process.0.wait().context("waiting for the workload")?;
     if !status.success() {
         bail!("workload {args:?} failed ({status})");
@@ -145,20 +167,43 @@ fn spread(values: &[f64]) -> (f64, f64) {
 
 fn print_table(title: &str, unit: &str, modes: &[Attached], figures: &[Vec<f64>]) {
     println!("{title}");
-    println!("  {:<24} {:>5} {:>14} {:>27}", "mode", "runs", &format!("median {unit}"), "min .. max");
+    println!(
+        "  {:<24} {:>5} {:>14} {:>27}",
+        "mode",
+        "runs",
+        &format!("median {unit}"),
+        "min .. max"
+    );
     for (mode, values) in modes.iter().zip(figures) {
         let (min, max) = spread(values);
-        println!("  {:<24} {:>5} {:>14.0} {:>13.0} .. {:<13.0}", mode.label(), values.len(), median(values), min, max);
+        println!(
+            "  {:<24} {:>5} {:>14.0} {:>13.0} .. {:<13.0}",
+            mode.label(),
+            values.len(),
+            median(values),
+            min,
+            max
+        );
     }
 }
 
 fn overhead(bins: &Binaries, runs: usize, mib: u64, iters: u64, json_seconds: u64) -> Result<()> {
     let cgroup = TempMemcg::new("profiler-bench", 2 << 30)?;
-    println!("overhead benchmark, {runs} runs per mode, modes alternating; cgroup {}", cgroup.path().display());
+    println!(
+        "overhead benchmark, {runs} runs per mode, modes alternating; cgroup {}",
+        cgroup.path().display()
+    );
 
     let modes = [Attached::Nothing, Attached::Floor, Attached::Profiler];
-    let args: Vec<String> =
-        ["pagefault", "--mib", &mib.to_string(), "--iters", &iters.to_string()].map(String::from).to_vec();
+    let args: Vec<String> = [
+        "pagefault",
+        "--mib",
+        &mib.to_string(),
+        "--iters",
+        &iters.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
     let faults = alternate(bins, &cgroup, &modes, runs, &args, "pages_per_sec=")?;
     print_table(
         &format!("page-fault workload (mmap {mib} MiB, touch every page, munmap; x{iters})"),
@@ -169,24 +214,44 @@ fn overhead(bins: &Binaries, runs: usize, mib: u64, iters: u64, json_seconds: u6
     let [none, floor, profiler] = [median(&faults[0]), median(&faults[1]), median(&faults[2])];
     println!("  floor / none            {:.3}", floor / none);
     println!("  profiler / none         {:.3}", profiler / none);
-    println!("  profiler / floor        {:.3}   (goal >= 0.97)", profiler / floor);
+    println!(
+        "  profiler / floor        {:.3}   (goal >= 0.97)",
+        profiler / floor
+    );
     // Ratios per round (same round, adjacent runs) show how much of the spread is the machine.
-    let per_round: Vec<f64> = faults[2].iter().zip(&faults[1]).map(|(p, f)| p / f).collect();
+    let per_round: Vec<f64> = faults[2]
+        .iter()
+        .zip(&faults[1])
+        .map(|(p, f)| p / f)
+        .collect();
     let (lo, hi) = spread(&per_round);
-    println!("  profiler / floor per round: median {:.3}, min {lo:.3}, max {hi:.3}", median(&per_round));
+    println!(
+        "  profiler / floor per round: median {:.3}, min {lo:.3}, max {hi:.3}",
+        median(&per_round)
+    );
 
     let modes = [Attached::Nothing, Attached::Profiler];
-    let args: Vec<String> = ["json-churn", "--seconds", &json_seconds.to_string()].map(String::from).to_vec();
+    let args: Vec<String> = ["json-churn", "--seconds", &json_seconds.to_string()]
+        .map(String::from)
+        .to_vec();
     let json = alternate(bins, &cgroup, &modes, runs, &args, "docs_per_sec=")?;
     print_table(
-        &format!("allocation-heavy workload (build, serialize, parse JSON documents; {json_seconds} s)"),
+        &format!(
+            "allocation-heavy workload (build, serialize, parse JSON documents; {json_seconds} s)"
+        ),
         "docs/s",
         &modes,
         &json,
     );
-    println!("  profiler / none         {:.3}   (goal >= 0.99)", median(&json[1]) / median(&json[0]));
+    println!(
+        "  profiler / none         {:.3}   (goal >= 0.99)",
+        median(&json[1]) / median(&json[0])
+    );
     let per_round: Vec<f64> = json[1].iter().zip(&json[0]).map(|(p, n)| p / n).collect();
     let (lo, hi) = spread(&per_round);
-    println!("  profiler / none per round: median {:.3}, min {lo:.3}, max {hi:.3}", median(&per_round));
+    println!(
+        "  profiler / none per round: median {:.3}, min {lo:.3}, max {hi:.3}",
+        median(&per_round)
+    );
     Ok(())
 }

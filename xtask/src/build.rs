@@ -10,7 +10,10 @@ use crate::setup::{run_cmd, NIGHTLY};
 
 /// The workspace root (the parent of xtask/).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The release binaries the tests, demo and benchmarks run.
@@ -24,21 +27,32 @@ pub struct Binaries {
 /// Builds the profiler (with its kernel programs) and the workloads, in release mode.
 pub fn run() -> Result<Binaries> {
     let root = workspace_root();
-    run_cmd(
-        Command::new("cargo")
-            .current_dir(&root)
-            .args(["build", "--release", "--package", "profiler", "--package", "profiler-e2e", "--bins"]),
-    )
+    run_cmd(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "profiler",
+        "--package",
+        "profiler-e2e",
+        "--bins",
+    ]))
     .context("building the profiler")?;
     let release = root.join("target/release");
-    Ok(Binaries { profiler: release.join("profiler"), workload: release.join("workload") })
+    Ok(Binaries {
+        profiler: release.join("profiler"),
+        workload: release.join("workload"),
+    })
 }
 
 /// rustfmt and clippy, for the workspace and for the eBPF crate (which only builds for BPF).
 pub fn lint() -> Result<()> {
     crate::setup::run()?;
     let root = workspace_root();
-    run_cmd(Command::new("cargo").current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    run_cmd(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["fmt", "--all", "--check"]),
+    )?;
     run_cmd(Command::new("cargo").current_dir(&root).args([
         "clippy",
         "--workspace",

@@ -43,7 +43,15 @@ pub fn run() -> Result<()> {
     eprintln!("demo: starting a program that leaks 2 MiB every 100 ms in it");
     let mut leak = cgroup.spawn(
         Command::new(&bins.workload)
-            .args(["--comm", "leaky-app", "leak", "--step-mib", "2", "--interval-ms", "100"])
+            .args([
+                "--comm",
+                "leaky-app",
+                "leak",
+                "--step-mib",
+                "2",
+                "--interval-ms",
+                "100",
+            ])
             .stdout(Stdio::null()),
     )?;
     let started = Instant::now();

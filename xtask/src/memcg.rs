@@ -14,12 +14,19 @@ pub fn own_memcg() -> Result<PathBuf> {
     let text = fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (_, controllers, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
         if controllers.split(',').any(|c| c == "memory") {
             return Ok(PathBuf::from("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')));
         }
     }
-    let v2 = text.lines().find_map(|l| l.strip_prefix("0::")).context("no memory cgroup in /proc/self/cgroup")?;
+    let v2 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .context("no memory cgroup in /proc/self/cgroup")?;
     Ok(PathBuf::from("/sys/fs/cgroup").join(v2.trim_start_matches('/')))
 }
 
@@ -57,13 +64,22 @@ impl TempMemcg {
     /// Creates `<own memcg>/<prefix>-<pid>-<nanos>` with `limit` bytes.
     pub fn new(prefix: &str, limit: u64) -> Result<Self> {
         let own = own_memcg()?;
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let path = own.join(format!("{prefix}-{}-{nanos}", std::process::id()));
-        fs::create_dir(&path).with_context(|| format!("creating {} (are you root?)", path.display()))?;
+        fs::create_dir(&path)
+            .with_context(|| format!("creating {} (are you root?)", path.display()))?;
         let v2 = !path.join("memory.limit_in_bytes").exists();
         let cg = Self { path, v2 };
-        let file = if cg.v2 { "memory.max" } else { "memory.limit_in_bytes" };
-        fs::write(cg.path.join(file), limit.to_string()).with_context(|| format!("setting {file}"))?;
+        let file = if cg.v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        fs::write(cg.path.join(file), limit.to_string())
+            .with_context(|| format!("setting {file}"))?;
         Ok(cg)
     }
 
@@ -75,8 +91,13 @@ impl TempMemcg {
     /// Starts `cmd` inside the cgroup (it joins before exec) and keeps it for cleanup.
     pub fn spawn(&self, cmd: &mut Command) -> Result<Process> {
         use std::os::unix::process::CommandExt as _;
-        let procs = std::ffi::CString::new(self.path.join("cgroup.procs").into_os_string().into_encoded_bytes())
-            .context("cgroup path with a NUL byte")?;
+        let procs = std::ffi::CString::new(
+            self.path
+                .join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .context("cgroup path with a NUL byte")?;
         // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -86,18 +107,32 @@ impl TempMemcg {
                 }
                 let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
                 libc::close(fd);
-                if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
             });
         }
-        Ok(Process(cmd.spawn().with_context(|| format!("starting {cmd:?}"))?))
+        Ok(Process(
+            cmd.spawn().with_context(|| format!("starting {cmd:?}"))?,
+        ))
     }
 
     /// Whether the kernel has OOM-killed in this cgroup.
     pub fn oom_kills(&self) -> u64 {
-        let (file, key) = if self.v2 { ("memory.events", "oom_kill ") } else { ("memory.oom_control", "oom_kill ") };
+        let (file, key) = if self.v2 {
+            ("memory.events", "oom_kill ")
+        } else {
+            ("memory.oom_control", "oom_kill ")
+        };
         fs::read_to_string(self.path.join(file))
             .ok()
-            .and_then(|t| t.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse().ok()))
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or(0)
     }
 }
@@ -111,7 +146,10 @@ impl Drop for TempMemcg {
                 Err(_) => thread::sleep(Duration::from_millis(100)),
             }
         }
-        eprintln!("xtask: could not remove {}; remove it by hand", self.path.display());
+        eprintln!(
+            "xtask: could not remove {}; remove it by hand",
+            self.path.display()
+        );
     }
 }
 

@@ -17,7 +17,9 @@ pub const NIGHTLY: &str = "nightly";
 
 /// Runs `cmd`, failing with its name when it cannot start or exits non-zero.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -26,7 +28,10 @@ pub fn run_cmd(cmd: &mut Command) -> Result<()> {
 
 /// Runs `cmd` and returns its stdout.
 pub fn output_of(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed ({})", out.status);
     }
@@ -55,7 +60,11 @@ fn bpf_linker_works() -> bool {
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {
-    let sysroot = output_of(Command::new("rustc").arg(format!("+{NIGHTLY}")).args(["--print", "sysroot"]))?;
+    let sysroot = output_of(
+        Command::new("rustc")
+            .arg(format!("+{NIGHTLY}"))
+            .args(["--print", "sysroot"]),
+    )?;
     Ok(PathBuf::from(sysroot.trim()))
 }
 
@@ -77,10 +86,16 @@ fn libllvm(sysroot: &Path) -> Result<PathBuf> {
     let mut candidates: Vec<PathBuf> = fs::read_dir(&lib)
         .with_context(|| format!("reading {}", lib.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
         .collect();
     candidates.sort();
-    candidates.pop().with_context(|| format!("no libLLVM.so.* in {}", lib.display()))
+    candidates
+        .pop()
+        .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))
 }
 
 /// Installs whatever is missing; a second run only checks (a few seconds).
@@ -90,11 +105,23 @@ pub fn run() -> Result<()> {
         .all(|l| !l.starts_with(NIGHTLY))
     {
         eprintln!("xtask setup: installing the {NIGHTLY} toolchain");
-        run_cmd(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))?;
+        run_cmd(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+        ]))?;
     }
     if !nightly_has_rust_src()? {
         eprintln!("xtask setup: adding rust-src to {NIGHTLY}");
-        run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
+        run_cmd(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            NIGHTLY,
+        ]))?;
     }
     if !bpf_linker_works() {
         install_bpf_linker()?;
@@ -109,7 +136,9 @@ fn install_bpf_linker() -> Result<()> {
     let sysroot = nightly_sysroot()?;
     let major = nightly_llvm_major()?;
     let llvm = libllvm(&sysroot)?;
-    let home = env::var_os("HOME").map(PathBuf::from).context("HOME is not set")?;
+    let home = env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set")?;
     // bpf-linker's build looks for `$LLVM_PREFIX/lib/libLLVM.so`; the nightly ships it under a
     // versioned name only, so a link to it is made in a prefix of our own.
     let prefix = home.join(".local/share/profiler-llvm");
@@ -119,11 +148,20 @@ fn install_bpf_linker() -> Result<()> {
     let _ = fs::remove_file(&link);
     std::os::unix::fs::symlink(&llvm, &link)
         .with_context(|| format!("linking {} to {}", link.display(), llvm.display()))?;
-    eprintln!("xtask setup: building bpf-linker against LLVM {major} of {} (about 2 minutes)", sysroot.display());
+    eprintln!(
+        "xtask setup: building bpf-linker against LLVM {major} of {} (about 2 minutes)",
+        sysroot.display()
+    );
     let rpath = format!("-C link-arg=-Wl,-rpath,{}", sysroot.join("lib").display());
     run_cmd(
         Command::new("cargo")
-            .args(["install", "--force", "bpf-linker", "--no-default-features", "--features"])
+            .args([
+                "install",
+                "--force",
+                "bpf-linker",
+                "--no-default-features",
+                "--features",
+            ])
             .arg(format!("llvm-{major}"))
             .env("LLVM_PREFIX", &prefix)
             .env("RUSTFLAGS", rpath),

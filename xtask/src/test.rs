@@ -16,7 +16,13 @@ pub fn run(extra: &[String]) -> Result<()> {
     setup::run_cmd(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["test", "--release", "--workspace", "--exclude", "profiler-ebpf"])
+            .args([
+                "test",
+                "--release",
+                "--workspace",
+                "--exclude",
+                "profiler-ebpf",
+            ])
             .arg("--")
             .args(extra)
             .env("PROFILER_BIN", &bins.profiler),

@@ -43,7 +43,13 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             Err(e) => (None, Some(probe::error_chain(&e))),
         }
     } else {
-        (None, Some(format!("not probed: missing {} (run with sudo)", missing.join(", "))))
+        (
+            None,
+            Some(format!(
+                "not probed: missing {} (run with sudo)",
+                missing.join(", ")
+            )),
+        )
     };
     let doctor = Doctor {
         kernel: probe::kernel_release(),
@@ -51,7 +57,10 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         own_memory_cgroup: own.map(|p| p.display().to_string()),
         cgroup_version: version,
         missing_capabilities: missing,
-        mode: probe.as_ref().map(|r| r.mode.to_string()).unwrap_or_else(|| "unknown".into()),
+        mode: probe
+            .as_ref()
+            .map(|r| r.mode.to_string())
+            .unwrap_or_else(|| "unknown".into()),
         probe,
         probe_error,
     };
@@ -62,15 +71,25 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     println!("kernel:          {}", doctor.kernel);
     println!(
         "BTF:             {}",
-        if doctor.btf_present { VMLINUX_BTF.to_string() } else { format!("missing ({VMLINUX_BTF})") }
+        if doctor.btf_present {
+            VMLINUX_BTF.to_string()
+        } else {
+            format!("missing ({VMLINUX_BTF})")
+        }
     );
     println!(
         "memory cgroup:   {} ({})",
         doctor.own_memory_cgroup.as_deref().unwrap_or("not found"),
-        doctor.cgroup_version.as_deref().unwrap_or("unknown version")
+        doctor
+            .cgroup_version
+            .as_deref()
+            .unwrap_or("unknown version")
     );
     if !doctor.missing_capabilities.is_empty() {
-        println!("capabilities:    missing {}", doctor.missing_capabilities.join(", "));
+        println!(
+            "capabilities:    missing {}",
+            doctor.missing_capabilities.join(", ")
+        );
     }
     if let Some(error) = &doctor.probe_error {
         println!("probe:           {error}");

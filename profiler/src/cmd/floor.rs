@@ -17,20 +17,26 @@ const FLOOR: [(&str, &str); 3] = [
 /// Runs `profiler attach-floor`.
 pub async fn run(args: FloorArgs) -> Result<()> {
     privilege::require_tracing("profiler attach-floor", "attach-floor")?;
-    let mut ebpf = EbpfLoader::new().load(probe::programs()).context("loading the kernel programs")?;
+    let mut ebpf = EbpfLoader::new()
+        .load(probe::programs())
+        .context("loading the kernel programs")?;
     for (name, tracepoint) in FLOOR {
         let program: &mut RawTracePoint = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
         program.load().with_context(|| format!("loading {name}"))?;
-        program.attach(tracepoint).with_context(|| format!("attaching {name} to {tracepoint}"))?;
+        program
+            .attach(tracepoint)
+            .with_context(|| format!("attaching {name} to {tracepoint}"))?;
     }
     println!("attached");
     std::io::stdout().flush()?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let forever = args.duration.unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
+    let forever = args
+        .duration
+        .unwrap_or(std::time::Duration::from_secs(u64::MAX / 4));
     tokio::select! {
         _ = tokio::time::sleep(forever) => {}
         _ = interrupt.recv() => {}

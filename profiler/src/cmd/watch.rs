@@ -16,7 +16,8 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     // Every argument is checked before anything is loaded into the kernel.
     let mut cgroups = Vec::with_capacity(args.cgroups.len());
     for path in &args.cgroups {
-        let cgroup = MemoryCgroup::open(path).with_context(|| format!("--cgroup {}", path.display()))?;
+        let cgroup =
+            MemoryCgroup::open(path).with_context(|| format!("--cgroup {}", path.display()))?;
         if cgroups.iter().any(|c: &MemoryCgroup| c.id() == cgroup.id()) {
             continue;
         }
@@ -34,7 +35,11 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         let redraw = io::stdout().is_terminal();
         Box::new(LiveSink::new(stdout, redraw))
     };
-    let options = WatchOptions { cgroups, interval: args.interval, duration: args.duration };
+    let options = WatchOptions {
+        cgroups,
+        interval: args.interval,
+        duration: args.duration,
+    };
     collector::run(options, probes, &report, sink.as_mut()).await?;
     Ok(())
 }

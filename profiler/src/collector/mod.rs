@@ -63,12 +63,18 @@ pub enum CollectError {
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Converts a kernel `CLOCK_BOOTTIME` timestamp (ns) into Unix seconds.
 fn boot_ns_to_unix(ktime_ns: u64) -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
         return unix_now();
@@ -104,7 +110,9 @@ impl Collector<'_> {
         cgroup: Option<PathBuf>,
         body: RecordBody,
     ) -> Result<(), CollectError> {
-        self.sink.emit(&Record { ts, cgroup, body }).map_err(CollectError::Output)
+        self.sink
+            .emit(&Record { ts, cgroup, body })
+            .map_err(CollectError::Output)
     }
 
     fn start(&mut self) -> Result<(), CollectError> {
@@ -168,7 +176,13 @@ impl Collector<'_> {
             if lost > self.lost_reported {
                 let count = lost - self.lost_reported;
                 self.lost_reported = lost;
-                self.emit(None, RecordBody::LostEvents(LostEvents { count, source: "ring_buffer" }))?;
+                self.emit(
+                    None,
+                    RecordBody::LostEvents(LostEvents {
+                        count,
+                        source: "ring_buffer",
+                    }),
+                )?;
             }
         }
         self.sink.flush().map_err(CollectError::Output)?;
@@ -178,7 +192,10 @@ impl Collector<'_> {
     fn on_kernel_event(&mut self, event: KernelEvent) -> Result<(), CollectError> {
         match event {
             KernelEvent::Burst(burst) => {
-                let Some(w) = self.watched.iter_mut().find(|w| w.slot == burst.slot && !w.gone)
+                let Some(w) = self
+                    .watched
+                    .iter_mut()
+                    .find(|w| w.slot == burst.slot && !w.gone)
                 else {
                     return Ok(());
                 };
@@ -198,7 +215,11 @@ impl Collector<'_> {
             KernelEvent::OomVictim(v) => {
                 let found = self.find_by_id(v.cgroup_id)?;
                 let Some((index, victim_path)) = found else {
-                    log::debug!("OOM kill of pid {} in cgroup {} (not watched)", v.tgid, v.cgroup_id);
+                    log::debug!(
+                        "OOM kill of pid {} in cgroup {} (not watched)",
+                        v.tgid,
+                        v.cgroup_id
+                    );
                     return Ok(());
                 };
                 let comm_len = v.comm.iter().position(|&b| b == 0).unwrap_or(v.comm.len());
@@ -219,7 +240,11 @@ impl Collector<'_> {
                     source: KillSource::Bpf,
                 };
                 let path = w.path();
-                self.emit_at(boot_ns_to_unix(v.header.ktime_ns), Some(path), RecordBody::OomKill(kill))
+                self.emit_at(
+                    boot_ns_to_unix(v.header.ktime_ns),
+                    Some(path),
+                    RecordBody::OomKill(kill),
+                )
             }
             KernelEvent::Unknown { kind, len } => {
                 log::warn!("unknown kernel record kind {kind} ({len} bytes) ignored");
@@ -241,7 +266,10 @@ impl Collector<'_> {
             .filter(|(_, w)| !w.gone)
             .find_map(|(i, w)| w.find_by_suffix(relative).map(|p| (i, p)));
         let Some((index, victim_path)) = found else {
-            log::debug!("kernel log kill of pid {} in {task_memcg} (not watched)", kill.pid);
+            log::debug!(
+                "kernel log kill of pid {} in {task_memcg} (not watched)",
+                kill.pid
+            );
             return Ok(());
         };
         let w = &mut self.watched[index];
@@ -266,9 +294,10 @@ impl Collector<'_> {
     /// created since the last sample is found by walking the subtrees again.
     fn find_by_id(&mut self, id: u64) -> Result<Option<(usize, PathBuf)>, CollectError> {
         let lookup = |ws: &[Watched]| {
-            ws.iter().enumerate().filter(|(_, w)| !w.gone).find_map(|(i, w)| {
-                w.subtree.get(&id).map(|p| (i, p.clone()))
-            })
+            ws.iter()
+                .enumerate()
+                .filter(|(_, w)| !w.gone)
+                .find_map(|(i, w)| w.subtree.get(&id).map(|p| (i, p.clone())))
         };
         if let Some(found) = lookup(&self.watched) {
             return Ok(Some(found));
@@ -287,7 +316,9 @@ impl Collector<'_> {
 }
 
 fn limit_of(path: &std::path::Path) -> Option<u64> {
-    MemoryCgroup::open(path).ok().and_then(|c| c.effective_limit().ok().flatten())
+    MemoryCgroup::open(path)
+        .ok()
+        .and_then(|c| c.effective_limit().ok().flatten())
 }
 
 /// Runs a watch until `--duration` elapses, a signal arrives, or every cgroup is gone.
@@ -297,7 +328,11 @@ pub async fn run(
     report: &ProbeReport,
     sink: &mut dyn Sink,
 ) -> Result<EndReason, CollectError> {
-    let WatchOptions { cgroups, interval, duration } = options;
+    let WatchOptions {
+        cgroups,
+        interval,
+        duration,
+    } = options;
     if cgroups.len() > profiler_common::MAX_SLOTS as usize {
         return Err(CollectError::TooMany(profiler_common::MAX_SLOTS));
     }
@@ -313,7 +348,9 @@ pub async fn run(
     };
     let mut logger = match logger {
         // SAFETY: the logger owns its ring buffer fd for as long as it lives.
-        Some(l) => Some(unsafe { AsyncFd::register(l) }.map_err(|e| CollectError::Setup(e.into()))?),
+        Some(l) => {
+            Some(unsafe { AsyncFd::register(l) }.map_err(|e| CollectError::Setup(e.into()))?)
+        }
         None => None,
     };
     let mut kmsg = match report.oom_source {
@@ -402,7 +439,8 @@ pub async fn run(
     };
     // Whatever the kernel sent before the end is still reported.
     if let Some(r) = ring.as_mut() {
-        if let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_millis(1), r.next_batch()).await {
+        if let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_millis(1), r.next_batch()).await
+        {
             for event in batch {
                 collector.on_kernel_event(event)?;
             }

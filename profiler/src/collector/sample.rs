@@ -28,7 +28,10 @@ pub struct Baseline {
 impl Baseline {
     /// Baseline taken from the first snapshot.
     pub fn from_snapshot(s: &MemorySnapshot) -> Self {
-        Self { oom_kills: s.oom_kills, failcnt: s.failcnt }
+        Self {
+            oom_kills: s.oom_kills,
+            failcnt: s.failcnt,
+        }
     }
 }
 
@@ -126,7 +129,10 @@ mod tests {
         SampleInputs {
             snapshot: s,
             limit_bytes: Some(64 * MIB),
-            baseline: Baseline { oom_kills: Some(1), failcnt: Some(4) },
+            baseline: Baseline {
+                oom_kills: Some(1),
+                failcnt: Some(4),
+            },
             counters: None,
             elapsed: Duration::from_millis(500),
             kills_reported: 0,
@@ -138,8 +144,14 @@ mod tests {
     #[test]
     fn budget_is_half_the_headroom_with_a_floor() {
         assert_eq!(burst_budget_bytes(0, Some(256 * MIB)), Some(128 * MIB));
-        assert_eq!(burst_budget_bytes(255 * MIB, Some(256 * MIB)), Some(MIN_BURST_BUDGET_BYTES));
-        assert_eq!(burst_budget_bytes(300 * MIB, Some(256 * MIB)), Some(MIN_BURST_BUDGET_BYTES));
+        assert_eq!(
+            burst_budget_bytes(255 * MIB, Some(256 * MIB)),
+            Some(MIN_BURST_BUDGET_BYTES)
+        );
+        assert_eq!(
+            burst_budget_bytes(300 * MIB, Some(256 * MIB)),
+            Some(MIN_BURST_BUDGET_BYTES)
+        );
         assert_eq!(burst_budget_bytes(5, None), None);
     }
 
@@ -158,7 +170,11 @@ mod tests {
     #[test]
     fn rates_come_from_counter_deltas() {
         let s = snapshot(32 * MIB);
-        let before = SlotCounters { charged_pages: 100, uncharged_pages: 50, ..Default::default() };
+        let before = SlotCounters {
+            charged_pages: 100,
+            uncharged_pages: 50,
+            ..Default::default()
+        };
         let now = SlotCounters {
             charged_pages: 100 + 2560,
             uncharged_pages: 50 + 256,
@@ -182,14 +198,20 @@ mod tests {
     fn reported_kills_count_when_the_kernel_keeps_no_counter() {
         let mut s = snapshot(MIB * 2);
         s.oom_kills = None;
-        let sample = build_sample(SampleInputs { kills_reported: 2, ..inputs(&s) });
+        let sample = build_sample(SampleInputs {
+            kills_reported: 2,
+            ..inputs(&s)
+        });
         assert_eq!(sample.oom_kills, 2);
     }
 
     #[test]
     fn unlimited_cgroup_has_no_percentage() {
         let s = snapshot(MIB * 2);
-        let sample = build_sample(SampleInputs { limit_bytes: None, ..inputs(&s) });
+        let sample = build_sample(SampleInputs {
+            limit_bytes: None,
+            ..inputs(&s)
+        });
         assert_eq!(sample.limit_pct, None);
     }
 }

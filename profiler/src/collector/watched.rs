@@ -63,7 +63,10 @@ pub struct Watched {
 impl Watched {
     pub fn new(cgroup: MemoryCgroup, slot: u32) -> Self {
         let limit = cgroup.effective_limit().ok().flatten();
-        let baseline = cgroup.read_snapshot().ok().map(|s| Baseline::from_snapshot(&s));
+        let baseline = cgroup
+            .read_snapshot()
+            .ok()
+            .map(|s| Baseline::from_snapshot(&s));
         let mut subtree = HashMap::new();
         subtree.insert(cgroup.id(), cgroup.path().to_path_buf());
         Self {
@@ -103,10 +106,21 @@ impl Watched {
     }
 
     /// Gives the slot a burst budget for the next interval.
-    pub fn arm(&mut self, maps: &mut KernelMaps, page_size: u64) -> Result<(), aya::maps::MapError> {
-        let usage = self.cgroup.read_snapshot().map(|s| s.usage_bytes).unwrap_or(0);
+    pub fn arm(
+        &mut self,
+        maps: &mut KernelMaps,
+        page_size: u64,
+    ) -> Result<(), aya::maps::MapError> {
+        let usage = self
+            .cgroup
+            .read_snapshot()
+            .map(|s| s.usage_bytes)
+            .unwrap_or(0);
         match burst_budget_bytes(usage, self.limit) {
-            Some(bytes) => maps.arm_budget(self.slot, i64::try_from(bytes / page_size).unwrap_or(i64::MAX)),
+            Some(bytes) => maps.arm_budget(
+                self.slot,
+                i64::try_from(bytes / page_size).unwrap_or(i64::MAX),
+            ),
             // No limit, no headroom to guard: a budget that never runs out.
             None => maps.arm_budget(self.slot, i64::MAX / 2),
         }
@@ -114,8 +128,16 @@ impl Watched {
 
     /// Walks the subtree again; new cgroups join the filter, removed ones leave it. Returns
     /// whether anything changed (the caller then bumps the generation).
-    pub fn refresh_subtree(&mut self, mut maps: Option<&mut KernelMaps>) -> Result<bool, SampleError> {
-        let mut now: HashMap<u64, PathBuf> = self.cgroup.descendants()?.into_iter().map(|(p, id)| (id, p)).collect();
+    pub fn refresh_subtree(
+        &mut self,
+        mut maps: Option<&mut KernelMaps>,
+    ) -> Result<bool, SampleError> {
+        let mut now: HashMap<u64, PathBuf> = self
+            .cgroup
+            .descendants()?
+            .into_iter()
+            .map(|(p, id)| (id, p))
+            .collect();
         now.insert(self.cgroup.id(), self.path());
         let mut changed = false;
         for (id, path) in &now {
@@ -123,7 +145,11 @@ impl Watched {
                 if let Some(maps) = maps.as_deref_mut() {
                     maps.watch_id(*id, self.slot)?;
                 }
-                log::debug!("{} joins the watch of {}", path.display(), self.path().display());
+                log::debug!(
+                    "{} joins the watch of {}",
+                    path.display(),
+                    self.path().display()
+                );
                 changed = true;
             }
         }
@@ -146,7 +172,10 @@ impl Watched {
         if relative.as_os_str().is_empty() {
             return None;
         }
-        self.subtree.values().find(|p| p.ends_with(relative)).cloned()
+        self.subtree
+            .values()
+            .find(|p| p.ends_with(relative))
+            .cloned()
     }
 
     /// Reads the files and counters and builds a sample; re-arms the burst budget.
@@ -158,7 +187,9 @@ impl Watched {
     ) -> Result<(Sample, bool), SampleError> {
         let snapshot = self.cgroup.read_snapshot()?;
         self.limit = self.cgroup.effective_limit()?;
-        let baseline = *self.baseline.get_or_insert_with(|| Baseline::from_snapshot(&snapshot));
+        let baseline = *self
+            .baseline
+            .get_or_insert_with(|| Baseline::from_snapshot(&snapshot));
         let changed = self.refresh_subtree(maps.as_deref_mut())?;
         let now = Instant::now();
         let counters = match maps.as_deref_mut() {

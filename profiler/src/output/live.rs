@@ -24,11 +24,20 @@ pub struct LiveSink<W: Write> {
 impl<W: Write> LiveSink<W> {
     /// A sink writing to `out`; `redraw` clears the screen each round (for terminals).
     pub fn new(out: W, redraw: bool) -> Self {
-        Self { out, redraw, rows: BTreeMap::new(), events: VecDeque::new() }
+        Self {
+            out,
+            redraw,
+            rows: BTreeMap::new(),
+            events: VecDeque::new(),
+        }
     }
 
     fn event_line(record: &Record) -> Option<String> {
-        let cgroup = record.cgroup.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let cgroup = record
+            .cgroup
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let text = match &record.body {
             RecordBody::WatchStart(w) => format!(
                 "watching {cgroup} (cgroup {}, {:?}, limit {}, mode {})",
@@ -67,7 +76,17 @@ impl<W: Write> LiveSink<W> {
         writeln!(
             self.out,
             "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>14} {:>4}",
-            "CGROUP", "USAGE", "WSET", "ANON", "FILE", "SHMEM", "LIMIT", "%LIM", "CHARGE/s", "RECLAIM n/ms", "OOM"
+            "CGROUP",
+            "USAGE",
+            "WSET",
+            "ANON",
+            "FILE",
+            "SHMEM",
+            "LIMIT",
+            "%LIM",
+            "CHARGE/s",
+            "RECLAIM n/ms",
+            "OOM"
         )?;
         for (path, s) in &self.rows {
             let name = shorten(&path.display().to_string(), 40);
@@ -81,8 +100,12 @@ impl<W: Write> LiveSink<W> {
                 bytes(s.file_bytes),
                 bytes(s.shmem_bytes),
                 opt_bytes(s.limit_bytes),
-                s.limit_pct.map(|p| format!("{p:.1}")).unwrap_or_else(|| "-".into()),
-                s.charge_rate_bytes_per_s.map(|r| bytes(r as u64)).unwrap_or_else(|| "-".into()),
+                s.limit_pct
+                    .map(|p| format!("{p:.1}"))
+                    .unwrap_or_else(|| "-".into()),
+                s.charge_rate_bytes_per_s
+                    .map(|r| bytes(r as u64))
+                    .unwrap_or_else(|| "-".into()),
                 match (s.reclaim_count, s.reclaim_stall_us) {
                     (Some(n), Some(us)) => format!("{n}/{:.1}", us as f64 / 1000.0),
                     _ => "-".into(),
@@ -120,7 +143,9 @@ impl<W: Write> Sink for LiveSink<W> {
                 self.rows.remove(path);
             }
         }
-        let Some(line) = Self::event_line(record) else { return Ok(()) };
+        let Some(line) = Self::event_line(record) else {
+            return Ok(());
+        };
         // Events are printed the moment they arrive, whatever the redraw state.
         writeln!(self.out, "{line}")?;
         self.out.flush()?;
@@ -173,11 +198,16 @@ mod tests {
             }),
         };
         let mut out = Vec::new();
-        LiveSink::new(&mut out, false).emit(&record).expect("write to Vec");
+        LiveSink::new(&mut out, false)
+            .emit(&record)
+            .expect("write to Vec");
         let text = String::from_utf8(out).expect("utf8");
         assert!(text.contains("pid 4500 (python3)"), "{text}");
         assert!(text.contains("anon 64.0MiB"), "{text}");
-        assert!(text.contains("victim cgroup /sys/fs/cgroup/memory/x/y"), "{text}");
+        assert!(
+            text.contains("victim cgroup /sys/fs/cgroup/memory/x/y"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -188,7 +218,10 @@ mod tests {
             let record = Record {
                 ts: 0.0,
                 cgroup: Some(PathBuf::from("/cg/a")),
-                body: RecordBody::Sample(Sample { usage_bytes: usage, ..Sample::default() }),
+                body: RecordBody::Sample(Sample {
+                    usage_bytes: usage,
+                    ..Sample::default()
+                }),
             };
             sink.emit(&record).expect("emit");
         }

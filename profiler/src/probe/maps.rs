@@ -23,9 +23,10 @@ fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
 where
     T: TryFrom<aya::maps::Map, Error = MapError>,
 {
-    let map = ebpf
-        .take_map(name)
-        .ok_or(ProbeError::Map(name, MapError::InvalidName { name: name.into() }))?;
+    let map = ebpf.take_map(name).ok_or(ProbeError::Map(
+        name,
+        MapError::InvalidName { name: name.into() },
+    ))?;
     T::try_from(map).map_err(|e| ProbeError::Map(name, e))
 }
 
@@ -33,7 +34,13 @@ impl KernelMaps {
     /// Takes the maps out of `ebpf` (the programs keep their own references).
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
         let cpus = nr_cpus().map_err(|(what, e)| {
-            ProbeError::Map("COUNTERS", MapError::SyscallError(aya::sys::SyscallError { call: what, io_error: e }))
+            ProbeError::Map(
+                "COUNTERS",
+                MapError::SyscallError(aya::sys::SyscallError {
+                    call: what,
+                    io_error: e,
+                }),
+            )
         })?;
         Ok(Self {
             watched: take(ebpf, "WATCHED")?,
@@ -85,7 +92,11 @@ impl KernelMaps {
 
     /// Gives the slot a fresh burst budget of `pages` and arms it.
     pub fn arm_budget(&mut self, slot: u32, pages: i64) -> Result<(), MapError> {
-        let budget = BurstBudget { remaining_pages: pages, budget_pages: pages, armed: 1 };
+        let budget = BurstBudget {
+            remaining_pages: pages,
+            budget_pages: pages,
+            armed: 1,
+        };
         self.budgets.set(slot, budget, 0)
     }
 

@@ -46,12 +46,36 @@ enum HookRole {
 }
 
 const HOOKS: [Hook; 6] = [
-    Hook { program: "memcg_lruvec_state", tracepoint: "mod_memcg_lruvec_state", role: HookRole::Charge },
-    Hook { program: "memcg_state", tracepoint: "mod_memcg_state", role: HookRole::Charge },
-    Hook { program: "memcg_events", tracepoint: "count_memcg_events", role: HookRole::Charge },
-    Hook { program: "memcg_reclaim_begin", tracepoint: "mm_vmscan_memcg_reclaim_begin", role: HookRole::Reclaim },
-    Hook { program: "memcg_reclaim_end", tracepoint: "mm_vmscan_memcg_reclaim_end", role: HookRole::Reclaim },
-    Hook { program: "oom_mark_victim", tracepoint: "mark_victim", role: HookRole::Oom },
+    Hook {
+        program: "memcg_lruvec_state",
+        tracepoint: "mod_memcg_lruvec_state",
+        role: HookRole::Charge,
+    },
+    Hook {
+        program: "memcg_state",
+        tracepoint: "mod_memcg_state",
+        role: HookRole::Charge,
+    },
+    Hook {
+        program: "memcg_events",
+        tracepoint: "count_memcg_events",
+        role: HookRole::Charge,
+    },
+    Hook {
+        program: "memcg_reclaim_begin",
+        tracepoint: "mm_vmscan_memcg_reclaim_begin",
+        role: HookRole::Reclaim,
+    },
+    Hook {
+        program: "memcg_reclaim_end",
+        tracepoint: "mm_vmscan_memcg_reclaim_end",
+        role: HookRole::Reclaim,
+    },
+    Hook {
+        program: "oom_mark_victim",
+        tracepoint: "mark_victim",
+        role: HookRole::Oom,
+    },
 ];
 
 /// The hook whose presence decides the charge-path mode: it sees anon and file charges.
@@ -138,7 +162,9 @@ pub struct Probes {
 
 impl fmt::Debug for Probes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Probes").field("report", &self.report).finish_non_exhaustive()
+        f.debug_struct("Probes")
+            .field("report", &self.report)
+            .finish_non_exhaustive()
     }
 }
 
@@ -153,7 +179,12 @@ pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 impl Probes {
     /// Splits the probes into the parts the collector's event loop owns separately.
     pub fn split(self) -> (Attached, ProgramLogger, KernelMaps, RingReader) {
-        (Attached { _ebpf: self._ebpf }, self.logger, self.maps, self.ring)
+        (
+            Attached { _ebpf: self._ebpf },
+            self.logger,
+            self.maps,
+            self.ring,
+        )
     }
 }
 
@@ -165,7 +196,12 @@ pub fn kernel_release() -> String {
     if unsafe { libc::uname(&mut uts) } != 0 {
         return format!("unknown ({})", io::Error::last_os_error());
     }
-    let release: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let release: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&release).into_owned()
 }
 
@@ -196,7 +232,8 @@ pub fn start(request: ModeRequest) -> Result<(Option<Probes>, ProbeReport), Prob
         Ok(btf) => btf,
         Err(e) => {
             report.btf = Err(e.to_string());
-            let reason = format!("no usable BTF, so no program can find its way in kernel structures: {e}");
+            let reason =
+                format!("no usable BTF, so no program can find its way in kernel structures: {e}");
             if request == ModeRequest::Tracepoint {
                 return Err(ProbeError::TracepointUnavailable(reason));
             }
@@ -208,14 +245,23 @@ pub fn start(request: ModeRequest) -> Result<(Option<Probes>, ProbeReport), Prob
     };
 
     let charge = layout::charge_layout(&btf);
-    let task = layout::task_layout(&btf).and_then(|t| match btf.tracepoint_params("mark_victim")? {
-        Some(params) if params.first().is_some_and(|p| p.starts_with("struct task_struct")) => Ok(t),
-        Some(params) => Err(crate::btf::BtfError::Unsupported(format!(
-            "mark_victim takes ({}), not the task (kernels before 6.8)",
-            params.join(", ")
-        ))),
-        None => Err(crate::btf::BtfError::Unsupported("the kernel has no mark_victim tracepoint".into())),
-    });
+    let task =
+        layout::task_layout(&btf).and_then(|t| match btf.tracepoint_params("mark_victim")? {
+            Some(params)
+                if params
+                    .first()
+                    .is_some_and(|p| p.starts_with("struct task_struct")) =>
+            {
+                Ok(t)
+            }
+            Some(params) => Err(crate::btf::BtfError::Unsupported(format!(
+                "mark_victim takes ({}), not the task (kernels before 6.8)",
+                params.join(", ")
+            ))),
+            None => Err(crate::btf::BtfError::Unsupported(
+                "the kernel has no mark_victim tracepoint".into(),
+            )),
+        });
 
     let mut loader = EbpfLoader::new();
     let charge_value = charge.as_ref().ok().copied().unwrap_or_default();
@@ -242,7 +288,11 @@ pub fn start(request: ModeRequest) -> Result<(Option<Probes>, ProbeReport), Prob
                 Err(why) => (HookStatus::Failed, Some(why)),
             },
         };
-        report.hooks.push(HookReport { tracepoint: hook.tracepoint, status, detail });
+        report.hooks.push(HookReport {
+            tracepoint: hook.tracepoint,
+            status,
+            detail,
+        });
     }
 
     let charge_hook = report
@@ -252,12 +302,17 @@ pub fn start(request: ModeRequest) -> Result<(Option<Probes>, ProbeReport), Prob
         .find(|(_, hook)| hook.program == CHARGE_HOOK)
         .map(|(r, _)| r.clone());
     match charge_hook {
-        Some(HookReport { status: HookStatus::Attached, .. }) => {
+        Some(HookReport {
+            status: HookStatus::Attached,
+            ..
+        }) => {
             report.mode = ChargeMode::Tracepoint;
             report.mode_reason = "raw tracepoint memcg:mod_memcg_lruvec_state attached".into();
         }
         other => {
-            let why = other.and_then(|r| r.detail).unwrap_or_else(|| "unknown".into());
+            let why = other
+                .and_then(|r| r.detail)
+                .unwrap_or_else(|| "unknown".into());
             let reason = format!("raw tracepoint memcg:mod_memcg_lruvec_state unusable: {why}");
             if request == ModeRequest::Tracepoint {
                 return Err(ProbeError::TracepointUnavailable(reason));
@@ -266,7 +321,10 @@ pub fn start(request: ModeRequest) -> Result<(Option<Probes>, ProbeReport), Prob
         }
     }
     match report.hooks.iter().find(|h| h.tracepoint == "mark_victim") {
-        Some(HookReport { status: HookStatus::Attached, .. }) => {
+        Some(HookReport {
+            status: HookStatus::Attached,
+            ..
+        }) => {
             report.oom_source = OomSource::MarkVictim;
             report.oom_reason = "raw tracepoint oom:mark_victim attached".into();
         }
@@ -278,7 +336,16 @@ pub fn start(request: ModeRequest) -> Result<(Option<Probes>, ProbeReport), Prob
 
     let maps = KernelMaps::take(&mut ebpf)?;
     let ring = RingReader::take(&mut ebpf)?;
-    Ok((Some(Probes { _ebpf: ebpf, logger, maps, ring, report: report.clone() }), report))
+    Ok((
+        Some(Probes {
+            _ebpf: ebpf,
+            logger,
+            maps,
+            ring,
+            report: report.clone(),
+        }),
+        report,
+    ))
 }
 
 fn attach(ebpf: &mut Ebpf, hook: Hook) -> Result<(), String> {
@@ -287,8 +354,12 @@ fn attach(ebpf: &mut Ebpf, hook: Hook) -> Result<(), String> {
         .ok_or_else(|| format!("program {} missing from the object", hook.program))?
         .try_into()
         .map_err(|e| format!("{e}"))?;
-    program.load().map_err(|e| format!("load: {}", error_chain(&e)))?;
-    program.attach(hook.tracepoint).map_err(|e| format!("attach: {}", error_chain(&e)))?;
+    program
+        .load()
+        .map_err(|e| format!("load: {}", error_chain(&e)))?;
+    program
+        .attach(hook.tracepoint)
+        .map_err(|e| format!("attach: {}", error_chain(&e)))?;
     Ok(())
 }
 

@@ -36,7 +36,10 @@ pub fn decode(bytes: &[u8]) -> KernelEvent {
     } else {
         None
     };
-    event.unwrap_or(KernelEvent::Unknown { kind, len: bytes.len() })
+    event.unwrap_or(KernelEvent::Unknown {
+        kind,
+        len: bytes.len(),
+    })
 }
 
 fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
@@ -58,7 +61,9 @@ impl RingReader {
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
         let map = ebpf.take_map("EVENTS").ok_or(ProbeError::Map(
             "EVENTS",
-            aya::maps::MapError::InvalidName { name: "EVENTS".into() },
+            aya::maps::MapError::InvalidName {
+                name: "EVENTS".into(),
+            },
         ))?;
         let ring = RingBuf::try_from(map).map_err(|e| ProbeError::Map("EVENTS", e))?;
         let fd = ring.as_raw_fd();
@@ -110,7 +115,11 @@ mod tests {
         let mut comm = [0u8; COMM_LEN];
         comm[..4].copy_from_slice(b"leak");
         let victim = OomVictim {
-            header: RingEventHeader { kind: RingEventKind::OomVictim as u32, _pad: 0, ktime_ns: 5 },
+            header: RingEventHeader {
+                kind: RingEventKind::OomVictim as u32,
+                _pad: 0,
+                ktime_ns: 5,
+            },
             cgroup_id: 42,
             tgid: 100,
             pid: 101,
@@ -128,7 +137,11 @@ mod tests {
     #[test]
     fn decodes_a_burst() {
         let burst = BurstEvent {
-            header: RingEventHeader { kind: RingEventKind::Burst as u32, _pad: 0, ktime_ns: 9 },
+            header: RingEventHeader {
+                kind: RingEventKind::Burst as u32,
+                _pad: 0,
+                ktime_ns: 9,
+            },
             slot: 3,
             _pad: 0,
             budget_pages: 512,
@@ -140,17 +153,30 @@ mod tests {
     #[test]
     fn short_or_unknown_records_are_reported_not_misread() {
         let burst = BurstEvent {
-            header: RingEventHeader { kind: RingEventKind::Burst as u32, _pad: 0, ktime_ns: 9 },
+            header: RingEventHeader {
+                kind: RingEventKind::Burst as u32,
+                _pad: 0,
+                ktime_ns: 9,
+            },
             slot: 3,
             _pad: 0,
             budget_pages: 512,
             cgroup_id: 77,
         };
         let bytes = bytes_of(&burst);
-        assert_eq!(decode(&bytes[..20]), KernelEvent::Unknown { kind: 1, len: 20 });
+        assert_eq!(
+            decode(&bytes[..20]),
+            KernelEvent::Unknown { kind: 1, len: 20 }
+        );
         let mut other = bytes.clone();
         other[0] = 99;
-        assert_eq!(decode(&other), KernelEvent::Unknown { kind: 99, len: bytes.len() });
+        assert_eq!(
+            decode(&other),
+            KernelEvent::Unknown {
+                kind: 99,
+                len: bytes.len()
+            }
+        );
         assert_eq!(decode(&[]), KernelEvent::Unknown { kind: 0, len: 0 });
     }
 }
