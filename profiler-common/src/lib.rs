@@ -15,8 +15,13 @@ pub const MAX_SLOTS: u32 = 1024;
 /// How many cgroup ids (watched cgroups plus their descendants) the filter map can hold.
 pub const MAX_WATCHED_IDS: u32 = 16384;
 
-/// Size of the `memcg` pointer → slot cache kept by the kernel programs.
-pub const MEMCG_CACHE_ENTRIES: u32 = 16384;
+/// Entries per CPU of the direct-mapped `memcg` pointer → slot cache of the kernel programs.
+pub const MEMCG_CACHE_ENTRIES: u32 = 1024;
+
+/// Charges a CPU accumulates before it takes them off the shared burst budget (1 MiB with 4 KiB
+/// pages). Batching keeps the atomic operation off almost every charge; it lets a burst go
+/// unseen by at most this much per CPU, far below the smallest budget.
+pub const BUDGET_BATCH_PAGES: u64 = 256;
 
 /// Slot value cached for a memcg that is not watched, so the next event for it costs one lookup.
 pub const SLOT_UNWATCHED: u32 = u32::MAX;
@@ -53,6 +58,8 @@ pub struct SlotCounters {
     pub reclaim_ns: u64,
     /// Pages those passes reclaimed.
     pub reclaimed_pages: u64,
+    /// Charges of this CPU not yet taken off the burst budget (see [`BUDGET_BATCH_PAGES`]).
+    pub unbudgeted_pages: u64,
 }
 
 /// Burst budget of one watched cgroup (a shared, non-per-CPU array entry).
@@ -72,10 +79,13 @@ pub struct BurstBudget {
     pub armed: i64,
 }
 
-/// Cached result of resolving a `struct mem_cgroup *` to a slot.
+/// Cached result of resolving a `struct mem_cgroup *` to a slot (one entry of a per-CPU,
+/// direct-mapped cache).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemcgSlot {
+    /// The `struct mem_cgroup *` this entry is for (0: empty).
+    pub memcg: u64,
     /// Slot index, or [`SLOT_UNWATCHED`].
     pub slot: u32,
     /// Watch-set generation this entry was resolved under; stale when it differs.
@@ -279,11 +289,13 @@ impl SlotCounters {
         self.reclaim_count = self.reclaim_count.wrapping_add(other.reclaim_count);
         self.reclaim_ns = self.reclaim_ns.wrapping_add(other.reclaim_ns);
         self.reclaimed_pages = self.reclaimed_pages.wrapping_add(other.reclaimed_pages);
+        self.unbudgeted_pages = self.unbudgeted_pages.wrapping_add(other.unbudgeted_pages);
     }
 }
 
 // The layouts are part of the kernel/user contract: fail the build if padding creeps in.
-const _: () = assert!(core::mem::size_of::<SlotCounters>() == 88);
+const _: () = assert!(core::mem::size_of::<SlotCounters>() == 96);
+const _: () = assert!(core::mem::size_of::<MemcgSlot>() == 16);
 const _: () = assert!(core::mem::size_of::<RingEventHeader>() == 16);
 const _: () = assert!(core::mem::size_of::<BurstEvent>() == 40);
 const _: () = assert!(core::mem::size_of::<OomVictim>() == 88);

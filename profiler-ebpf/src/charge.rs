@@ -10,7 +10,7 @@ use aya_ebpf::{
     helpers::generated::bpf_ktime_get_boot_ns, macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use profiler_common::{BurstEvent, RingEventHeader, RingEventKind};
+use profiler_common::{BurstEvent, RingEventHeader, RingEventKind, BUDGET_BATCH_PAGES};
 
 use crate::layout::{
     count_lost_event, memcg_cgroup_id, slot_of_memcg, BUDGETS, CHARGE_LAYOUT, COUNTERS, EVENTS,
@@ -92,11 +92,16 @@ fn on_stat_update(ctx: &RawTracePointContext) {
         return;
     }
     counters.charged_pages += val as u64;
-    spend_budget(slot, val, memcg);
+    counters.unbudgeted_pages += val as u64;
+    if counters.unbudgeted_pages >= BUDGET_BATCH_PAGES {
+        let pages = counters.unbudgeted_pages as i64;
+        counters.unbudgeted_pages = 0;
+        spend_budget(slot, pages, memcg);
+    }
 }
 
 /// Takes `pages` off the slot's burst budget; reports a burst the first time it runs out.
-#[inline(always)]
+#[inline(never)]
 fn spend_budget(slot: u32, pages: i64, memcg: u64) {
     let Some(budget) = BUDGETS.get_ptr_mut(slot) else {
         return;

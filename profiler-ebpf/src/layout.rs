@@ -2,7 +2,7 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     Global,
 };
 use profiler_common::{
@@ -53,11 +53,15 @@ pub static TASK_LAYOUT: Global<TaskLayout> = Global::new(TaskLayout {
 #[map]
 pub static WATCHED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_WATCHED_IDS, 0);
 
-/// `struct mem_cgroup *` → slot, so the hot path does one lookup instead of three kernel reads
-/// and a second lookup. Entries carry the watch-set generation they were resolved under.
+/// `struct mem_cgroup *` → slot, so the hot path does an array access instead of three kernel
+/// reads and a hash lookup. Per CPU, so entries are never written by two CPUs at once; direct
+/// mapped by a hash of the pointer, since an array lookup is inlined by the verifier and a hash
+/// map lookup is a helper call. Entries carry the watch-set generation they were resolved
+/// under; a memcg freed and reallocated at the same address keeps its old entry until user
+/// space next sees the subtree change and bumps the generation (one interval at most).
 #[map]
-pub static MEMCG_SLOTS: LruHashMap<u64, MemcgSlot> =
-    LruHashMap::with_max_entries(MEMCG_CACHE_ENTRIES, 0);
+pub static MEMCG_CACHE: PerCpuArray<MemcgSlot> =
+    PerCpuArray::with_max_entries(MEMCG_CACHE_ENTRIES, 0);
 
 /// Watch-set generation, bumped by user space after every change to [`WATCHED`]; cached
 /// entries of an older generation are resolved again.
@@ -102,26 +106,36 @@ pub fn memcg_cgroup_id(memcg: u64, layout: &ChargeLayout) -> Option<u64> {
 #[inline(always)]
 pub fn slot_of_memcg(memcg: u64) -> Option<u32> {
     let generation = GENERATION.get(0).copied().unwrap_or(0);
-    // SAFETY: the value is copied out at once; a concurrent update can only make it stale,
-    // which the generation check handles.
-    if let Some(cached) = unsafe { MEMCG_SLOTS.get(memcg) } {
-        if cached.generation == generation {
-            return (cached.slot != SLOT_UNWATCHED).then_some(cached.slot);
-        }
+    // Fibonacci hashing: memcgs are large allocations, so the low bits of their addresses
+    // carry little; the top bits of the product mix all of them.
+    let index = (memcg.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as u32 % MEMCG_CACHE_ENTRIES;
+    let entry = MEMCG_CACHE.get_ptr_mut(index)?;
+    // SAFETY: per-CPU value, only this CPU reads and writes it, and tracing programs do not
+    // nest on one CPU.
+    let entry = unsafe { &mut *entry };
+    if entry.memcg == memcg && entry.generation == generation {
+        return (entry.slot != SLOT_UNWATCHED).then_some(entry.slot);
     }
-    resolve_slot(memcg, generation)
+    let slot = resolve_slot(memcg)?;
+    *entry = MemcgSlot {
+        memcg,
+        slot,
+        generation,
+    };
+    (slot != SLOT_UNWATCHED).then_some(slot)
 }
 
+/// The slow path: the memcg's cgroup id, looked up in the filter.
 #[inline(never)]
-fn resolve_slot(memcg: u64, generation: u32) -> Option<u32> {
+fn resolve_slot(memcg: u64) -> Option<u32> {
     let layout = CHARGE_LAYOUT.load();
     let id = memcg_cgroup_id(memcg, &layout)?;
     // SAFETY: copied out at once.
-    let slot = unsafe { WATCHED.get(id) }
-        .copied()
-        .unwrap_or(SLOT_UNWATCHED);
-    let _ = MEMCG_SLOTS.insert(memcg, MemcgSlot { slot, generation }, 0);
-    (slot != SLOT_UNWATCHED).then_some(slot)
+    Some(
+        unsafe { WATCHED.get(id) }
+            .copied()
+            .unwrap_or(SLOT_UNWATCHED),
+    )
 }
 
 /// The `struct mem_cgroup *` of a task's memory cgroup: `task->cgroups->subsys[memory]`,

@@ -177,7 +177,7 @@ fn print_table(title: &str, unit: &str, modes: &[Attached], figures: &[Vec<f64>]
     for (mode, values) in modes.iter().zip(figures) {
         let (min, max) = spread(values);
         println!(
-            "  {:<24} {:>5} {:>14.0} {:>13.0} .. {:<13.0}",
+            "  {:<24} {:>5} {:>14.1} {:>13.1} .. {:<13.1}",
             mode.label(),
             values.len(),
             median(values),
