@@ -49,6 +49,10 @@ pub struct WatchArgs {
     /// How to observe the charge path.
     #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
     pub mode: ModeRequest,
+    /// Kernel BTF to read enum values and struct offsets from (tests point it elsewhere to
+    /// check the fallback of kernels without BTF).
+    #[arg(long, hide = true, default_value = crate::btf::VMLINUX_BTF)]
+    pub btf: PathBuf,
 }
 
 /// `profiler doctor`.

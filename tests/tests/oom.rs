@@ -100,6 +100,12 @@ fn oom_kill_is_reported_within_a_second() {
             "expected oom_kills >= 1 in the sample after the kill, saw {sample}"
         ));
     }
+    // The kernel reclaims (and retries) before it gives up and kills: the reclaim hooks saw it.
+    if u64_at(&sample, "reclaim_count") < 1 || u64_at(&sample, "reclaim_stall_us") == 0 {
+        profiler.fail(format_args!(
+            "expected memcg reclaim passes and stall time before the kill, saw {sample}"
+        ));
+    }
     assert!(
         cgroup.oom_kill_count() >= 1,
         "the kernel's own memory.oom_control should count the kill too"
@@ -223,4 +229,40 @@ fn polling_mode_reports_the_kill_from_the_kernel_log() {
             ));
         }
     }
+}
+
+/// A kernel without BTF: the profiler says so, falls back to polling, and still reports kills.
+#[test]
+fn without_btf_the_watch_falls_back_to_polling_and_says_so() {
+    let _test = start_test!();
+    let cgroup = TestCgroup::new("nobtf", 64 * MIB);
+    let path = cgroup.path_str();
+    let missing = format!("/nonexistent-btf-{}/vmlinux", std::process::id());
+    let mut profiler =
+        Profiler::watch(&["--cgroup", path, "--interval", "250ms", "--btf", &missing]);
+    let start = profiler.wait_watching(&[path]);
+    if start[0]["mode"] != "polling" {
+        profiler.fail(format_args!(
+            "expected the fallback to polling without BTF, saw {}",
+            start[0]
+        ));
+    }
+    let stderr = profiler.stderr();
+    if !(stderr.contains("BTF") && stderr.contains("polling")) {
+        profiler.fail(format_args!(
+            "expected a warning naming the missing BTF and the polling fallback, stderr was: {stderr}"
+        ));
+    }
+    let leak = cgroup.spawn(&LEAK_4_MIB);
+    expect_oom_killed(&leak);
+    let (_, event) = profiler.wait_for("an oom_kill line for the cgroup", PATIENCE, |l| {
+        is_line(l, "oom_kill", path)
+    });
+    let pid = u64::from(leak.pid());
+    expect_field(
+        &profiler,
+        &event,
+        u64_at(&event, "pid") == pid && event["source"] == "kmsg",
+        &format!("pid {pid} from the kernel log"),
+    );
 }

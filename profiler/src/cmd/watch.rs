@@ -24,7 +24,10 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         cgroups.push(cgroup);
     }
     privilege::require_tracing("profiler watch", "watch")?;
-    let (probes, report) = probe::start(args.mode)?;
+    let (probes, report) = probe::start(args.mode, &args.btf)?;
+    if let Err(why) = &report.btf {
+        eprintln!("warning: {why}; falling back to {} mode", report.mode);
+    }
     log::info!("mode {}: {}", report.mode, report.mode_reason);
     log::info!("OOM kills: {}", report.oom_reason);
 

@@ -18,7 +18,7 @@ pub use maps::KernelMaps;
 pub use ring::{KernelEvent, RingReader};
 
 use crate::{
-    btf::{KernelBtf, VMLINUX_BTF},
+    btf::KernelBtf,
     mode::{ChargeMode, ModeRequest, OomSource},
 };
 
@@ -209,7 +209,10 @@ pub fn kernel_release() -> String {
 ///
 /// Returns `None` as probes when no program is attached (polling mode), with the report saying
 /// why. Errors only when nothing sensible can start.
-pub fn start(request: ModeRequest) -> Result<(Option<Probes>, ProbeReport), ProbeError> {
+pub fn start(
+    request: ModeRequest,
+    btf_path: &Path,
+) -> Result<(Option<Probes>, ProbeReport), ProbeError> {
     let mut report = ProbeReport {
         kernel: kernel_release(),
         btf: Ok(()),
@@ -228,7 +231,7 @@ pub fn start(request: ModeRequest) -> Result<(Option<Probes>, ProbeReport), Prob
     if PROGRAMS.is_empty() {
         return Err(ProbeError::NoPrograms);
     }
-    let btf = match KernelBtf::load(Path::new(VMLINUX_BTF)) {
+    let btf = match KernelBtf::load(btf_path) {
         Ok(btf) => btf,
         Err(e) => {
             report.btf = Err(e.to_string());
