@@ -116,14 +116,22 @@ impl Watched {
             .read_snapshot()
             .map(|s| s.usage_bytes)
             .unwrap_or(0);
-        match burst_budget_bytes(usage, self.limit) {
-            Some(bytes) => maps.arm_budget(
-                self.slot,
-                i64::try_from(bytes / page_size).unwrap_or(i64::MAX),
-            ),
+        self.arm_for(maps, usage, page_size)
+    }
+
+    /// Gives the slot a burst budget for the next interval, from `usage`.
+    fn arm_for(
+        &self,
+        maps: &mut KernelMaps,
+        usage: u64,
+        page_size: u64,
+    ) -> Result<(), aya::maps::MapError> {
+        let pages = match burst_budget_bytes(usage, self.limit) {
+            Some(bytes) => i64::try_from(bytes / page_size).unwrap_or(i64::MAX),
             // No limit, no headroom to guard: a budget that never runs out.
-            None => maps.arm_budget(self.slot, i64::MAX / 2),
-        }
+            None => i64::MAX / 2,
+        };
+        maps.arm_budget(self.slot, pages)
     }
 
     /// Walks the subtree again; new cgroups join the filter, removed ones leave it. Returns
@@ -212,10 +220,7 @@ impl Watched {
         });
         self.last_sample = now;
         if let Some(maps) = maps {
-            let budget = burst_budget_bytes(snapshot.usage_bytes, self.limit)
-                .map(|b| i64::try_from(b / page_size).unwrap_or(i64::MAX))
-                .unwrap_or(i64::MAX / 2);
-            maps.arm_budget(self.slot, budget)?;
+            self.arm_for(maps, snapshot.usage_bytes, page_size)?;
         }
         self.burst_seen = false;
         Ok((sample, changed))
