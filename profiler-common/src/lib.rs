@@ -166,14 +166,6 @@ pub mod read_error {
     pub const MM: u32 = 2;
 }
 
-/// Layout of the kernel's `mm->rss_stat`, which changed in 6.2.
-pub mod rss_layout {
-    /// `struct percpu_counter rss_stat[NR_MM_COUNTERS]` (6.2+): read `.count` of each.
-    pub const PERCPU_COUNTER: u32 = 0;
-    /// `struct mm_rss_stat { atomic_long_t count[NR_MM_COUNTERS]; }` (before 6.2).
-    pub const ATOMIC_ARRAY: u32 = 1;
-}
-
 /// Where the charge-path programs find what they need in the running kernel.
 ///
 /// Item numbers are enum values of `node_stat_item` / `memcg_stat_item` / `vm_event_item`;
@@ -227,10 +219,11 @@ pub struct TaskLayout {
     pub signal: u32,
     /// `offsetof(signal_struct, oom_score_adj)` (a `short`).
     pub oom_score_adj: u32,
-    /// `offsetof(mm_struct, rss_stat)`.
+    /// Where `mm->rss_stat` starts: counter `i`'s value is at
+    /// `mm_rss_stat + i * rss_stride + rss_count`. That covers both layouts (an array of
+    /// `percpu_counter` since 6.2, of `atomic_long_t` before), which user space tells apart
+    /// from BTF.
     pub mm_rss_stat: u32,
-    /// One of [`rss_layout`].
-    pub rss_layout: u32,
     /// Bytes between two consecutive RSS counters.
     pub rss_stride: u32,
     /// Offset of the counter's value inside one element.
@@ -246,7 +239,7 @@ pub struct TaskLayout {
     /// Non-zero when the rest of this layout was filled in (the OOM program stays quiet otherwise).
     pub valid: u32,
     /// Explicit padding (always zero).
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 4],
 }
 
 /// A reclaim pass in progress, keyed by thread id between `_begin` and `_end`.

@@ -37,7 +37,6 @@ pub static TASK_LAYOUT: Global<TaskLayout> = Global::new(TaskLayout {
     signal: 0,
     oom_score_adj: 0,
     mm_rss_stat: 0,
-    rss_layout: 0,
     rss_stride: 0,
     rss_count: 0,
     mm_filepages: 0,
@@ -45,7 +44,7 @@ pub static TASK_LAYOUT: Global<TaskLayout> = Global::new(TaskLayout {
     mm_shmempages: 0,
     mm_total_vm: 0,
     valid: 0,
-    _pad: [0; 3],
+    _pad: [0; 4],
 });
 
 /// The filter: cgroup id (kernfs inode) → slot. A watched cgroup and its descendants map to the

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use profiler_common::{
-    read_error, rss_layout, OomVictim, RingEventHeader, RingEventKind, TaskLayout, COMM_LEN,
+    read_error, OomVictim, RingEventHeader, RingEventKind, TaskLayout, COMM_LEN,
 };
 
 use crate::layout::{
@@ -93,8 +93,7 @@ fn read_mm(task: u64, layout: &TaskLayout, victim: &mut OomVictim) -> Option<()>
 #[inline(always)]
 fn rss_counter(mm: u64, layout: &TaskLayout, member: u32) -> Option<i64> {
     let offset = layout.mm_rss_stat + member * layout.rss_stride + layout.rss_count;
-    let value: i64 = read_at(mm, offset)?;
     // Both layouts hold a signed long; the per-CPU form can be transiently negative.
-    let _ = rss_layout::PERCPU_COUNTER;
+    let value: i64 = read_at(mm, offset)?;
     Some(value.max(0))
 }

@@ -178,6 +178,47 @@ fn a_hostile_process_name_is_reported_verbatim() {
     }
 }
 
+/// Waits until `path` is watched and checks the watch runs in polling mode.
+#[track_caller]
+fn expect_polling_start(profiler: &mut Profiler, path: &str, why: &str) {
+    let start = profiler.wait_watching(&[path]);
+    if start[0]["mode"] != "polling" {
+        profiler.fail(format_args!(
+            "expected watch_start with mode \"polling\" ({why}), saw {}",
+            start[0]
+        ));
+    }
+}
+
+/// Leaks to an OOM kill in `cgroup` and checks the profiler reports it from the kernel log;
+/// returns when the line was received.
+#[track_caller]
+fn expect_kill_from_kernel_log(
+    cgroup: &TestCgroup,
+    profiler: &mut Profiler,
+    path: &str,
+) -> std::time::Instant {
+    let leak = cgroup.spawn(&LEAK_4_MIB);
+    expect_oom_killed(&leak);
+    let (kill_at, event) = profiler.wait_for("an oom_kill line for the cgroup", PATIENCE, |l| {
+        is_line(l, "oom_kill", path)
+    });
+    let pid = u64::from(leak.pid());
+    expect_field(
+        profiler,
+        &event,
+        u64_at(&event, "pid") == pid,
+        &format!("pid {pid}"),
+    );
+    expect_field(
+        profiler,
+        &event,
+        event["source"] == "kmsg",
+        "source \"kmsg\"",
+    );
+    kill_at
+}
+
 /// Test 9: the polling fallback still reports the kill (from the kernel log) and has no rates.
 #[test]
 fn polling_mode_reports_the_kill_from_the_kernel_log() {
@@ -186,32 +227,8 @@ fn polling_mode_reports_the_kill_from_the_kernel_log() {
     let path = cgroup.path_str();
     let mut profiler =
         Profiler::watch(&["--cgroup", path, "--interval", "250ms", "--mode", "polling"]);
-    let start = profiler.wait_watching(&[path]);
-    if start[0]["mode"] != "polling" {
-        profiler.fail(format_args!(
-            "expected watch_start with mode \"polling\", saw {}",
-            start[0]
-        ));
-    }
-
-    let leak = cgroup.spawn(&LEAK_4_MIB);
-    expect_oom_killed(&leak);
-    let (kill_at, event) = profiler.wait_for("an oom_kill line for the cgroup", PATIENCE, |l| {
-        is_line(l, "oom_kill", path)
-    });
-    let pid = u64::from(leak.pid());
-    expect_field(
-        &profiler,
-        &event,
-        u64_at(&event, "pid") == pid,
-        &format!("pid {pid}"),
-    );
-    expect_field(
-        &profiler,
-        &event,
-        event["source"] == "kmsg",
-        "source \"kmsg\"",
-    );
+    expect_polling_start(&mut profiler, path, "asked for with --mode polling");
+    let kill_at = expect_kill_from_kernel_log(&cgroup, &mut profiler, path);
 
     profiler.wait_for_after(kill_at, "a sample after the oom_kill", PATIENCE, |l| {
         is_line(l, "sample", path)
@@ -240,29 +257,12 @@ fn without_btf_the_watch_falls_back_to_polling_and_says_so() {
     let missing = format!("/nonexistent-btf-{}/vmlinux", std::process::id());
     let mut profiler =
         Profiler::watch(&["--cgroup", path, "--interval", "250ms", "--btf", &missing]);
-    let start = profiler.wait_watching(&[path]);
-    if start[0]["mode"] != "polling" {
-        profiler.fail(format_args!(
-            "expected the fallback to polling without BTF, saw {}",
-            start[0]
-        ));
-    }
+    expect_polling_start(&mut profiler, path, "no BTF");
     let stderr = profiler.stderr();
     if !(stderr.contains("BTF") && stderr.contains("polling")) {
         profiler.fail(format_args!(
             "expected a warning naming the missing BTF and the polling fallback, stderr was: {stderr}"
         ));
     }
-    let leak = cgroup.spawn(&LEAK_4_MIB);
-    expect_oom_killed(&leak);
-    let (_, event) = profiler.wait_for("an oom_kill line for the cgroup", PATIENCE, |l| {
-        is_line(l, "oom_kill", path)
-    });
-    let pid = u64::from(leak.pid());
-    expect_field(
-        &profiler,
-        &event,
-        u64_at(&event, "pid") == pid && event["source"] == "kmsg",
-        &format!("pid {pid} from the kernel log"),
-    );
+    expect_kill_from_kernel_log(&cgroup, &mut profiler, path);
 }

@@ -10,6 +10,10 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 /// The memory cgroup this process runs in (cgroup v1 memory hierarchy or cgroup v2).
+///
+/// A simpler twin of `profiler::cgroup::own_memory_cgroup`, on purpose: xtask must build and
+/// run before the eBPF toolchain exists (it installs it), and depending on the `profiler` crate
+/// would run its build script, which needs that toolchain.
 pub fn own_memcg() -> Result<PathBuf> {
     let text = fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
     for line in text.lines() {

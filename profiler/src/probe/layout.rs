@@ -37,7 +37,6 @@ pub fn task_layout(btf: &KernelBtf) -> Result<TaskLayout, BtfError> {
         signal: t.signal,
         oom_score_adj: t.oom_score_adj,
         mm_rss_stat: t.mm_rss_stat,
-        rss_layout: t.rss_layout,
         rss_stride: t.rss_stride,
         rss_count: t.rss_count,
         mm_filepages: t.mm_filepages,
@@ -45,6 +44,6 @@ pub fn task_layout(btf: &KernelBtf) -> Result<TaskLayout, BtfError> {
         mm_shmempages: t.mm_shmempages,
         mm_total_vm: t.mm_total_vm,
         valid: 1,
-        _pad: [0; 3],
+        _pad: [0; 4],
     })
 }

@@ -79,7 +79,7 @@ const HOOKS: [Hook; 6] = [
 ];
 
 /// The hook whose presence decides the charge-path mode: it sees anon and file charges.
-const CHARGE_HOOK: &str = "memcg_lruvec_state";
+const CHARGE_TRACEPOINT: &str = "mod_memcg_lruvec_state";
 
 /// What happened to one hook.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -156,15 +156,11 @@ pub struct Probes {
     pub maps: KernelMaps,
     /// Ring buffer of bursts and OOM victims.
     pub ring: RingReader,
-    /// What was found.
-    pub report: ProbeReport,
 }
 
 impl fmt::Debug for Probes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Probes")
-            .field("report", &self.report)
-            .finish_non_exhaustive()
+        f.debug_struct("Probes").finish_non_exhaustive()
     }
 }
 
@@ -298,41 +294,25 @@ pub fn start(
         });
     }
 
-    let charge_hook = report
-        .hooks
-        .iter()
-        .zip(HOOKS)
-        .find(|(_, hook)| hook.program == CHARGE_HOOK)
-        .map(|(r, _)| r.clone());
-    match charge_hook {
-        Some(HookReport {
-            status: HookStatus::Attached,
-            ..
-        }) => {
+    match hook_outcome(&report.hooks, CHARGE_TRACEPOINT) {
+        Ok(()) => {
             report.mode = ChargeMode::Tracepoint;
-            report.mode_reason = "raw tracepoint memcg:mod_memcg_lruvec_state attached".into();
+            report.mode_reason = format!("raw tracepoint memcg:{CHARGE_TRACEPOINT} attached");
         }
-        other => {
-            let why = other
-                .and_then(|r| r.detail)
-                .unwrap_or_else(|| "unknown".into());
-            let reason = format!("raw tracepoint memcg:mod_memcg_lruvec_state unusable: {why}");
+        Err(why) => {
+            let reason = format!("raw tracepoint memcg:{CHARGE_TRACEPOINT} unusable: {why}");
             if request == ModeRequest::Tracepoint {
                 return Err(ProbeError::TracepointUnavailable(reason));
             }
             report.mode_reason = format!("{reason}; reading cgroup files every interval");
         }
     }
-    match report.hooks.iter().find(|h| h.tracepoint == "mark_victim") {
-        Some(HookReport {
-            status: HookStatus::Attached,
-            ..
-        }) => {
+    match hook_outcome(&report.hooks, "mark_victim") {
+        Ok(()) => {
             report.oom_source = OomSource::MarkVictim;
             report.oom_reason = "raw tracepoint oom:mark_victim attached".into();
         }
-        other => {
-            let why = other.and_then(|r| r.detail.clone()).unwrap_or_default();
+        Err(why) => {
             report.oom_reason = format!("oom:mark_victim unusable ({why}); reading the kernel log");
         }
     }
@@ -345,10 +325,21 @@ pub fn start(
             logger,
             maps,
             ring,
-            report: report.clone(),
         }),
         report,
     ))
+}
+
+/// `Ok` when the hook on `tracepoint` attached, else why not.
+fn hook_outcome(hooks: &[HookReport], tracepoint: &str) -> Result<(), String> {
+    match hooks.iter().find(|h| h.tracepoint == tracepoint) {
+        Some(HookReport {
+            status: HookStatus::Attached,
+            ..
+        }) => Ok(()),
+        Some(h) => Err(h.detail.clone().unwrap_or_else(|| "unknown".into())),
+        None => Err("not tried".into()),
+    }
 }
 
 fn attach(ebpf: &mut Ebpf, hook: Hook) -> Result<(), String> {
