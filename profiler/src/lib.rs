@@ -9,6 +9,7 @@ pub mod collector;
 pub mod kmsg;
 pub mod mode;
 pub mod output;
+pub mod pods;
 pub mod privilege;
 pub mod probe;
 pub mod record;

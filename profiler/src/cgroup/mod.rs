@@ -133,12 +133,20 @@ impl MemoryCgroup {
     /// On v1 the walk stops below an ancestor with `memory.use_hierarchy` 0, since such an
     /// ancestor is not charged for its children (only possible before Linux 5.16).
     pub fn effective_limit(&self) -> Result<Option<u64>, CgroupError> {
+        Ok(self.effective_limit_with_source()?.map(|(limit, _)| limit))
+    }
+
+    /// Like [`MemoryCgroup::effective_limit`], with the directory whose limit it is (the
+    /// nearest one when several have the same limit).
+    pub fn effective_limit_with_source(&self) -> Result<Option<(u64, PathBuf)>, CgroupError> {
         let (limit_file, parse): (&str, LimitParser) = match self.version {
             CgroupVersion::V1 => (names::V1_LIMIT, parse_limit_v1),
             CgroupVersion::V2 => (names::V2_MAX, parse_max_v2),
         };
         let own = read_required(&self.path, limit_file)?;
-        let mut limit = parse(&own).map_err(|err| err.in_file(self.path.join(limit_file)))?;
+        let mut limit = parse(&own)
+            .map_err(|err| err.in_file(self.path.join(limit_file)))?
+            .map(|l| (l, self.path.clone()));
         let device = metadata(&self.path, &self.path)?.dev();
 
         let mut dir = self.path.as_path();
@@ -158,10 +166,11 @@ impl MemoryCgroup {
                 break;
             };
             let parent_limit = parse(&text).map_err(|err| err.in_file(parent.join(limit_file)))?;
-            limit = match (limit, parent_limit) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            if let Some(parent_limit) = parent_limit {
+                if limit.as_ref().is_none_or(|(l, _)| parent_limit < *l) {
+                    limit = Some((parent_limit, parent.to_path_buf()));
+                }
+            }
             dir = parent;
         }
         Ok(limit)

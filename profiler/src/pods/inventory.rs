@@ -1,0 +1,204 @@
+//! The containers on a node: container cgroups under the cgroup root, named from the
+//! kubelet's log trees.
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+
+use super::{
+    layout::{classify, CgroupRole, Qos, Runtime},
+    logs::LogTree,
+};
+
+/// How deep below the cgroup root containers are looked for. The deepest layout known
+/// (`kubelet.slice/kubelet-kubepods.slice/<qos>/<pod>/<container>`) is 5 levels; test trees
+/// and nested runtimes add a few.
+const MAX_DEPTH: usize = 8;
+
+/// Who a cgroup belongs to: what every record about a container carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// The pod's namespace.
+    pub namespace: Option<String>,
+    /// The pod's name.
+    pub pod: Option<String>,
+    /// The pod's uid.
+    pub pod_uid: Option<String>,
+    /// The container's name in the pod spec.
+    pub container: Option<String>,
+    /// The container id.
+    pub container_id: Option<String>,
+    /// The pod's QoS class.
+    pub qos: Option<Qos>,
+    /// The runtime that made the container's cgroup, where its name says so.
+    pub runtime: Option<Runtime>,
+}
+
+impl Identity {
+    /// What the path and the log trees say about the cgroup at `path` (all `None` for a
+    /// cgroup that is neither a container nor a pod).
+    pub fn of(path: &Path, logs: &LogTree) -> Self {
+        let mut identity = Identity::default();
+        let (pod, id) = match classify(path) {
+            Some(CgroupRole::Container { pod, runtime, id }) => {
+                identity.runtime = runtime;
+                (pod, Some(id))
+            }
+            Some(CgroupRole::Pod(pod)) => (Some(pod), None),
+            _ => return identity,
+        };
+        if let Some(pod) = pod {
+            identity.qos = Some(pod.qos);
+            if let Some(logs) = logs.pods.get(&pod.uid) {
+                identity.namespace = Some(logs.namespace.clone());
+                identity.pod = Some(logs.name.clone());
+            }
+            identity.pod_uid = Some(pod.uid);
+        }
+        if let Some(id) = id {
+            if let Some(log) = logs.containers.get(&id) {
+                identity.container = Some(log.container.clone());
+                // The link names the pod too, for a pod whose log directory is missing.
+                identity
+                    .namespace
+                    .get_or_insert_with(|| log.namespace.clone());
+                identity.pod.get_or_insert_with(|| log.pod.clone());
+            }
+            identity.container_id = Some(id);
+        }
+        identity
+    }
+
+    /// `namespace/pod`, when both are known.
+    pub fn pod_name(&self) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.namespace.as_ref()?,
+            self.pod.as_ref()?
+        ))
+    }
+
+    /// A short name for people: `namespace/pod/container`, or the container id.
+    pub fn short(&self) -> Option<String> {
+        match (self.pod_name(), &self.container, &self.container_id) {
+            (Some(pod), Some(container), _) => Some(format!("{pod}/{container}")),
+            (Some(pod), None, Some(id)) => Some(format!("{pod}/{}", short_id(id))),
+            (None, _, Some(id)) => Some(short_id(id).to_owned()),
+            (Some(pod), None, None) => Some(pod),
+            (None, _, None) => None,
+        }
+    }
+}
+
+/// The first 12 characters of a container id, as runtimes print them.
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// One container cgroup found on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundContainer {
+    /// Its cgroup directory.
+    pub path: PathBuf,
+    /// Who it is.
+    pub identity: Identity,
+}
+
+/// Everything found in one look at the node.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    /// Container cgroups, in path order.
+    pub containers: Vec<FoundContainer>,
+    /// The log trees.
+    pub logs: LogTree,
+}
+
+/// Where to look.
+#[derive(Clone, Debug)]
+pub struct NodeRoots {
+    /// The cgroup hierarchy with the memory controller (or a subtree of it).
+    pub cgroup_root: PathBuf,
+    /// The kubelet's pod log directory.
+    pub pod_logs: PathBuf,
+    /// The kubelet's container log link directory.
+    pub container_logs: PathBuf,
+}
+
+impl Inventory {
+    /// Looks at the node once.
+    pub fn scan(roots: &NodeRoots) -> Self {
+        let logs = LogTree::read(&roots.pod_logs, &roots.container_logs);
+        let containers = container_cgroups(&roots.cgroup_root)
+            .into_iter()
+            .map(|path| FoundContainer {
+                identity: Identity::of(&path, &logs),
+                path,
+            })
+            .collect();
+        Inventory { containers, logs }
+    }
+
+    /// Pod names known from the logs: `(namespace, pod)`, sorted, without repeats.
+    pub fn pod_names(&self) -> Vec<(String, String)> {
+        let mut names: Vec<(String, String)> = self
+            .logs
+            .pods
+            .values()
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .chain(
+                self.logs
+                    .containers
+                    .values()
+                    .map(|c| (c.namespace.clone(), c.pod.clone())),
+            )
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Pods with at least one container cgroup, by uid.
+    pub fn pods_running(&self) -> HashMap<&str, usize> {
+        let mut running = HashMap::new();
+        for c in &self.containers {
+            if let Some(uid) = &c.identity.pod_uid {
+                *running.entry(uid.as_str()).or_default() += 1;
+            }
+        }
+        running
+    }
+}
+
+/// Container cgroup directories below `root`, in path order. A container's own children are
+/// part of it and are not listed; symbolic links are not followed (cgroup file systems have
+/// none, and a fixture tree must not lead the walk elsewhere); directories that vanish during
+/// the walk are skipped.
+pub fn container_cgroups(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![(root.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if !kind.is_dir() {
+                continue;
+            }
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            match classify(relative) {
+                Some(CgroupRole::Container { .. }) => found.push(path),
+                _ if depth + 1 < MAX_DEPTH => pending.push((path, depth + 1)),
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}

@@ -1,0 +1,52 @@
+//! Pods and containers: who a memory cgroup belongs to, found from what every node has (the
+//! cgroup tree and the kubelet's log directories), without the API server.
+//!
+//! - [`layout`]: what a cgroup is, from its path (kubelet systemd and cgroupfs drivers,
+//!   runtimes without Kubernetes);
+//! - [`logs`]: pod, namespace and container names from `/var/log/pods` and
+//!   `/var/log/containers`;
+//! - [`inventory`]: the containers on the node, named;
+//! - [`select`]: `--pod`, `--container`, `--all`;
+//! - [`limit`]: which limit applies to a container, and where it comes from.
+pub mod inventory;
+pub mod layout;
+pub mod limit;
+pub mod logs;
+pub mod select;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testtree;
+
+pub use inventory::{FoundContainer, Identity, Inventory, NodeRoots};
+pub use layout::{classify, CgroupRole, Qos, Runtime};
+pub use limit::{AppliedLimit, LimitSource};
+pub use select::{SelectError, Selection, Selector};
+
+/// A watch that follows containers as they come and go: the selection, re-applied at every
+/// look at the node.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    /// Where to look.
+    pub roots: NodeRoots,
+    /// What to follow.
+    pub selection: Selection,
+}
+
+impl Discovery {
+    /// Looks at the node once.
+    pub fn scan(&self) -> Inventory {
+        Inventory::scan(&self.roots)
+    }
+
+    /// The containers of `inventory` that the watch follows.
+    pub fn matching<'a>(
+        &'a self,
+        inventory: &'a Inventory,
+    ) -> impl Iterator<Item = &'a FoundContainer> + 'a {
+        inventory
+            .containers
+            .iter()
+            .filter(|c| self.selection.matches(c))
+    }
+}
