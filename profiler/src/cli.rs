@@ -32,11 +32,42 @@ pub enum Command {
 
 /// `profiler watch`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "With no --pod, --container or --cgroup, every container on the node is \
+watched (--all). Pods and containers are found from the cgroup tree and the kubelet's log \
+directories: no API server or kubeconfig is needed."
+)]
 pub struct WatchArgs {
+    /// A Kubernetes pod to watch, by name: each of its containers, followed across restarts.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["cgroups", "all"])]
+    pub pod: Option<String>,
+    /// The pod's namespace (needed when several namespaces have a pod of that name).
+    #[arg(long, short = 'n', value_name = "NS", requires = "pod")]
+    pub namespace: Option<String>,
+    /// With --pod: only this container of the pod. Alone: a container by id (or a unique id
+    /// prefix) or by name, with or without Kubernetes (containerd, CRI-O, docker, podman).
+    #[arg(long, value_name = "ID-OR-NAME", conflicts_with_all = ["cgroups", "all"])]
+    pub container: Option<String>,
+    /// Every container on the node (the default when nothing else is named).
+    #[arg(long, conflicts_with = "cgroups")]
+    pub all: bool,
     /// A memory cgroup directory to watch, e.g. /sys/fs/cgroup/memory/kubepods/pod1 (v1) or
     /// /sys/fs/cgroup/system.slice/foo.service (v2). Repeat to watch several.
-    #[arg(long = "cgroup", value_name = "PATH", required = true)]
+    #[arg(long = "cgroup", value_name = "PATH")]
     pub cgroups: Vec<PathBuf>,
+    /// Where containers' cgroups are looked for [default: /sys/fs/cgroup on cgroup v2, the
+    /// memory hierarchy (/sys/fs/cgroup/memory) on v1].
+    #[arg(long, value_name = "DIR")]
+    pub cgroup_root: Option<PathBuf>,
+    /// The kubelet's pod log directory, which names pods, namespaces and containers.
+    #[arg(long, value_name = "DIR", default_value = "/var/log/pods")]
+    pub pod_logs: PathBuf,
+    /// The kubelet's container log links, which name container ids.
+    #[arg(long, value_name = "DIR", default_value = "/var/log/containers")]
+    pub container_logs: PathBuf,
+    /// Fail at once if the pod has no running container, instead of waiting for one.
+    #[arg(long)]
+    pub no_wait: bool,
     /// Time between samples (e.g. 1s, 250ms, 2m).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,

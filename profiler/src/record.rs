@@ -2,12 +2,18 @@
 //!
 //! This is a contract with users' scripts: later versions add fields and record types, and
 //! existing ones keep their meaning. Every line has `type`, `ts` (Unix seconds, float) and
-//! `cgroup` (the watched cgroup's path, `null` for node-wide lines).
+//! `cgroup` (the watched cgroup's path, `null` for node-wide lines). Lines about a cgroup also
+//! name its owner: `namespace`, `pod`, `pod_uid`, `container`, `container_id`, `qos`,
+//! `runtime` (each `null` when unknown).
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::{cgroup::CgroupVersion, mode::ChargeMode};
+use crate::{
+    cgroup::CgroupVersion,
+    mode::ChargeMode,
+    pods::{Identity, LimitSource},
+};
 
 /// One line of output.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -16,6 +22,9 @@ pub struct Record {
     pub ts: f64,
     /// The watched cgroup the record is about; `None` for node-wide records.
     pub cgroup: Option<PathBuf>,
+    /// Who the cgroup belongs to; `None` (no keys at all) for node-wide records.
+    #[serde(flatten)]
+    pub identity: Option<Identity>,
     /// The record itself; its variant name is the `type` field.
     #[serde(flatten)]
     pub body: RecordBody,
@@ -50,6 +59,8 @@ pub struct WatchStart {
     pub cgroup_version: CgroupVersion,
     /// The limit that applies (the cgroup's or an ancestor's), or null when unlimited.
     pub limit_bytes: Option<u64>,
+    /// Whose limit that is.
+    pub limit_source: LimitSource,
     /// How the charge path is observed.
     pub mode: ChargeMode,
 }
@@ -81,8 +92,14 @@ pub struct Sample {
     pub reclaim_count: Option<u64>,
     /// Time tasks spent in those passes since the watch started, microseconds.
     pub reclaim_stall_us: Option<u64>,
-    /// OOM kills in the cgroup since the watch started.
+    /// Whose limit `limit_bytes` is.
+    pub limit_source: LimitSource,
+    /// OOM kills since the watch started; for a pod's container, in every container that
+    /// had its name (the count carries over restarts).
     pub oom_kills: u64,
+    /// Restarts of a pod's container seen since the watch started (a new container id for
+    /// the same pod and container name); 0 for other cgroups.
+    pub restarts: u64,
     /// Times the usage hit the limit (v1 `memory.failcnt`), since the watch started.
     pub failcnt: Option<u64>,
     /// How the charge path is observed.
@@ -172,16 +189,30 @@ mod tests {
         let record = Record {
             ts: 1.5,
             cgroup: Some(PathBuf::from("/sys/fs/cgroup/memory/x")),
+            identity: Some(Identity::default()),
             body: RecordBody::CgroupGone,
         };
         let json = serde_json::to_value(&record).expect("serializable");
         assert_eq!(json["type"], "cgroup_gone");
         assert_eq!(json["ts"], 1.5);
         assert_eq!(json["cgroup"], "/sys/fs/cgroup/memory/x");
+        // Identity keys are there, null when unknown.
+        for key in [
+            "namespace",
+            "pod",
+            "pod_uid",
+            "container",
+            "container_id",
+            "qos",
+            "runtime",
+        ] {
+            assert!(json[key].is_null() && json.get(key).is_some(), "{key}");
+        }
 
         let record = Record {
             ts: 2.0,
             cgroup: None,
+            identity: None,
             body: RecordBody::End(End {
                 reason: EndReason::Signal,
             }),
@@ -190,6 +221,7 @@ mod tests {
         assert_eq!(json["type"], "end");
         assert_eq!(json["reason"], "signal");
         assert!(json["cgroup"].is_null());
+        assert!(json.get("pod").is_none());
     }
 
     #[test]
@@ -197,6 +229,7 @@ mod tests {
         let record = Record {
             ts: 0.0,
             cgroup: None,
+            identity: None,
             body: RecordBody::OomKill(OomKill {
                 victim_cgroup: None,
                 pid: 7,

@@ -1,28 +1,37 @@
-//! `profiler watch`: validate, probe the kernel, run the collector.
-use std::io::{self, IsTerminal};
+//! `profiler watch`: validate, resolve pods and containers, probe the kernel, run the
+//! collector.
+use std::{
+    io::{self, IsTerminal},
+    path::{Path, PathBuf},
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    cgroup::MemoryCgroup,
+    cgroup::{MemoryCgroup, CGROUP2_SUPER_MAGIC},
     cli::WatchArgs,
-    collector::{self, WatchOptions},
+    collector::{self, Targets, WatchOptions},
     output::{JsonSink, LiveSink, Sink},
+    pods::{Discovery, Inventory, NodeRoots, Selection, Selector},
     privilege, probe,
 };
 
 /// Runs `profiler watch`.
 pub async fn run(args: WatchArgs) -> Result<()> {
     // Every argument is checked before anything is loaded into the kernel.
-    let mut cgroups = Vec::with_capacity(args.cgroups.len());
-    for path in &args.cgroups {
-        let cgroup =
-            MemoryCgroup::open(path).with_context(|| format!("--cgroup {}", path.display()))?;
-        if cgroups.iter().any(|c: &MemoryCgroup| c.id() == cgroup.id()) {
-            continue;
-        }
-        cgroups.push(cgroup);
-    }
+    let roots = NodeRoots {
+        cgroup_root: match &args.cgroup_root {
+            Some(root) => check_dir(root, "--cgroup-root")?,
+            None => default_cgroup_root(),
+        },
+        pod_logs: args.pod_logs.clone(),
+        container_logs: args.container_logs.clone(),
+    };
+    let targets = if args.cgroups.is_empty() {
+        Targets::Discovered(discover(&args, roots.clone())?)
+    } else {
+        Targets::Fixed(fixed_cgroups(&args.cgroups)?)
+    };
     privilege::require_tracing("profiler watch", "watch")?;
     let (probes, report) = probe::start(args.mode, &args.btf)?;
     if let Err(why) = &report.btf {
@@ -39,10 +48,99 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         Box::new(LiveSink::new(stdout, redraw))
     };
     let options = WatchOptions {
-        cgroups,
+        targets,
+        roots,
         interval: args.interval,
         duration: args.duration,
     };
     collector::run(options, probes, &report, sink.as_mut()).await?;
     Ok(())
+}
+
+fn fixed_cgroups(paths: &[PathBuf]) -> Result<Vec<MemoryCgroup>> {
+    let mut cgroups = Vec::with_capacity(paths.len());
+    for path in paths {
+        let cgroup =
+            MemoryCgroup::open(path).with_context(|| format!("--cgroup {}", path.display()))?;
+        if cgroups.iter().any(|c: &MemoryCgroup| c.id() == cgroup.id()) {
+            continue;
+        }
+        cgroups.push(cgroup);
+    }
+    Ok(cgroups)
+}
+
+/// Resolves `--pod`, `--container` or `--all` against the node as it is now. Unknown names
+/// are errors; a known pod with no container running is waited for (or an error with
+/// `--no-wait`).
+fn discover(args: &WatchArgs, roots: NodeRoots) -> Result<Discovery> {
+    let selector = match (&args.pod, &args.container) {
+        (Some(pod), container) => Selector::Pod {
+            name: pod.clone(),
+            namespace: args.namespace.clone(),
+            container: container.clone(),
+        },
+        (None, Some(container)) => Selector::Container(container.clone()),
+        (None, None) => Selector::All,
+    };
+    selector.validate()?;
+    let inventory = Inventory::scan(&roots);
+    let selection = selector.resolve(
+        &inventory,
+        &roots.pod_logs.display().to_string(),
+        &roots.cgroup_root.display().to_string(),
+    )?;
+    let discovery = Discovery { roots, selection };
+    if discovery.matching(&inventory).next().is_none() {
+        let root = discovery.roots.cgroup_root.display();
+        let what = match &discovery.selection {
+            Selection::All => format!("no container found under {root}"),
+            other => format!("{} has no running container under {root}", other.describe()),
+        };
+        if args.no_wait {
+            bail!("{what} (--no-wait was given)");
+        }
+        match &discovery.selection {
+            Selection::All => eprintln!("{what}; waiting for containers to start"),
+            Selection::Pod {
+                namespace,
+                name,
+                container: None,
+            } => eprintln!(
+                "waiting for a container of pod {namespace}/{name} to start under {root} \
+                 (--no-wait fails instead)"
+            ),
+            other => eprintln!(
+                "waiting for {} to start under {root} (--no-wait fails instead)",
+                other.describe()
+            ),
+        }
+    }
+    Ok(discovery)
+}
+
+fn check_dir(path: &Path, flag: &str) -> Result<PathBuf> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(path.to_path_buf()),
+        Ok(_) => bail!("{flag} {}: not a directory", path.display()),
+        Err(e) => bail!(
+            "{flag} {}: {e}; name the cgroup hierarchy that holds the containers' memory \
+             cgroups",
+            path.display()
+        ),
+    }
+}
+
+/// `/sys/fs/cgroup` when it is the unified (v2) hierarchy, else the v1 memory hierarchy.
+fn default_cgroup_root() -> PathBuf {
+    let unified = Path::new("/sys/fs/cgroup");
+    // SAFETY: statfs is plain old data; all zeroes is a valid value.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid statfs buffer.
+    let ok = unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut stat) } == 0;
+    if ok && stat.f_type as u64 == CGROUP2_SUPER_MAGIC {
+        unified.to_path_buf()
+    } else {
+        unified.join("memory")
+    }
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use profiler_common::SlotCounters;
 
-use crate::{cgroup::MemorySnapshot, mode::ChargeMode, record::Sample};
+use crate::{cgroup::MemorySnapshot, mode::ChargeMode, pods::LimitSource, record::Sample};
 
 /// The smallest burst budget: below this a budget would fire on ordinary page-cache churn.
 pub const MIN_BURST_BUDGET_BYTES: u64 = 4 << 20;
@@ -42,6 +42,8 @@ pub struct SampleInputs<'a> {
     pub snapshot: &'a MemorySnapshot,
     /// The limit that applies (this cgroup's or an ancestor's).
     pub limit_bytes: Option<u64>,
+    /// Whose limit that is.
+    pub limit_source: LimitSource,
     /// Counters at the start of the watch, from the files.
     pub baseline: Baseline,
     /// Kernel counters now and at the previous sample (`None` in polling mode).
@@ -50,6 +52,8 @@ pub struct SampleInputs<'a> {
     pub elapsed: Duration,
     /// Kills reported by the kernel programs or the kernel log since the watch started.
     pub kills_reported: u64,
+    /// Restarts of the pod's container seen since the watch started.
+    pub restarts: u64,
     /// Page size in bytes.
     pub page_size: u64,
     /// Mode of observation.
@@ -94,6 +98,7 @@ pub fn build_sample(inp: SampleInputs<'_>) -> Sample {
         shmem_bytes: s.shmem_bytes,
         kernel_bytes: s.kernel_bytes,
         limit_bytes: inp.limit_bytes,
+        limit_source: inp.limit_source,
         limit_pct: inp
             .limit_bytes
             .filter(|&l| l > 0)
@@ -103,6 +108,7 @@ pub fn build_sample(inp: SampleInputs<'_>) -> Sample {
         reclaim_count,
         reclaim_stall_us,
         oom_kills: counted.max(inp.kills_reported),
+        restarts: inp.restarts,
         failcnt,
         mode: inp.mode,
     }
@@ -129,6 +135,7 @@ mod tests {
         SampleInputs {
             snapshot: s,
             limit_bytes: Some(64 * MIB),
+            limit_source: LimitSource::Cgroup,
             baseline: Baseline {
                 oom_kills: Some(1),
                 failcnt: Some(4),
@@ -136,6 +143,7 @@ mod tests {
             counters: None,
             elapsed: Duration::from_millis(500),
             kills_reported: 0,
+            restarts: 0,
             page_size: 4096,
             mode: ChargeMode::Polling,
         }
@@ -200,6 +208,7 @@ mod tests {
         s.oom_kills = None;
         let sample = build_sample(SampleInputs {
             kills_reported: 2,
+            restarts: 0,
             ..inputs(&s)
         });
         assert_eq!(sample.oom_kills, 2);

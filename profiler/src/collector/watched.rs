@@ -11,6 +11,7 @@ use super::sample::{build_sample, burst_budget_bytes, Baseline, SampleInputs};
 use crate::{
     cgroup::{CgroupError, MemoryCgroup},
     mode::ChargeMode,
+    pods::{limit::applied_limit, AppliedLimit, Identity, LimitSource},
     probe::KernelMaps,
     record::Sample,
 };
@@ -51,9 +52,16 @@ pub struct Watched {
     pub subtree: HashMap<u64, PathBuf>,
     pub baseline: Option<Baseline>,
     pub limit: Option<u64>,
+    /// Whose limit `limit` is.
+    pub limit_source: LimitSource,
+    /// Who the cgroup belongs to.
+    pub identity: Identity,
+    /// The node's memory: the limit when no cgroup has one.
+    node_memory: Option<u64>,
     previous: SlotCounters,
     last_sample: Instant,
-    /// OOM kills reported (kernel programs or kernel log) since the watch started.
+    /// OOM kills reported (kernel programs or kernel log) since the watch started, for a
+    /// cgroup that is not a pod's container (those count in their lineage).
     pub kills_reported: u64,
     /// A burst was reported since the last sample (one per interval is enough).
     pub burst_seen: bool,
@@ -61,8 +69,16 @@ pub struct Watched {
 }
 
 impl Watched {
-    pub fn new(cgroup: MemoryCgroup, slot: u32) -> Self {
-        let limit = cgroup.effective_limit().ok().flatten();
+    pub fn new(
+        cgroup: MemoryCgroup,
+        slot: u32,
+        identity: Identity,
+        node_memory: Option<u64>,
+    ) -> Self {
+        let applied = applied_limit(&cgroup, node_memory).unwrap_or(AppliedLimit {
+            bytes: None,
+            source: LimitSource::Cgroup,
+        });
         let baseline = cgroup
             .read_snapshot()
             .ok()
@@ -74,7 +90,10 @@ impl Watched {
             slot,
             subtree,
             baseline,
-            limit,
+            limit: applied.bytes,
+            limit_source: applied.source,
+            identity,
+            node_memory,
             previous: SlotCounters::default(),
             last_sample: Instant::now(),
             kills_reported: 0,
@@ -187,14 +206,18 @@ impl Watched {
     }
 
     /// Reads the files and counters and builds a sample; re-arms the burst budget.
+    /// `history` is the kills and restarts to report (the lineage's, for a pod's container).
     pub fn sample(
         &mut self,
         mut maps: Option<&mut KernelMaps>,
         mode: ChargeMode,
         page_size: u64,
+        history: (u64, u64),
     ) -> Result<(Sample, bool), SampleError> {
         let snapshot = self.cgroup.read_snapshot()?;
-        self.limit = self.cgroup.effective_limit()?;
+        let applied = applied_limit(&self.cgroup, self.node_memory)?;
+        self.limit = applied.bytes;
+        self.limit_source = applied.source;
         let baseline = *self
             .baseline
             .get_or_insert_with(|| Baseline::from_snapshot(&snapshot));
@@ -211,10 +234,12 @@ impl Watched {
         let sample = build_sample(SampleInputs {
             snapshot: &snapshot,
             limit_bytes: self.limit,
+            limit_source: self.limit_source,
             baseline,
             counters,
             elapsed: now - self.last_sample,
-            kills_reported: self.kills_reported,
+            kills_reported: history.0,
+            restarts: history.1,
             page_size,
             mode,
         });

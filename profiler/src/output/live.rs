@@ -17,7 +17,8 @@ const RECENT_EVENTS: usize = 12;
 pub struct LiveSink<W: Write> {
     out: W,
     redraw: bool,
-    rows: BTreeMap<PathBuf, Sample>,
+    /// Latest sample per cgroup, with the name shown for it.
+    rows: BTreeMap<PathBuf, (String, Sample)>,
     events: VecDeque<String>,
 }
 
@@ -33,19 +34,37 @@ impl<W: Write> LiveSink<W> {
     }
 
     fn event_line(record: &Record) -> Option<String> {
-        let cgroup = record
-            .cgroup
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let cgroup = who(record);
         let text = match &record.body {
-            RecordBody::WatchStart(w) => format!(
-                "watching {cgroup} (cgroup {}, {:?}, limit {}, mode {})",
-                w.cgroup_id,
-                w.cgroup_version,
-                w.limit_bytes.map(bytes).unwrap_or_else(|| "none".into()),
-                w.mode
-            ),
+            RecordBody::WatchStart(w) => {
+                let path = record
+                    .cgroup
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                let owner = record
+                    .identity
+                    .as_ref()
+                    .and_then(|i| i.short())
+                    .map(|name| {
+                        let qos = record
+                            .identity
+                            .as_ref()
+                            .and_then(|i| i.qos)
+                            .map(|q| format!(", {q:?}"))
+                            .unwrap_or_default();
+                        format!("{name}{qos}, ")
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "watching {path} ({owner}cgroup {}, {:?}, limit {} ({:?}), mode {})",
+                    w.cgroup_id,
+                    w.cgroup_version,
+                    w.limit_bytes.map(bytes).unwrap_or_else(|| "none".into()),
+                    w.limit_source,
+                    w.mode
+                )
+            }
             RecordBody::OomKill(k) => format!(
                 "OOM KILL in {cgroup}: pid {} ({}) anon {} file {} shmem {} oom_score_adj {} \
                  limit {} victim cgroup {}",
@@ -75,24 +94,26 @@ impl<W: Write> LiveSink<W> {
     fn render_table(&mut self) -> io::Result<()> {
         writeln!(
             self.out,
-            "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>14} {:>4}",
-            "CGROUP",
+            "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>14} {:>4} {:>4}",
+            "CONTAINER / CGROUP",
             "USAGE",
             "WSET",
             "ANON",
             "FILE",
             "SHMEM",
             "LIMIT",
+            "LIMIT OF",
             "%LIM",
             "CHARGE/s",
             "RECLAIM n/ms",
-            "OOM"
+            "OOM",
+            "RST"
         )?;
-        for (path, s) in &self.rows {
-            let name = shorten(&path.display().to_string(), 40);
+        for (name, s) in self.rows.values() {
+            let name = shorten(name, 40);
             writeln!(
                 self.out,
-                "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>14} {:>4}",
+                "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>14} {:>4} {:>4}",
                 name,
                 bytes(s.usage_bytes),
                 bytes(s.working_set_bytes),
@@ -100,6 +121,7 @@ impl<W: Write> LiveSink<W> {
                 bytes(s.file_bytes),
                 bytes(s.shmem_bytes),
                 opt_bytes(s.limit_bytes),
+                format!("{:?}", s.limit_source).to_lowercase(),
                 s.limit_pct
                     .map(|p| format!("{p:.1}"))
                     .unwrap_or_else(|| "-".into()),
@@ -111,10 +133,21 @@ impl<W: Write> LiveSink<W> {
                     _ => "-".into(),
                 },
                 s.oom_kills,
+                s.restarts,
             )?;
         }
         Ok(())
     }
+}
+
+/// The name of what a record is about: `namespace/pod/container` when known, else the path.
+fn who(record: &Record) -> String {
+    record
+        .identity
+        .as_ref()
+        .and_then(|i| i.short())
+        .or_else(|| record.cgroup.as_ref().map(|p| p.display().to_string()))
+        .unwrap_or_default()
 }
 
 fn opt_bytes(v: Option<u64>) -> String {
@@ -134,7 +167,8 @@ impl<W: Write> Sink for LiveSink<W> {
     fn emit(&mut self, record: &Record) -> io::Result<()> {
         if let RecordBody::Sample(sample) = &record.body {
             if let Some(path) = &record.cgroup {
-                self.rows.insert(path.clone(), sample.clone());
+                self.rows
+                    .insert(path.clone(), (who(record), sample.clone()));
             }
             return Ok(());
         }
@@ -177,13 +211,22 @@ impl<W: Write> Sink for LiveSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{KillSource, OomKill};
+    use crate::{
+        pods::Identity,
+        record::{KillSource, OomKill},
+    };
 
     #[test]
     fn kill_line_names_victim_and_sizes() {
         let record = Record {
             ts: 0.0,
             cgroup: Some(PathBuf::from("/sys/fs/cgroup/memory/x")),
+            identity: Some(Identity {
+                namespace: Some("shop".into()),
+                pod: Some("web-1".into()),
+                container: Some("app".into()),
+                ..Identity::default()
+            }),
             body: RecordBody::OomKill(OomKill {
                 victim_cgroup: Some(PathBuf::from("/sys/fs/cgroup/memory/x/y")),
                 pid: 4500,
@@ -202,7 +245,10 @@ mod tests {
             .emit(&record)
             .expect("write to Vec");
         let text = String::from_utf8(out).expect("utf8");
-        assert!(text.contains("pid 4500 (python3)"), "{text}");
+        assert!(
+            text.contains("OOM KILL in shop/web-1/app: pid 4500 (python3)"),
+            "{text}"
+        );
         assert!(text.contains("anon 64.0MiB"), "{text}");
         assert!(
             text.contains("victim cgroup /sys/fs/cgroup/memory/x/y"),
@@ -218,6 +264,7 @@ mod tests {
             let record = Record {
                 ts: 0.0,
                 cgroup: Some(PathBuf::from("/cg/a")),
+                identity: Some(Identity::default()),
                 body: RecordBody::Sample(Sample {
                     usage_bytes: usage,
                     ..Sample::default()

@@ -12,12 +12,13 @@ use super::layout::{classify, CgroupRole};
 use crate::cgroup::{CgroupError, MemoryCgroup};
 
 /// Whose limit applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitSource {
     /// The watched container's own limit.
     Container,
     /// The watched cgroup's own limit (a cgroup that is not a container).
+    #[default]
     Cgroup,
     /// The container's pod's cgroup.
     Pod,

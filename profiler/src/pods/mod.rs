@@ -21,6 +21,7 @@ mod testtree;
 pub use inventory::{FoundContainer, Identity, Inventory, NodeRoots};
 pub use layout::{classify, CgroupRole, Qos, Runtime};
 pub use limit::{AppliedLimit, LimitSource};
+pub use logs::LogTree;
 pub use select::{SelectError, Selection, Selector};
 
 /// A watch that follows containers as they come and go: the selection, re-applied at every

@@ -1,0 +1,134 @@
+//! What the collector watches, and what it remembers about containers across restarts.
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::{
+    cgroup::MemoryCgroup,
+    pods::{Discovery, Identity},
+};
+
+/// Where the watched cgroups come from.
+#[derive(Debug)]
+pub enum Targets {
+    /// Cgroups named with `--cgroup`: fixed for the whole watch.
+    Fixed(Vec<MemoryCgroup>),
+    /// Containers found on the node, looked for again at every interval, so new and restarted
+    /// containers join the watch.
+    Discovered(Discovery),
+}
+
+/// The free slots of the kernel's per-cgroup counter and budget arrays.
+#[derive(Debug)]
+pub struct Slots {
+    free: BTreeSet<u32>,
+}
+
+impl Slots {
+    /// All `count` slots free.
+    pub fn new(count: u32) -> Self {
+        Self {
+            free: (0..count).collect(),
+        }
+    }
+
+    /// The lowest free slot.
+    pub fn take(&mut self) -> Option<u32> {
+        self.free.pop_first()
+    }
+
+    /// Gives a slot back once nothing refers to it any more.
+    pub fn give_back(&mut self, slot: u32) {
+        self.free.insert(slot);
+    }
+}
+
+/// A pod's container by name: what stays the same when the runtime replaces the container.
+pub type LineageKey = (String, String, String);
+
+/// The key of a pod's container: `(namespace, pod, container)` when all three are known.
+pub fn lineage_key(identity: &Identity) -> Option<LineageKey> {
+    Some((
+        identity.namespace.clone()?,
+        identity.pod.clone()?,
+        identity.container.clone()?,
+    ))
+}
+
+/// What a pod's container went through during the watch, across its container ids.
+#[derive(Debug, Default)]
+pub struct Lineage {
+    /// OOM kills reported in any of its containers.
+    pub kills: u64,
+    /// New container ids seen after the first one.
+    pub restarts: u64,
+    ids: HashSet<String>,
+}
+
+/// Every pod container's lineage.
+#[derive(Debug, Default)]
+pub struct Lineages(HashMap<LineageKey, Lineage>);
+
+impl Lineages {
+    /// Records that container `id` runs as `key`; a new id for a known key is a restart.
+    /// Returns whether it was one.
+    pub fn join(&mut self, key: &LineageKey, id: Option<&str>) -> bool {
+        let lineage = self.0.entry(key.clone()).or_default();
+        let Some(id) = id else {
+            return false;
+        };
+        let restart = !lineage.ids.is_empty() && !lineage.ids.contains(id);
+        if lineage.ids.insert(id.to_owned()) && restart {
+            lineage.restarts += 1;
+        }
+        restart
+    }
+
+    /// Counts a kill.
+    pub fn add_kill(&mut self, key: &LineageKey) {
+        self.0.entry(key.clone()).or_default().kills += 1;
+    }
+
+    /// `(kills, restarts)` of a key.
+    pub fn history(&self, key: &LineageKey) -> (u64, u64) {
+        self.0
+            .get(key)
+            .map(|l| (l.kills, l.restarts))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_reused_lowest_first() {
+        let mut slots = Slots::new(3);
+        assert_eq!((slots.take(), slots.take()), (Some(0), Some(1)));
+        slots.give_back(0);
+        assert_eq!(slots.take(), Some(0));
+        assert_eq!(slots.take(), Some(2));
+        assert_eq!(slots.take(), None);
+    }
+
+    #[test]
+    fn kills_and_restarts_carry_over_new_ids() {
+        let key = ("shop".to_owned(), "web-1".to_owned(), "app".to_owned());
+        let mut lineages = Lineages::default();
+        assert!(!lineages.join(&key, Some("a")));
+        assert!(
+            !lineages.join(&key, Some("a")),
+            "the same id again is no restart"
+        );
+        lineages.add_kill(&key);
+        assert!(lineages.join(&key, Some("b")));
+        assert_eq!(lineages.history(&key), (1, 1));
+        assert!(!lineages.join(&key, Some("b")));
+        assert!(
+            !lineages.join(&key, Some("a")),
+            "an old id seen again is no restart"
+        );
+        assert_eq!(lineages.history(&key), (1, 1));
+        let other = ("shop".to_owned(), "web-1".to_owned(), "sidecar".to_owned());
+        assert_eq!(lineages.history(&other), (0, 0));
+    }
+}
