@@ -65,6 +65,10 @@ pub struct WatchArgs {
     /// The kubelet's container log links, which name container ids.
     #[arg(long, value_name = "DIR", default_value = "/var/log/containers")]
     pub container_logs: PathBuf,
+    /// The root below which container runtimes keep their state (var/lib/docker,
+    /// var/lib/containers, var/lib/nerdctl), which names containers run without Kubernetes.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub runtime_state: PathBuf,
     /// Fail at once if the pod has no running container, instead of waiting for one.
     #[arg(long)]
     pub no_wait: bool,

@@ -26,6 +26,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         },
         pod_logs: args.pod_logs.clone(),
         container_logs: args.container_logs.clone(),
+        runtime_state: args.runtime_state.clone(),
     };
     let targets = if args.cgroups.is_empty() {
         Targets::Discovered(discover(&args, roots.clone())?)

@@ -1,6 +1,9 @@
 //! The collector's state between events: the watched cgroups, their kernel slots, and what
 //! each pod container went through.
-use std::path::{Path, PathBuf};
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
 
 use super::{
     boot_ns_to_unix,
@@ -14,7 +17,7 @@ use crate::{
     kmsg::KmsgOomKill,
     mode::ChargeMode,
     output::Sink,
-    pods::{Identity, LogTree, NodeRoots},
+    pods::{Identity, LogTree, NodeRoots, RuntimeNames},
     probe::{KernelEvent, KernelMaps},
     record::{Burst, KillSource, LostEvents, OomKill, Record, RecordBody, WatchStart},
 };
@@ -69,9 +72,10 @@ impl Collector<'_> {
         match &mut self.targets {
             Targets::Fixed(cgroups) => {
                 let logs = LogTree::read(&self.roots.pod_logs, &self.roots.container_logs);
+                let names = RuntimeNames::read(&self.roots.runtime_state);
                 let cgroups = std::mem::take(cgroups);
                 for cgroup in cgroups {
-                    let identity = Identity::of(cgroup.path(), &logs);
+                    let identity = Identity::of(cgroup.path(), &logs, &names);
                     self.add(cgroup, identity)?;
                 }
             }
@@ -144,10 +148,19 @@ impl Collector<'_> {
             .collect();
         let mut joined = false;
         for (path, identity) in found {
-            let known = self
+            let mut known = self
                 .watched
                 .iter()
                 .position(|w| !w.gone && w.cgroup.path() == path);
+            if let Some(i) = known {
+                // Removed and made again under the same name (`docker restart` keeps the id):
+                // a new cgroup, with a new id for the kernel's filter.
+                let inode = std::fs::metadata(&path).map(|m| m.ino()).ok();
+                if inode.is_some_and(|ino| ino != self.watched[i].cgroup.id()) {
+                    self.retire(i)?;
+                    known = None;
+                }
+            }
             match known {
                 Some(i) if self.watched[i].identity != identity => {
                     if let Some(key) = lineage_key(&identity) {
@@ -199,11 +212,7 @@ impl Collector<'_> {
                 }
                 Err(watched::SampleError::Gone) => {
                     changed = true;
-                    if let Some(maps) = self.maps.as_mut() {
-                        self.watched[i].detach(maps)?;
-                    }
-                    self.watched[i].gone = true;
-                    self.emit_about(unix_now(), i, RecordBody::CgroupGone)?;
+                    self.retire(i)?;
                 }
                 Err(watched::SampleError::Kernel(e)) => return Err(e.into()),
                 Err(watched::SampleError::Read(e)) => {
@@ -233,6 +242,16 @@ impl Collector<'_> {
             // still watched while it exists.
             Targets::Discovered(_) => any_live || exists,
         })
+    }
+
+    /// Watched cgroup `index` is gone: out of the kernel's filter, a `cgroup_gone` line. It
+    /// leaves the list (and frees its slot) at the next round.
+    fn retire(&mut self, index: usize) -> Result<(), CollectError> {
+        if let Some(maps) = self.maps.as_mut() {
+            self.watched[index].detach(maps)?;
+        }
+        self.watched[index].gone = true;
+        self.emit_about(unix_now(), index, RecordBody::CgroupGone)
     }
 
     /// `(kills, restarts)` to report for watched cgroup `index`.

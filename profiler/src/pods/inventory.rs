@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::{
     layout::{classify, CgroupRole, Qos, Runtime},
     logs::LogTree,
+    runtimes::RuntimeNames,
 };
 
 /// How deep below the cgroup root containers are looked for. The deepest layout known
@@ -38,9 +39,9 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// What the path and the log trees say about the cgroup at `path` (all `None` for a
-    /// cgroup that is neither a container nor a pod).
-    pub fn of(path: &Path, logs: &LogTree) -> Self {
+    /// What the path, the kubelet's log trees and the runtimes' state say about the cgroup
+    /// at `path` (all `None` for a cgroup that is neither a container nor a pod).
+    pub fn of(path: &Path, logs: &LogTree, runtime_names: &RuntimeNames) -> Self {
         let mut identity = Identity::default();
         let (pod, id) = match classify(path) {
             Some(CgroupRole::Container { pod, runtime, id }) => {
@@ -66,6 +67,8 @@ impl Identity {
                     .namespace
                     .get_or_insert_with(|| log.namespace.clone());
                 identity.pod.get_or_insert_with(|| log.pod.clone());
+            } else if identity.pod_uid.is_none() {
+                identity.container = runtime_names.name(&id).map(str::to_owned);
             }
             identity.container_id = Some(id);
         }
@@ -86,9 +89,10 @@ impl Identity {
         match (self.pod_name(), &self.container, &self.container_id) {
             (Some(pod), Some(container), _) => Some(format!("{pod}/{container}")),
             (Some(pod), None, Some(id)) => Some(format!("{pod}/{}", short_id(id))),
-            (None, _, Some(id)) => Some(short_id(id).to_owned()),
             (Some(pod), None, None) => Some(pod),
-            (None, _, None) => None,
+            (None, Some(container), _) => Some(container.clone()),
+            (None, None, Some(id)) => Some(short_id(id).to_owned()),
+            (None, None, None) => None,
         }
     }
 }
@@ -114,6 +118,8 @@ pub struct Inventory {
     pub containers: Vec<FoundContainer>,
     /// The log trees.
     pub logs: LogTree,
+    /// Names of containers outside Kubernetes.
+    pub runtime_names: RuntimeNames,
 }
 
 /// Where to look.
@@ -125,20 +131,27 @@ pub struct NodeRoots {
     pub pod_logs: PathBuf,
     /// The kubelet's container log link directory.
     pub container_logs: PathBuf,
+    /// Where runtimes keep their state (`var/lib/docker`, ... below it): `/` on a node.
+    pub runtime_state: PathBuf,
 }
 
 impl Inventory {
     /// Looks at the node once.
     pub fn scan(roots: &NodeRoots) -> Self {
         let logs = LogTree::read(&roots.pod_logs, &roots.container_logs);
+        let runtime_names = RuntimeNames::read(&roots.runtime_state);
         let containers = container_cgroups(&roots.cgroup_root)
             .into_iter()
             .map(|path| FoundContainer {
-                identity: Identity::of(&path, &logs),
+                identity: Identity::of(&path, &logs, &runtime_names),
                 path,
             })
             .collect();
-        Inventory { containers, logs }
+        Inventory {
+            containers,
+            logs,
+            runtime_names,
+        }
     }
 
     /// Pod names known from the logs: `(namespace, pod)`, sorted, without repeats.

@@ -5,6 +5,8 @@
 //!   runtimes without Kubernetes);
 //! - [`logs`]: pod, namespace and container names from `/var/log/pods` and
 //!   `/var/log/containers`;
+//! - [`runtimes`]: names of containers outside Kubernetes, from docker's, podman's and
+//!   nerdctl's state;
 //! - [`inventory`]: the containers on the node, named;
 //! - [`select`]: `--pod`, `--container`, `--all`;
 //! - [`limit`]: which limit applies to a container, and where it comes from.
@@ -12,6 +14,7 @@ pub mod inventory;
 pub mod layout;
 pub mod limit;
 pub mod logs;
+pub mod runtimes;
 pub mod select;
 #[cfg(test)]
 mod tests;
@@ -22,6 +25,7 @@ pub use inventory::{FoundContainer, Identity, Inventory, NodeRoots};
 pub use layout::{classify, CgroupRole, Qos, Runtime};
 pub use limit::{AppliedLimit, LimitSource};
 pub use logs::LogTree;
+pub use runtimes::RuntimeNames;
 pub use select::{SelectError, Selection, Selector};
 
 /// A watch that follows containers as they come and go: the selection, re-applied at every

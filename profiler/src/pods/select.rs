@@ -5,6 +5,7 @@ use thiserror::Error;
 use super::{
     inventory::{short_id, FoundContainer, Inventory},
     logs::is_kube_name,
+    runtimes::is_runtime_name,
 };
 
 /// What the user asked to watch.
@@ -40,6 +41,9 @@ pub enum Selection {
     },
     /// One container by its full id (a restart gives a new id, so this ends with it).
     ContainerId(String),
+    /// A container outside Kubernetes by the name its runtime gave it (a container created
+    /// again under the same name is followed).
+    Named(String),
     /// Every container.
     All,
 }
@@ -133,7 +137,7 @@ fn list_or_none(names: &[String]) -> String {
 
 /// Whether a `--container` value can be an id (prefix) or a name.
 fn is_container_query(value: &str) -> bool {
-    is_kube_name(value) || (value.len() <= 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+    is_kube_name(value) || is_runtime_name(value)
 }
 
 /// Shortest id prefix accepted, as with `docker`: shorter prefixes match too much by chance.
@@ -309,7 +313,8 @@ fn resolve_container(
             }
         }
     }
-    // A container name: follows the container across restarts, like --pod --container.
+    // A container name: of a pod's container (followed across restarts, like --pod
+    // --container), or one a runtime gave outside Kubernetes.
     let mut pods: Vec<(String, String)> = inventory
         .logs
         .containers
@@ -319,8 +324,15 @@ fn resolve_container(
         .collect();
     pods.sort();
     pods.dedup();
-    match pods.len() {
-        1 => {
+    let outside: Vec<&str> = inventory
+        .runtime_names
+        .0
+        .iter()
+        .filter(|(_, name)| name.as_str() == query)
+        .map(|(id, _)| short_id(id))
+        .collect();
+    match (pods.len(), outside.len()) {
+        (1, 0) => {
             let (namespace, name) = pods.remove(0);
             Ok(Selection::Pod {
                 namespace,
@@ -328,7 +340,8 @@ fn resolve_container(
                 container: Some(query.to_owned()),
             })
         }
-        0 => {
+        (0, 1) => Ok(Selection::Named(query.to_owned())),
+        (0, 0) => {
             let candidates: Vec<String> = inventory
                 .containers
                 .iter()
@@ -349,13 +362,17 @@ fn resolve_container(
                 closest: closest_names(query, &candidates, |c| c),
             })
         }
-        _ => Err(SelectError::AmbiguousContainer {
-            query: query.to_owned(),
-            matches: pods
+        _ => {
+            let mut matches: Vec<String> = pods
                 .iter()
                 .map(|(ns, pod)| format!("{ns}/{pod}/{query}"))
-                .collect(),
-        }),
+                .collect();
+            matches.extend(outside.iter().map(|id| format!("{query} ({id})")));
+            Err(SelectError::AmbiguousContainer {
+                query: query.to_owned(),
+                matches,
+            })
+        }
     }
 }
 
@@ -373,6 +390,7 @@ impl Selection {
         match self {
             Selection::All => true,
             Selection::ContainerId(want) => id.container_id.as_deref() == Some(want),
+            Selection::Named(want) => id.pod_uid.is_none() && id.container.as_deref() == Some(want),
             Selection::Pod {
                 namespace,
                 name,
@@ -394,6 +412,7 @@ impl Selection {
         match self {
             Selection::All => true,
             Selection::ContainerId(_) => inventory.containers.iter().any(|c| self.matches(c)),
+            Selection::Named(name) => inventory.runtime_names.0.values().any(|n| n == name),
             Selection::Pod {
                 namespace, name, ..
             } => inventory
@@ -408,6 +427,7 @@ impl Selection {
         match self {
             Selection::All => "every container".to_owned(),
             Selection::ContainerId(id) => format!("container {}", short_id(id)),
+            Selection::Named(name) => format!("container {name}"),
             Selection::Pod {
                 namespace,
                 name,

@@ -181,6 +181,23 @@ fn podman_and_docker_without_kubernetes() {
         watched(&node, Selection::ContainerId(ID_B.into())),
         [short_id(ID_B)]
     );
+    // By the names the runtimes gave them, from their state on disk.
+    node.state_file(
+        &format!("var/lib/docker/containers/{ID_B}/config.v2.json"),
+        r#"{"Name":"/api"}"#,
+    );
+    node.state_file(
+        "var/lib/containers/storage/overlay-containers/containers.json",
+        &format!(r#"[{{"id":"{ID_A}","names":["cache"]}}]"#),
+    );
+    let inventory = Inventory::scan(&node.roots());
+    assert_eq!(
+        resolve(&Selector::Container("api".into()), &inventory),
+        Ok(Selection::Named("api".into()))
+    );
+    assert_eq!(watched(&node, Selection::Named("cache".into())), ["cache"]);
+    let err = resolve(&Selector::Container("cahce".into()), &inventory).expect_err("typo");
+    assert!(err.to_string().contains("cache"), "{err}");
 }
 
 #[test]

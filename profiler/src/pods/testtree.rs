@@ -42,6 +42,7 @@ impl FixtureNode {
             cgroup_root: self.dir.join("cgroup"),
             pod_logs: self.dir.join("pods"),
             container_logs: self.dir.join("containers"),
+            runtime_state: self.dir.join("state"),
         }
     }
 
@@ -77,6 +78,15 @@ impl FixtureNode {
             .join("containers")
             .join(format!("{pod}_{namespace}_{container}-{id}.log"));
         std::os::unix::fs::symlink("/nonexistent", link).expect("fixture log link");
+    }
+
+    /// A file of a runtime's state (`relative` to the state root).
+    pub fn state_file(&self, relative: &str, text: &str) {
+        let path = self.dir.join("state").join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("fixture state dir");
+        }
+        fs::write(path, text).expect("fixture state file");
     }
 
     /// Removes something below the fixture (a restarted container's old cgroup or link).
