@@ -140,7 +140,13 @@ impl Collector<'_> {
         let Targets::Discovered(discovery) = &self.targets else {
             return Ok((false, true));
         };
+        let looked_at = std::time::Instant::now();
         let inventory = discovery.scan();
+        log::debug!(
+            "looked at the node in {:.2} ms: {} containers",
+            looked_at.elapsed().as_secs_f64() * 1e3,
+            inventory.containers.len()
+        );
         let exists = discovery.selection.still_exists(&inventory);
         let found: Vec<(PathBuf, Identity)> = discovery
             .matching(&inventory)
