@@ -9,6 +9,7 @@ use crate::{
     cgroup::{self, MemoryCgroup},
     cli::DoctorArgs,
     mode::ModeRequest,
+    pods::{self, Inventory, NodeRoots},
     privilege,
     probe::{self, HookStatus, ProbeReport},
 };
@@ -24,6 +25,11 @@ struct Doctor {
     probe: Option<ProbeReport>,
     mode: String,
     probe_error: Option<String>,
+    /// Where `watch --pod/--container/--all` looks for containers, and what it finds there.
+    cgroup_root: String,
+    containers_found: usize,
+    pods_named: usize,
+    pod_logs: String,
 }
 
 /// Runs `profiler doctor`.
@@ -51,7 +57,18 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             )),
         )
     };
+    let roots = NodeRoots {
+        cgroup_root: pods::default_cgroup_root(),
+        pod_logs: "/var/log/pods".into(),
+        container_logs: "/var/log/containers".into(),
+        runtime_state: "/".into(),
+    };
+    let inventory = Inventory::scan(&roots);
     let doctor = Doctor {
+        cgroup_root: roots.cgroup_root.display().to_string(),
+        containers_found: inventory.containers.len(),
+        pods_named: inventory.pod_names().len(),
+        pod_logs: roots.pod_logs.display().to_string(),
         kernel: probe::kernel_release(),
         btf_present: Path::new(VMLINUX_BTF).exists(),
         own_memory_cgroup: own.map(|p| p.display().to_string()),
@@ -84,6 +101,10 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             .cgroup_version
             .as_deref()
             .unwrap_or("unknown version")
+    );
+    println!(
+        "containers:      {} under {} ({} pods named in {})",
+        doctor.containers_found, doctor.cgroup_root, doctor.pods_named, doctor.pod_logs
     );
     if !doctor.missing_capabilities.is_empty() {
         println!(

@@ -8,11 +8,11 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    cgroup::{MemoryCgroup, CGROUP2_SUPER_MAGIC},
+    cgroup::MemoryCgroup,
     cli::WatchArgs,
     collector::{self, Targets, WatchOptions},
     output::{JsonSink, LiveSink, Sink},
-    pods::{Discovery, Inventory, NodeRoots, Selection, Selector},
+    pods::{self, Discovery, Inventory, NodeRoots, Selection, Selector},
     privilege, probe,
 };
 
@@ -22,7 +22,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     let roots = NodeRoots {
         cgroup_root: match &args.cgroup_root {
             Some(root) => check_dir(root, "--cgroup-root")?,
-            None => default_cgroup_root(),
+            None => pods::default_cgroup_root(),
         },
         pod_logs: args.pod_logs.clone(),
         container_logs: args.container_logs.clone(),
@@ -129,19 +129,5 @@ fn check_dir(path: &Path, flag: &str) -> Result<PathBuf> {
              cgroups",
             path.display()
         ),
-    }
-}
-
-/// `/sys/fs/cgroup` when it is the unified (v2) hierarchy, else the v1 memory hierarchy.
-fn default_cgroup_root() -> PathBuf {
-    let unified = Path::new("/sys/fs/cgroup");
-    // SAFETY: statfs is plain old data; all zeroes is a valid value.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a NUL-terminated path and a valid statfs buffer.
-    let ok = unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut stat) } == 0;
-    if ok && stat.f_type as u64 == CGROUP2_SUPER_MAGIC {
-        unified.to_path_buf()
-    } else {
-        unified.join("memory")
     }
 }

@@ -85,12 +85,14 @@ pub enum CgroupRole {
     },
 }
 
-/// Whether `text` looks like a container id: lowercase hex, 12 (short form) to 64 characters.
+/// Whether `text` is a container id: 64 lowercase hex characters, as containerd, CRI-O, docker
+/// and podman make them. (Short ids are for people; cgroups and log links carry full ones,
+/// and shorter hex names, such as 32-character session ids, are not containers.)
 pub fn is_container_id(text: &str) -> bool {
-    (12..=64).contains(&text.len())
+    text.len() == 64
         && text
             .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The id in a runtime-named container cgroup (`<prefix><id>[.scope]`), or a bare id.
@@ -388,5 +390,9 @@ mod tests {
             bare(Some(Runtime::Containerd))
         );
         assert_eq!(at(&format!("default/{ID}")), bare(None));
+        // Hex names of other lengths are not containers (this machine's own sandbox cgroups
+        // are named by 32-character hex ids).
+        assert_eq!(at("process_api/5c0cf2219ac848acef2e54a32e1ab783"), None);
+        assert_eq!(at(&format!("docker/{}", &ID[..12])), None);
     }
 }
