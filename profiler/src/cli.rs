@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch memory cgroups live: usage, working set, charge rate, reclaim, OOM kills.
-    Watch(WatchArgs),
+    Watch(Box<WatchArgs>),
     /// Show what this kernel offers and which mode the profiler would use.
     Doctor(DoctorArgs),
     /// Attach programs that return at once on the charge-path hooks (the overhead floor for

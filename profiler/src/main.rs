@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Watch(args) => cmd::watch::run(args).await,
+            Command::Watch(args) => cmd::watch::run(*args).await,
             Command::Doctor(args) => cmd::doctor::run(args),
             Command::AttachFloor(args) => cmd::floor::run(args).await,
         }

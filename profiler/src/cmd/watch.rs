@@ -96,7 +96,11 @@ fn discover(args: &WatchArgs, roots: NodeRoots) -> Result<Discovery> {
         let root = discovery.roots.cgroup_root.display();
         let what = match &discovery.selection {
             Selection::All => format!("no container found under {root}"),
-            other => format!("{} has no running container under {root}", other.describe()),
+            Selection::Pod { .. } => format!(
+                "{} has no running container under {root}",
+                discovery.selection.describe()
+            ),
+            other => format!("{} is not running under {root}", other.describe()),
         };
         if args.no_wait {
             bail!("{what} (--no-wait was given)");

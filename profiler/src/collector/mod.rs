@@ -146,6 +146,7 @@ pub async fn run(
         lineages: targets::Lineages::default(),
         node_memory: node_memory(),
         refused: Vec::new(),
+        ever_watched: false,
     };
     collector.start()?;
 

@@ -17,7 +17,7 @@ use crate::{
     kmsg::KmsgOomKill,
     mode::ChargeMode,
     output::Sink,
-    pods::{Identity, LogTree, NodeRoots, RuntimeNames},
+    pods::{Discovery, Identity, LogTree, NodeRoots, RuntimeNames, Selection},
     probe::{KernelEvent, KernelMaps},
     record::{Burst, KillSource, LostEvents, OomKill, Record, RecordBody, WatchStart},
 };
@@ -37,6 +37,8 @@ pub(super) struct Collector<'s> {
     pub node_memory: Option<u64>,
     /// Cgroups the slots ran out for, each warned about once.
     pub refused: Vec<PathBuf>,
+    /// Whether anything was watched yet.
+    pub ever_watched: bool,
 }
 
 impl Collector<'_> {
@@ -126,6 +128,7 @@ impl Collector<'_> {
             mode: self.mode,
         };
         self.watched.push(w);
+        self.ever_watched = true;
         self.emit_about(
             unix_now(),
             self.watched.len() - 1,
@@ -245,7 +248,12 @@ impl Collector<'_> {
         Ok(match self.targets {
             Targets::Fixed(_) => any_live,
             // A pod with no container running (between restarts, or not started yet) is
-            // still watched while it exists.
+            // still watched while it exists; a container named by id until it has come and
+            // gone.
+            Targets::Discovered(Discovery {
+                selection: Selection::ContainerId(_),
+                ..
+            }) => any_live || !self.ever_watched,
             Targets::Discovered(_) => any_live || exists,
         })
     }

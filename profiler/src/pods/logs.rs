@@ -243,21 +243,21 @@ mod tests {
         let pods = dir.join("pods");
         let containers = dir.join("containers");
         let pod = pods.join("shop_web-1_uid-1");
-        fs::create_dir_all(pod.join("app")).unwrap();
-        fs::create_dir_all(pod.join("sidecar")).unwrap();
-        fs::write(pod.join("app/0.log"), "").unwrap();
-        fs::create_dir_all(pods.join("not a pod")).unwrap();
-        fs::write(pods.join("shop_file_uid-2"), "").unwrap();
-        fs::create_dir_all(&containers).unwrap();
+        fs::create_dir_all(pod.join("app")).expect("test fixture");
+        fs::create_dir_all(pod.join("sidecar")).expect("test fixture");
+        fs::write(pod.join("app/0.log"), "").expect("test fixture");
+        fs::create_dir_all(pods.join("not a pod")).expect("test fixture");
+        fs::write(pods.join("shop_file_uid-2"), "").expect("test fixture");
+        fs::create_dir_all(&containers).expect("test fixture");
         std::os::unix::fs::symlink(
             pod.join("app/0.log"),
             containers.join(format!("web-1_shop_app-{ID}.log")),
         )
-        .unwrap();
-        fs::write(containers.join("garbage.log"), "").unwrap();
+        .expect("test fixture");
+        fs::write(containers.join("garbage.log"), "").expect("test fixture");
 
         let tree = LogTree::read(&pods, &containers);
-        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(&dir).expect("test fixture");
 
         assert_eq!(tree.pods.len(), 1);
         let web = &tree.pods["uid-1"];

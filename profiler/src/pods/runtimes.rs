@@ -164,17 +164,17 @@ mod tests {
         let root = std::env::temp_dir().join(format!("profiler-runtimes-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let docker = root.join("var/lib/docker/containers").join(ID_A);
-        fs::create_dir_all(&docker).unwrap();
+        fs::create_dir_all(&docker).expect("test fixture");
         fs::write(
             docker.join("config.v2.json"),
             format!(r#"{{"ID":"{ID_A}","Name":"/web_1","State":{{"Running":true}}}}"#),
         )
-        .unwrap();
+        .expect("test fixture");
         let broken = root.join("var/lib/docker/containers/broken");
-        fs::create_dir_all(&broken).unwrap();
-        fs::write(broken.join("config.v2.json"), "{not json").unwrap();
+        fs::create_dir_all(&broken).expect("test fixture");
+        fs::write(broken.join("config.v2.json"), "{not json").expect("test fixture");
         let storage = root.join("var/lib/containers/storage/overlay-containers");
-        fs::create_dir_all(&storage).unwrap();
+        fs::create_dir_all(&storage).expect("test fixture");
         fs::write(
             storage.join("containers.json"),
             format!(
@@ -182,13 +182,13 @@ mod tests {
                     {{"id":"{ID_C}","names":["../../etc"]}}]"#
             ),
         )
-        .unwrap();
+        .expect("test fixture");
         let nerdctl = root.join("var/lib/nerdctl/1935db59/names/default");
-        fs::create_dir_all(&nerdctl).unwrap();
-        fs::write(nerdctl.join("cache"), format!("{ID_C}\n")).unwrap();
+        fs::create_dir_all(&nerdctl).expect("test fixture");
+        fs::write(nerdctl.join("cache"), format!("{ID_C}\n")).expect("test fixture");
 
         let names = RuntimeNames::read(&root);
-        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&root).expect("test fixture");
         assert_eq!(names.name(ID_A), Some("web_1"));
         assert_eq!(names.name(ID_B), Some("db"));
         // The hostile podman name was refused; nerdctl's name for the same id stands.

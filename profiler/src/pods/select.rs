@@ -313,6 +313,10 @@ fn resolve_container(
             }
         }
     }
+    // A full id of a container that has not started yet: waited for, as a pod is.
+    if query.len() == 64 && is_container_id_prefix(query) {
+        return Ok(Selection::ContainerId(query.to_owned()));
+    }
     // A container name: of a pod's container (followed across restarts, like --pod
     // --container), or one a runtime gave outside Kubernetes.
     let mut pods: Vec<(String, String)> = inventory

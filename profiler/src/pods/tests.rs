@@ -353,6 +353,12 @@ fn container_by_name_follows_restarts_and_by_id_does_not() {
         resolve(&Selector::Container(ID_E[..12].into()), &inventory),
         Ok(Selection::ContainerId(ID_E.into()))
     );
+    // A full id that is not running yet is waited for.
+    let future = ID_A.replace("aaaa", "9999");
+    assert_eq!(
+        resolve(&Selector::Container(future.clone()), &inventory),
+        Ok(Selection::ContainerId(future))
+    );
     let err = resolve(&Selector::Container("corends".into()), &inventory).expect_err("typo");
     assert!(err.to_string().contains("coredns"), "{err}");
 }
