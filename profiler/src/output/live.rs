@@ -66,8 +66,9 @@ impl<W: Write> LiveSink<W> {
                 )
             }
             RecordBody::OomKill(k) => format!(
-                "OOM KILL in {cgroup}: pid {} ({}) anon {} file {} shmem {} oom_score_adj {} \
+                "OOM KILL in {cgroup}{}: pid {} ({}) anon {} file {} shmem {} oom_score_adj {} \
                  limit {} victim cgroup {}",
+                container_detail(record),
                 k.pid,
                 k.comm.escape_debug(),
                 opt_bytes(k.anon_rss_bytes),
@@ -137,6 +138,28 @@ impl<W: Write> LiveSink<W> {
             )?;
         }
         Ok(())
+    }
+}
+
+/// ` (container <short id>, <qos>)` for a record about a container, else nothing.
+fn container_detail(record: &Record) -> String {
+    let Some(identity) = &record.identity else {
+        return String::new();
+    };
+    let parts: Vec<String> = [
+        identity
+            .container_id
+            .as_deref()
+            .map(|id| format!("container {}", crate::pods::inventory::short_id(id))),
+        identity.qos.map(|q| format!("{q:?}").to_lowercase()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
     }
 }
 
@@ -225,6 +248,10 @@ mod tests {
                 namespace: Some("shop".into()),
                 pod: Some("web-1".into()),
                 container: Some("app".into()),
+                container_id: Some(
+                    "30dcca627cb7105766891a1873188755d1618aac1c2b3a681985850a9ea26f79".into(),
+                ),
+                qos: Some(crate::pods::Qos::Burstable),
                 ..Identity::default()
             }),
             body: RecordBody::OomKill(OomKill {
@@ -246,7 +273,9 @@ mod tests {
             .expect("write to Vec");
         let text = String::from_utf8(out).expect("utf8");
         assert!(
-            text.contains("OOM KILL in shop/web-1/app: pid 4500 (python3)"),
+            text.contains(
+                "OOM KILL in shop/web-1/app (container 30dcca627cb7, burstable): pid 4500 (python3)"
+            ),
             "{text}"
         );
         assert!(text.contains("anon 64.0MiB"), "{text}");
