@@ -69,6 +69,16 @@ impl TestCgroup {
     /// set to `limit_bytes` (and `memory.swappiness` 0 where the kernel allows it).
     #[track_caller]
     pub fn new(name: &str, limit_bytes: u64) -> Self {
+        let cgroup = Self::without_limit(name);
+        // A failed write panics here and the guard, already built, removes the directory.
+        set_limit(&cgroup.path, limit_bytes);
+        cgroup
+    }
+
+    /// Like [`new`](Self::new), but without a memory limit of its own (the kernel's default,
+    /// "no limit"), e.g. for a fake node whose limits sit on cgroups further down.
+    #[track_caller]
+    pub fn without_limit(name: &str) -> Self {
         require_root();
         assert!(
             !name.is_empty()
@@ -86,24 +96,51 @@ impl TestCgroup {
         let path = parent.join(unique);
         fs::create_dir(&path)
             .unwrap_or_else(|e| panic!("could not create memcg {}: {e}", path.display()));
-        // From here on the guard removes the directory, also if writing the limit fails.
-        let cgroup = Self {
+        // Not every kernel lets a child change it; the machine has no swap anyway.
+        let _ = fs::write(path.join("memory.swappiness"), "0");
+        Self {
             path,
             processes: Mutex::new(Vec::new()),
             cleaned: false,
-        };
-        cgroup.write("memory.limit_in_bytes", &limit_bytes.to_string());
-        let written = cgroup.read("memory.limit_in_bytes");
-        assert_eq!(
-            written.trim(),
-            limit_bytes.to_string(),
-            "memory.limit_in_bytes of {} reads back differently from what was written \
-             (use a multiple of the page size)",
-            cgroup.path.display()
+        }
+    }
+
+    /// Creates the descendant cgroup `relative` (e.g. `kubepods/burstable/pod<uid>`) and any
+    /// missing cgroups on the way, with `memory.limit_in_bytes` set to `limit_bytes` if given;
+    /// returns its path. The guard removes it with the rest of the tree.
+    #[track_caller]
+    pub fn create_child(&self, relative: &Path, limit_bytes: Option<u64>) -> PathBuf {
+        let path = self.descendant(relative);
+        fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("could not create memcg {}: {e}", path.display()));
+        if let Some(limit_bytes) = limit_bytes {
+            set_limit(&path, limit_bytes);
+        }
+        path
+    }
+
+    /// Removes the descendant cgroup `relative` and its children now; its processes must have
+    /// exited (the kernel refuses to remove a cgroup with tasks). Panics if it stays.
+    #[track_caller]
+    pub fn remove_child(&self, relative: &Path) {
+        let path = self.descendant(relative);
+        if let Err(e) = remove_tree(&path) {
+            panic!("{e}");
+        }
+    }
+
+    /// `relative` below this cgroup; panics unless it is a plain relative path (no `..`).
+    #[track_caller]
+    fn descendant(&self, relative: &Path) -> PathBuf {
+        assert!(
+            relative.components().count() > 0
+                && relative
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_))),
+            "{} is not a path below the test cgroup",
+            relative.display()
         );
-        // Not every kernel lets a child change it; the machine has no swap anyway.
-        let _ = fs::write(cgroup.path.join("memory.swappiness"), "0");
-        cgroup
+        self.path.join(relative)
     }
 
     /// The cgroup's directory, e.g. `/sys/fs/cgroup/memory/<own>/profiler-e2e-oom-123-0`; this is
@@ -160,7 +197,19 @@ impl TestCgroup {
     /// Starts the workload binary with `args` inside this cgroup from birth: the child moves
     /// itself into the cgroup between fork and exec, so every page it touches is charged here.
     pub fn spawn(&self, args: &[&str]) -> Workload {
-        let procs = CString::new(self.path.join("cgroup.procs").as_os_str().as_bytes())
+        self.spawn_into(&self.path, args)
+    }
+
+    /// Like [`spawn`](Self::spawn), into the descendant cgroup `relative` (made with
+    /// [`create_child`](Self::create_child)); the guard kills it like the others.
+    #[track_caller]
+    pub fn spawn_in(&self, relative: &Path, args: &[&str]) -> Workload {
+        let path = self.descendant(relative);
+        self.spawn_into(&path, args)
+    }
+
+    fn spawn_into(&self, cgroup: &Path, args: &[&str]) -> Workload {
+        let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes())
             .expect("cgroup paths have no NUL bytes");
         let mut command = process::command(&workload_bin());
         command.args(args);
@@ -190,6 +239,7 @@ impl TestCgroup {
             stdout: spawned.stdout,
             stderr: spawned.stderr,
             cursor: 0,
+            kill_on_drop: false,
         }
     }
 
@@ -243,8 +293,24 @@ impl Drop for TestCgroup {
     }
 }
 
+/// Writes `memory.limit_in_bytes` of the cgroup at `path` and checks it reads back the same.
+#[track_caller]
+fn set_limit(path: &Path, limit_bytes: u64) {
+    let file = path.join("memory.limit_in_bytes");
+    fs::write(&file, limit_bytes.to_string())
+        .unwrap_or_else(|e| panic!("writing {limit_bytes} to {}: {e}", file.display()));
+    let written =
+        fs::read_to_string(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    assert_eq!(
+        written.trim(),
+        limit_bytes.to_string(),
+        "{} reads back differently from what was written (use a multiple of the page size)",
+        file.display()
+    );
+}
+
 /// Removes a cgroup directory and its child cgroups (deepest first), retrying while busy.
-fn remove_tree(path: &Path) -> Result<(), String> {
+pub(crate) fn remove_tree(path: &Path) -> Result<(), String> {
     match fs::read_dir(path) {
         Ok(entries) => {
             for entry in entries.flatten() {
@@ -277,7 +343,9 @@ fn remove_tree(path: &Path) -> Result<(), String> {
     }
 }
 
-/// A workload process started by [`TestCgroup::spawn`]; the cgroup guard owns its lifetime.
+/// A workload process started by [`TestCgroup::spawn`] (the cgroup guard owns its lifetime), or
+/// any other program a test starts and follows the output of with [`Workload::start`], such as
+/// `runc run`, whose output is the container's.
 pub struct Workload {
     args: Vec<String>,
     started: Instant,
@@ -285,9 +353,30 @@ pub struct Workload {
     stdout: Arc<Feed<String>>,
     stderr: Arc<Feed<String>>,
     cursor: usize,
+    /// Set for [`Workload::start`]ed processes, which no cgroup guard kills.
+    kill_on_drop: bool,
 }
 
 impl Workload {
+    /// Starts `program` with `args` in the test's own cgroups, stdin closed and output
+    /// collected. Dropping the returned value SIGKILLs the process if it still runs.
+    pub fn start(program: &Path, args: &[&str]) -> Self {
+        let mut command = process::command(program);
+        command.args(args);
+        let spawned = process::spawn(&mut command, |line| line);
+        let mut all = vec![program.display().to_string()];
+        all.extend(args.iter().map(|&a| a.to_owned()));
+        Self {
+            args: all,
+            started: Instant::now(),
+            reaper: spawned.reaper,
+            stdout: spawned.stdout,
+            stderr: spawned.stderr,
+            cursor: 0,
+            kill_on_drop: true,
+        }
+    }
+
     /// The workload's pid (the kernel's tgid; the tests run in the initial pid namespace).
     pub fn pid(&self) -> u32 {
         self.reaper.pid().unsigned_abs()
@@ -297,24 +386,39 @@ impl Workload {
     /// returns when it arrived and the line. Panics on timeout or if the workload's stdout ends.
     #[track_caller]
     pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> (Instant, String) {
+        self.wait_for_line(
+            &format!("a line starting with {prefix:?}"),
+            timeout,
+            |line| line.starts_with(prefix),
+        )
+    }
+
+    /// Waits for the next stdout line (after the last one returned) for which `matches` is
+    /// true; `what` describes it for the failure message. Panics on timeout or if the
+    /// workload's stdout ends first.
+    #[track_caller]
+    pub fn wait_for_line(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut matches: impl FnMut(&str) -> bool,
+    ) -> (Instant, String) {
         match self
             .stdout
             .wait_match(self.cursor, Instant::now() + timeout, |_, line| {
-                line.starts_with(prefix)
+                matches(line)
             }) {
             Ok((index, at, line)) => {
                 self.cursor = index + 1;
                 (at, line)
             }
-            Err(NoMatch::TimedOut) => self.fail(format_args!(
-                "expected a line starting with {prefix:?} within {timeout:?}, saw none"
-            )),
+            Err(NoMatch::TimedOut) => {
+                self.fail(format_args!("expected {what} within {timeout:?}, saw none"))
+            }
             Err(NoMatch::Closed) => {
                 // Let the reaper catch up so the message can say how it ended.
                 self.reaper.wait(Duration::from_secs(1));
-                self.fail(format_args!(
-                    "expected a line starting with {prefix:?}, but stdout was closed first"
-                ))
+                self.fail(format_args!("expected {what}, but stdout was closed first"))
             }
         }
     }
@@ -350,5 +454,20 @@ impl Workload {
     #[track_caller]
     pub fn fail(&self, message: impl std::fmt::Display) -> ! {
         panic!("{message}\n{}", self.report())
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        if self.kill_on_drop
+            && self.reaper.signal(libc::SIGKILL)
+            && self.reaper.wait(KILL_WAIT).is_none()
+        {
+            eprintln!(
+                "warning: pid {} {:?} was not reaped {KILL_WAIT:?} after SIGKILL",
+                self.pid(),
+                self.args
+            );
+        }
     }
 }

@@ -30,8 +30,37 @@ use Kind::{Integer, Null, Nullable, Number, OneOf, Text, Unsigned};
 const UNSIGNED_OR_NULL: Kind = Nullable(&Unsigned);
 const NUMBER_OR_NULL: Kind = Nullable(&Number);
 const MODE: Kind = OneOf(&["tracepoint", "polling"]);
+const TEXT_OR_NULL: Kind = Nullable(&Text);
+const LIMIT_SOURCE: Kind = OneOf(&[
+    "container",
+    "cgroup",
+    "pod",
+    "qos",
+    "kubepods",
+    "ancestor",
+    "node",
+]);
 
-/// The keys every line of `type` must have, besides `type`, `ts` and `cgroup`.
+/// Which Kubernetes pod container a cgroup belongs to: on every line about a cgroup, `null`
+/// where unknown (a plain `--cgroup` watch, or no matching pod logs).
+const POD_KEYS: [(&str, Kind); 7] = [
+    ("namespace", TEXT_OR_NULL),
+    ("pod", TEXT_OR_NULL),
+    ("pod_uid", TEXT_OR_NULL),
+    ("container", TEXT_OR_NULL),
+    ("container_id", TEXT_OR_NULL),
+    (
+        "qos",
+        Nullable(&OneOf(&["guaranteed", "burstable", "besteffort"])),
+    ),
+    ("runtime", TEXT_OR_NULL),
+];
+
+/// The line types that are about one cgroup, and so carry [`POD_KEYS`].
+const CGROUP_LINES: [&str; 5] = ["watch_start", "sample", "burst", "oom_kill", "cgroup_gone"];
+
+/// The keys every line of `type` must have, besides `type`, `ts`, `cgroup` and (for lines about
+/// a cgroup) [`POD_KEYS`].
 fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
     Some(match line_type {
         "watch_start" => &[
@@ -39,6 +68,7 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("cgroup_id", Unsigned),
             ("cgroup_version", OneOf(&["v1", "v2"])),
             ("limit_bytes", UNSIGNED_OR_NULL),
+            ("limit_source", LIMIT_SOURCE),
             ("mode", MODE),
         ],
         "sample" => &[
@@ -58,6 +88,8 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("oom_kills", Unsigned),
             ("failcnt", UNSIGNED_OR_NULL),
             ("mode", MODE),
+            ("restarts", Unsigned),
+            ("limit_source", LIMIT_SOURCE),
         ],
         "burst" => &[
             ("cgroup", Text),
@@ -122,7 +154,12 @@ pub fn check_line(line: &Value) -> Result<(), String> {
     };
     let common: [(&str, Kind); 2] = [("ts", Number), ("cgroup", Nullable(&Text))];
     let specific = keys(line_type).unwrap_or(&[]);
-    for &(key, kind) in common.iter().chain(specific) {
+    let pod: &[(&str, Kind)] = if CGROUP_LINES.contains(&line_type) {
+        &POD_KEYS
+    } else {
+        &[]
+    };
+    for &(key, kind) in common.iter().chain(specific).chain(pod) {
         match object.get(key) {
             None => return Err(format!("a {line_type:?} line has no {key:?}")),
             Some(value) if !matches(kind, value) => {

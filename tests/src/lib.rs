@@ -17,11 +17,18 @@
 //! let leak = cgroup.spawn(&["leak", "--step-mib", "4", "--interval-ms", "20"]);
 //! leak.wait_exit(Duration::from_secs(60));
 //! ```
+//!
+//! Pods: [`KubeNode`] fakes a kubelet node (cgroupfs layout and log trees) around real memory
+//! cgroups, and [`RuncContainer`] runs a real OCI container with runc in such a node.
 
+mod access;
 mod cgroup;
 mod contract;
+mod kube;
 mod process;
 mod profiler;
+mod runc;
+mod tempdir;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -29,12 +36,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use access::{Access, AccessWatch};
 pub use cgroup::{own_memcg, TestCgroup, Workload};
 pub use contract::check_line;
+pub use kube::{relative_to_own_memcg, Container, KubeNode, Pod, Qos};
 pub use process::Exit;
 pub use profiler::{
     profiler_command, run, run_profiler, unprivileged_profiler_command, Finished, Profiler,
 };
+pub use runc::{find_in_path, static_workload_bin, RuncContainer};
+pub use tempdir::TempDir;
 
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;

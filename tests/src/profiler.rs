@@ -148,6 +148,27 @@ impl Profiler {
         starts.into_iter().flatten().collect()
     }
 
+    /// Waits for a stderr line that contains `needle` (any line since the start); returns when
+    /// it arrived and the line. Panics on timeout or if stderr ends first.
+    #[track_caller]
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> (Instant, String) {
+        match self
+            .stderr
+            .wait_match(0, Instant::now() + timeout, |_, line| line.contains(needle))
+        {
+            Ok((_, at, line)) => (at, line),
+            Err(NoMatch::TimedOut) => self.fail(format_args!(
+                "expected a stderr line containing {needle:?} within {timeout:?}; saw none"
+            )),
+            Err(NoMatch::Closed) => {
+                self.reaper.wait(Duration::from_secs(1));
+                self.fail(format_args!(
+                    "expected a stderr line containing {needle:?}, but stderr was closed first"
+                ))
+            }
+        }
+    }
+
     /// Every line received so far, with when it arrived.
     pub fn lines_so_far(&self) -> Vec<(Instant, Value)> {
         self.lines.snapshot()

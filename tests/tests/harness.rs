@@ -5,7 +5,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use profiler_e2e::{start_test, TestCgroup, MIB, PATIENCE};
+use profiler_e2e::{start_test, KubeNode, Qos, TestCgroup, MIB, PATIENCE};
 
 #[test]
 fn a_leak_is_oom_killed_by_the_kernel_and_the_guard_removes_the_cgroup() {
@@ -203,5 +203,137 @@ fn wait_line_timeout_names_the_missing_line() {
     assert!(
         message.contains("\"never-printed\"") && message.contains("ready "),
         "expected the timeout message to name the line and show the output, got:\n{message}"
+    );
+}
+
+/// Whether pid `pid` is gone (`kill(pid, 0)` fails with ESRCH).
+fn pid_is_gone(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks whether the pid exists.
+    let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    !alive && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// The kube fixture lays out cgroups and log files as kubelet does, a restart makes a new id,
+/// cgroup and log file and removes the dead container's cgroup, and the guard kills what it
+/// started and removes everything, also when the test panics.
+#[test]
+fn the_kube_node_lays_out_restarts_and_cleans_up_on_panic() {
+    let _test = start_test!();
+    let mut seen: Option<(PathBuf, PathBuf, u32)> = None;
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        let node = KubeNode::new("selftest");
+        let root = node.cgroup_root().to_owned();
+        let guaranteed = node.add_pod("shop", "db", Qos::Guaranteed);
+        assert_eq!(
+            guaranteed.cgroup(),
+            root.join(format!("kubepods/pod{}", guaranteed.uid))
+        );
+        let pod = node.add_pod("shop", "checkout", Qos::Burstable);
+        assert_eq!(
+            pod.cgroup(),
+            root.join(format!("kubepods/burstable/pod{}", pod.uid))
+        );
+        assert_eq!(
+            pod.log_dir(),
+            node.pod_logs().join(format!("shop_checkout_{}", pod.uid))
+        );
+
+        let mut first = node.start_container(
+            &pod,
+            "app",
+            Some(32 * MIB),
+            &["leak", "--step-mib", "4", "--interval-ms", "20"],
+        );
+        let first_id = first.id().to_owned();
+        let first_cgroup = first.cgroup().to_owned();
+        assert!(
+            first_id.len() == 64 && first_id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "container id {first_id:?} should be 64 hex digits"
+        );
+        assert_eq!(first_cgroup, pod.cgroup().join(&first_id));
+        let limit = std::fs::read_to_string(first_cgroup.join("memory.limit_in_bytes"))
+            .expect("reading the container's memory.limit_in_bytes");
+        assert_eq!(limit.trim(), (32 * MIB).to_string());
+        let log = pod.log_dir().join("app/0.log");
+        let link = node
+            .container_logs()
+            .join(format!("checkout_shop_app-{first_id}.log"));
+        assert_eq!(
+            std::fs::read_link(&link).expect("the container log symlink"),
+            log
+        );
+        assert!(log.is_file(), "{} should exist", log.display());
+        let (status, _) = first.workload().wait_exit(PATIENCE);
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the leak should be OOM-killed"
+        );
+
+        let mut second = node.restart_container(first, Duration::ZERO);
+        assert!(
+            !first_cgroup.exists(),
+            "the restart should remove the dead container's cgroup {}",
+            first_cgroup.display()
+        );
+        assert_eq!(second.restart(), 1);
+        assert_ne!(second.id(), first_id);
+        assert_eq!(second.cgroup(), pod.cgroup().join(second.id()));
+        let log = pod.log_dir().join("app/1.log");
+        let link = node
+            .container_logs()
+            .join(format!("checkout_shop_app-{}.log", second.id()));
+        assert_eq!(
+            std::fs::read_link(&link).expect("the restarted container's log symlink"),
+            log
+        );
+        let limit = std::fs::read_to_string(second.cgroup().join("memory.limit_in_bytes"))
+            .expect("reading the restarted container's memory.limit_in_bytes");
+        assert_eq!(
+            limit.trim(),
+            (32 * MIB).to_string(),
+            "the limit carries over"
+        );
+
+        node.spawn(&mut second, &["hold", "--mib", "1"]);
+        second.workload().wait_line("ready ", PATIENCE);
+        seen = Some((root, node.log_root().to_owned(), second.workload().pid()));
+        panic!("deliberate panic to test the cleanup (expected in this test's output)");
+    }));
+    assert!(outcome.is_err(), "the closure should have panicked");
+    let (root, logs, pid) = seen.expect("the closure got as far as starting the workload");
+    assert!(
+        !root.exists(),
+        "expected the node guard to remove its cgroup root {} while unwinding",
+        root.display()
+    );
+    assert!(
+        !logs.exists(),
+        "expected the node guard to remove its log trees {}",
+        logs.display()
+    );
+    assert!(
+        pid_is_gone(pid),
+        "expected the workload pid {pid} to be gone"
+    );
+}
+
+/// The inotify access watch the pod tests use sees a directory listed and a file read, and
+/// not a stat.
+#[test]
+fn the_access_watch_sees_listings_and_reads() {
+    let _test = start_test!();
+    let dir = profiler_e2e::TempDir::new("access");
+    let file = dir.path().join("f");
+    std::fs::write(&file, "x").expect("writing a file");
+    let watch = profiler_e2e::AccessWatch::new(&[dir.path()]);
+    let _ = std::fs::metadata(&file);
+    assert_eq!(watch.take(), vec![], "a stat is not an access");
+    let _ = std::fs::read_dir(dir.path()).map(|entries| entries.count());
+    let _ = std::fs::read_to_string(&file);
+    let seen = watch.take();
+    assert!(
+        seen.iter().any(|a| a.name.is_empty()) && seen.iter().any(|a| a.name == "f"),
+        "expected the listing and the read of f, saw {seen:?}"
     );
 }

@@ -5,8 +5,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use serde_json::Value;
 
-use crate::setup::{run_cmd, NIGHTLY};
+use crate::setup::{output_of, run_cmd, NIGHTLY};
 
 /// The workspace root (the parent of xtask/).
 pub fn workspace_root() -> PathBuf {
@@ -22,6 +23,8 @@ pub struct Binaries {
     pub profiler: PathBuf,
     /// The test workloads (`workload` from the tests crate).
     pub workload: PathBuf,
+    /// The same workload linked statically, for containers whose rootfs has no libc.
+    pub static_workload: PathBuf,
 }
 
 /// Builds the profiler (with its kernel programs) and the workloads, in release mode.
@@ -37,11 +40,65 @@ pub fn run() -> Result<Binaries> {
         "--bins",
     ]))
     .context("building the profiler")?;
-    let release = root.join("target/release");
+    let target = target_dir(&root)?;
+    let static_workload = build_static_workload(&root, &target)?;
+    let release = target.join("release");
     Ok(Binaries {
         profiler: release.join("profiler"),
         workload: release.join("workload"),
+        static_workload,
     })
+}
+
+/// Builds the workload with a statically linked libc (a static-pie binary) and returns its
+/// path. The runc tests copy it into a container rootfs that holds no libc.
+///
+/// `cargo rustc` passes the flag to the workload's own compilation only, and the explicit
+/// `--target` (the host's) puts the result in `target/<triple>/release`, apart from the dynamic
+/// build in `target/release`: sharing that directory, each build would invalidate the other.
+fn build_static_workload(root: &Path, target: &Path) -> Result<PathBuf> {
+    let triple = host_triple()?;
+    run_cmd(Command::new("cargo").current_dir(root).args([
+        "rustc",
+        "--release",
+        "--package",
+        "profiler-e2e",
+        "--bin",
+        "workload",
+        "--target",
+        &triple,
+        "--",
+        "-C",
+        "target-feature=+crt-static",
+    ]))
+    .context("building the statically linked workload")?;
+    Ok(target.join(triple).join("release/workload"))
+}
+
+/// The host's target triple, from `rustc -vV` (e.g. `x86_64-unknown-linux-gnu`).
+fn host_triple() -> Result<String> {
+    let version = output_of(Command::new("rustc").arg("-vV"))?;
+    version
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(|host| host.trim().to_owned())
+        .context("rustc -vV names no host triple")
+}
+
+/// Cargo's target directory for the workspace (`target/`, or `$CARGO_TARGET_DIR`).
+fn target_dir(root: &Path) -> Result<PathBuf> {
+    let metadata = output_of(Command::new("cargo").current_dir(root).args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+    ]))?;
+    let metadata: Value =
+        serde_json::from_str(&metadata).context("cargo metadata printed no JSON")?;
+    metadata["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata names no target_directory")
 }
 
 /// rustfmt and clippy, for the workspace and for the eBPF crate (which only builds for BPF).

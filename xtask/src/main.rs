@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the eBPF toolchain (nightly rust-src, bpf-linker); idempotent.
+    /// Install the eBPF toolchain (nightly rust-src, bpf-linker) and the container test tools
+    /// (runc, busybox-static); idempotent.
     Setup,
     /// Set up, then build the profiler and the test workloads (release).
     Build,

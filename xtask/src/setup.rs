@@ -1,11 +1,17 @@
-//! `cargo xtask setup`: what building the kernel programs needs, installed idempotently.
+//! `cargo xtask setup`: what building the kernel programs and running the tests need,
+//! installed idempotently.
 //!
 //! A new machine has the nightly toolchain but neither its `rust-src` (for `-Z build-std=core`
 //! on the BPF target) nor `bpf-linker`. bpf-linker must use the same LLVM as the nightly's
 //! rustc, so it is built against the nightly's own `libLLVM` (recipe in
 //! shared/docs/ENVIRONMENT.md), with an rpath to it so it runs without LD_LIBRARY_PATH.
+//!
+//! The container end-to-end tests need `runc` and a static `busybox` (for the container's
+//! rootfs) from the Debian archive.
 use std::{
     env, fs,
+    io::Read as _,
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -129,7 +135,119 @@ pub fn run() -> Result<()> {
     if !bpf_linker_works() {
         bail!("bpf-linker was installed but does not start; is ~/.cargo/bin on PATH?");
     }
+    ensure_container_tools()
+}
+
+/// The Debian packages behind the tools the runc tests use: the OCI runtime, and a busybox
+/// that runs in a rootfs without a libc (the `busybox` package's binary is dynamic).
+const CONTAINER_PACKAGES: [&str; 2] = ["runc", "busybox-static"];
+
+/// Installs runc and busybox-static with apt-get unless `runc` and `busybox` are on PATH.
+fn ensure_container_tools() -> Result<()> {
+    let missing: Vec<&str> = ["runc", "busybox"]
+        .into_iter()
+        .filter(|tool| find_in_path(tool).is_none())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "xtask setup: {} not on PATH; installing {} with apt-get",
+            missing.join(" and "),
+            CONTAINER_PACKAGES.join(" ")
+        );
+        install_container_packages()?;
+        if let Some(tool) = ["runc", "busybox"]
+            .into_iter()
+            .find(|tool| find_in_path(tool).is_none())
+        {
+            bail!(
+                "installed {} but `{tool}` is still not on PATH ({})",
+                CONTAINER_PACKAGES.join(" "),
+                env::var("PATH").unwrap_or_default()
+            );
+        }
+    }
+    // Debian's `busybox` package is dynamic and cannot run in a rootfs without a libc;
+    // `busybox-static` replaces it.
+    if let Some(busybox) = find_in_path("busybox") {
+        if !is_static_elf(&busybox).unwrap_or(false) {
+            eprintln!(
+                "xtask setup: {} is not statically linked; installing busybox-static",
+                busybox.display()
+            );
+            install_container_packages()?;
+        }
+    }
     Ok(())
+}
+
+/// `apt-get install`, and on failure (stale package lists on a new machine) `apt-get update`
+/// and one more try.
+fn install_container_packages() -> Result<()> {
+    let install = || {
+        run_cmd(
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(CONTAINER_PACKAGES)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    if let Err(first) = install() {
+        eprintln!("xtask setup: {first:#}; updating the package lists and trying once more");
+        run_cmd(
+            Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .context("updating the apt package lists (needs root)")?;
+        install().with_context(|| {
+            format!(
+                "installing {} with apt-get (needs root)",
+                CONTAINER_PACKAGES.join(" ")
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The first executable file called `name` in a directory of PATH.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Whether the 64-bit little-endian ELF file at `path` has no `PT_INTERP` program header, i.e.
+/// runs without a dynamic loader. (The tests crate has the same check for the files it copies
+/// into a container; xtask does not depend on it.)
+fn is_static_elf(path: &Path) -> Result<bool> {
+    const PT_INTERP: u32 = 3;
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|mut file| file.read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", path.display()))?;
+    let field = |at: usize, len: usize| -> Result<u64> {
+        let slice = bytes
+            .get(at..at + len)
+            .with_context(|| format!("{} is a truncated ELF file", path.display()))?;
+        Ok(slice.iter().rev().fold(0, |n, &b| n << 8 | u64::from(b)))
+    };
+    // ELF magic, ELFCLASS64, ELFDATA2LSB.
+    if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        bail!("{} is not a 64-bit little-endian ELF file", path.display());
+    }
+    let phoff = usize::try_from(field(0x20, 8)?)?;
+    let phentsize = usize::try_from(field(0x36, 2)?)?;
+    let phnum = usize::try_from(field(0x38, 2)?)?;
+    for index in 0..phnum {
+        if field(phoff + index * phentsize, 4)? == u64::from(PT_INTERP) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn install_bpf_linker() -> Result<()> {

@@ -6,7 +6,8 @@ use anyhow::{Context as _, Result};
 use crate::{build, setup};
 
 /// Sets up, builds the release binaries, and runs `cargo test` on the whole workspace with the
-/// end-to-end tests pointed at the fresh profiler binary.
+/// end-to-end tests pointed at the fresh profiler binary and the static workload (for the
+/// container tests).
 pub fn run(extra: &[String]) -> Result<()> {
     setup::run()?;
     let bins = build::run()?;
@@ -25,7 +26,8 @@ pub fn run(extra: &[String]) -> Result<()> {
             ])
             .arg("--")
             .args(extra)
-            .env("PROFILER_BIN", &bins.profiler),
+            .env("PROFILER_BIN", &bins.profiler)
+            .env("PROFILER_STATIC_WORKLOAD", &bins.static_workload),
     )
     .context("tests failed")
 }
