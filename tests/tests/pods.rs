@@ -365,3 +365,37 @@ fn a_container_without_a_limit_gets_its_pods_limit() {
         }
     }
 }
+
+/// `watch --all` (and `watch` with no target): every container of every pod and QoS class,
+/// and containers that start while watching.
+#[test]
+fn all_watches_every_container_and_new_ones() {
+    let _test = start_test!();
+    let node = KubeNode::new("all");
+    let checkout = node.add_pod("shop", "checkout", Qos::Burstable);
+    let batch = node.add_pod("jobs", "batch", Qos::BestEffort);
+    let app = node.start_container(&checkout, "app", Some(32 * MIB), &HOLD_1_MIB);
+    let worker = node.start_container(&batch, "worker", None, &HOLD_1_MIB);
+
+    for target in [&["--all"][..], &[][..]] {
+        let mut profiler = node.watch(target);
+        let starts = profiler.wait_watching(&[app.cgroup_str(), worker.cgroup_str()]);
+        expect_identity(&profiler, &starts[0], &app);
+        expect_identity(&profiler, &starts[1], &worker);
+        // BestEffort without a limit anywhere below the test's own memcg: the tightest
+        // ancestor limit (or the node's memory) applies, and is named.
+        if starts[1]["limit_source"] == "container" || starts[1]["limit_source"] == "pod" {
+            profiler.fail(format_args!(
+                "the worker has no limit of its own nor a pod limit, saw {}",
+                starts[1]
+            ));
+        }
+        let late = node.start_container(&checkout, "sidecar", Some(32 * MIB), &HOLD_1_MIB);
+        let (_, start) =
+            profiler.wait_for("watch_start for a container started later", PATIENCE, |l| {
+                is_line(l, "watch_start", late.cgroup_str())
+            });
+        expect_identity(&profiler, &start, &late);
+        drop(late);
+    }
+}
