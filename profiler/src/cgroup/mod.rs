@@ -16,7 +16,7 @@ mod tests;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -139,41 +139,65 @@ impl MemoryCgroup {
     /// Like [`MemoryCgroup::effective_limit`], with the directory whose limit it is (the
     /// nearest one when several have the same limit).
     pub fn effective_limit_with_source(&self) -> Result<Option<(u64, PathBuf)>, CgroupError> {
+        self.effective_limit_cached(&mut LimitCache::default())
+    }
+
+    /// Like [`MemoryCgroup::effective_limit_with_source`], remembering what ancestors say in
+    /// `cache`: containers of one pod, and pods of one QoS class, share their ancestors, so a
+    /// round of samples over many cgroups reads each ancestor once. Clear the cache between
+    /// rounds, or limits changed since are missed.
+    pub fn effective_limit_cached(
+        &self,
+        cache: &mut LimitCache,
+    ) -> Result<Option<(u64, PathBuf)>, CgroupError> {
         let (limit_file, parse): (&str, LimitParser) = match self.version {
             CgroupVersion::V1 => (names::V1_LIMIT, parse_limit_v1),
             CgroupVersion::V2 => (names::V2_MAX, parse_max_v2),
         };
         let own = read_required(&self.path, limit_file)?;
-        let mut limit = parse(&own)
+        let own = parse(&own)
             .map_err(|err| err.in_file(self.path.join(limit_file)))?
             .map(|l| (l, self.path.clone()));
         let device = metadata(&self.path, &self.path)?.dev();
 
+        // Up the tree until an ancestor already known, or the end of the hierarchy.
+        let mut above: Vec<(PathBuf, Option<u64>)> = Vec::new();
+        let mut known = None;
         let mut dir = self.path.as_path();
         while let Some(parent) = dir.parent() {
-            // The hierarchy ends at its mount point; the parent of that is another file system
-            // (and on v2 the root has no memory.max, which ends the walk as well).
-            if metadata(parent, &self.path)?.dev() != device {
+            if let Some(chain) = cache.chains.get(parent) {
+                known = chain.clone();
                 break;
             }
-            if self.version == CgroupVersion::V1 {
-                let use_hierarchy = read_optional(parent, names::V1_USE_HIERARCHY)?;
-                if use_hierarchy.as_deref().map(str::trim) == Some("0") {
-                    break;
-                }
-            }
-            let Some(text) = read_optional(parent, limit_file)? else {
+            // The hierarchy ends at its mount point; the parent of that is another file system
+            // (and on v2 the root has no memory.max, which ends the walk as well). On v1 an
+            // ancestor with `memory.use_hierarchy` 0 is not charged for its children (only
+            // possible before Linux 5.16).
+            let ends = metadata(parent, &self.path)?.dev() != device
+                || (self.version == CgroupVersion::V1
+                    && read_optional(parent, names::V1_USE_HIERARCHY)?
+                        .as_deref()
+                        .map(str::trim)
+                        == Some("0"));
+            let text = if ends {
+                None
+            } else {
+                read_optional(parent, limit_file)?
+            };
+            let Some(text) = text else {
+                cache.chains.insert(parent.to_path_buf(), None);
                 break;
             };
-            let parent_limit = parse(&text).map_err(|err| err.in_file(parent.join(limit_file)))?;
-            if let Some(parent_limit) = parent_limit {
-                if limit.as_ref().is_none_or(|(l, _)| parent_limit < *l) {
-                    limit = Some((parent_limit, parent.to_path_buf()));
-                }
-            }
+            let limit = parse(&text).map_err(|err| err.in_file(parent.join(limit_file)))?;
+            above.push((parent.to_path_buf(), limit));
             dir = parent;
         }
-        Ok(limit)
+        // From the top down: each ancestor's chain is its own limit or a tighter one above.
+        for (dir, limit) in above.into_iter().rev() {
+            known = nearest_tightest(limit.map(|l| (l, dir.clone())), known);
+            cache.chains.insert(dir, known.clone());
+        }
+        Ok(nearest_tightest(own, known))
     }
 
     /// All descendant cgroups (not this one): `(path, id)` in path order.
@@ -197,21 +221,23 @@ impl MemoryCgroup {
                     Err(err) if is_gone(&err) && dir != self.path => break,
                     Err(err) => return Err(self.walk_error(&dir, err)),
                 };
-                let child = entry.path();
-                // symlink_metadata: cgroup file systems have no links, and a fixture tree
-                // must not lead the walk outside itself.
-                let meta = match fs::symlink_metadata(&child) {
-                    Ok(meta) => meta,
+                // The directory entry's own type and inode: no stat per entry, which matters
+                // with hundreds of cgroups of ~30 files each, walked every interval. Links
+                // are not followed (cgroup file systems have none, and a fixture tree must not
+                // lead the walk outside itself). kernfs reports the cgroup id as d_ino.
+                let is_dir = match entry.file_type() {
+                    Ok(kind) => kind.is_dir(),
                     Err(err) if is_gone(&err) => continue,
                     Err(source) => {
                         return Err(CgroupError::Io {
-                            path: child,
+                            path: entry.path(),
                             source,
                         })
                     }
                 };
-                if meta.is_dir() {
-                    found.push((child.clone(), meta.ino()));
+                if is_dir {
+                    let child = entry.path();
+                    found.push((child.clone(), entry.ino()));
                     pending.push(child);
                 }
             }
@@ -268,6 +294,32 @@ impl MemoryCgroup {
 
 /// Reads one limit file: `None` means unlimited.
 type LimitParser = fn(&str) -> Result<Option<u64>, ParseError>;
+
+/// What ancestors' limits add up to, per ancestor directory, for one round of samples.
+#[derive(Debug, Default)]
+pub struct LimitCache {
+    /// Ancestor → the tightest limit of it and its own ancestors (`None`: none, or the
+    /// directory is outside the hierarchy).
+    chains: std::collections::HashMap<PathBuf, Option<(u64, PathBuf)>>,
+}
+
+impl LimitCache {
+    /// Forgets everything (limits may have changed).
+    pub fn clear(&mut self) {
+        self.chains.clear();
+    }
+}
+
+/// The tighter of two limits; the nearer one (`nearer`) on a tie.
+fn nearest_tightest(
+    nearer: Option<(u64, PathBuf)>,
+    farther: Option<(u64, PathBuf)>,
+) -> Option<(u64, PathBuf)> {
+    match (nearer, farther) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
 
 /// Why a cgroup v2 directory has no `memory.current`, and what to name instead.
 fn v2_missing_memory_reason(dir: &Path) -> Result<String, CgroupError> {

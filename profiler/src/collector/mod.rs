@@ -147,6 +147,7 @@ pub async fn run(
         node_memory: node_memory(),
         refused: Vec::new(),
         ever_watched: false,
+        limits: crate::cgroup::LimitCache::default(),
     };
     collector.start()?;
 

@@ -13,7 +13,7 @@ use super::{
     CollectError,
 };
 use crate::{
-    cgroup::MemoryCgroup,
+    cgroup::{LimitCache, MemoryCgroup},
     kmsg::KmsgOomKill,
     mode::ChargeMode,
     output::Sink,
@@ -39,6 +39,8 @@ pub(super) struct Collector<'s> {
     pub refused: Vec<PathBuf>,
     /// Whether anything was watched yet.
     pub ever_watched: bool,
+    /// Ancestors' limits, read once per round.
+    pub limits: LimitCache,
 }
 
 impl Collector<'_> {
@@ -115,7 +117,7 @@ impl Collector<'_> {
                 );
             }
         }
-        let mut w = Watched::new(cgroup, slot, identity, self.node_memory);
+        let mut w = Watched::new(cgroup, slot, identity, self.node_memory, &mut self.limits);
         if let Some(maps) = self.maps.as_mut() {
             w.attach(maps)?;
             w.arm(maps, self.page_size)?;
@@ -195,6 +197,8 @@ impl Collector<'_> {
     /// One round: new containers join, every watched cgroup is sampled. Returns false when
     /// nothing is left to watch.
     pub fn tick(&mut self) -> Result<bool, CollectError> {
+        // Limits are read afresh every round, each ancestor's once.
+        self.limits.clear();
         // Cgroups reported gone at the previous round leave now: a kill that raced with the
         // removal had one round to be attributed.
         let mut i = 0;
@@ -212,8 +216,13 @@ impl Collector<'_> {
         let (mut changed, exists) = self.discover()?;
         for i in 0..before {
             let history = self.history(i);
-            let outcome =
-                self.watched[i].sample(self.maps.as_mut(), self.mode, self.page_size, history);
+            let outcome = self.watched[i].sample(
+                self.maps.as_mut(),
+                self.mode,
+                self.page_size,
+                history,
+                &mut self.limits,
+            );
             match outcome {
                 Ok((sample, subtree_changed)) => {
                     changed |= subtree_changed;

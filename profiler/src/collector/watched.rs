@@ -9,7 +9,7 @@ use profiler_common::SlotCounters;
 
 use super::sample::{build_sample, burst_budget_bytes, Baseline, SampleInputs};
 use crate::{
-    cgroup::{CgroupError, MemoryCgroup},
+    cgroup::{CgroupError, LimitCache, MemoryCgroup},
     mode::ChargeMode,
     pods::{limit::applied_limit, AppliedLimit, Identity, LimitSource},
     probe::KernelMaps,
@@ -74,8 +74,9 @@ impl Watched {
         slot: u32,
         identity: Identity,
         node_memory: Option<u64>,
+        limits: &mut LimitCache,
     ) -> Self {
-        let applied = applied_limit(&cgroup, node_memory).unwrap_or(AppliedLimit {
+        let applied = applied_limit(&cgroup, node_memory, limits).unwrap_or(AppliedLimit {
             bytes: None,
             source: LimitSource::Cgroup,
         });
@@ -213,9 +214,10 @@ impl Watched {
         mode: ChargeMode,
         page_size: u64,
         history: (u64, u64),
+        limits: &mut LimitCache,
     ) -> Result<(Sample, bool), SampleError> {
         let snapshot = self.cgroup.read_snapshot()?;
-        let applied = applied_limit(&self.cgroup, self.node_memory)?;
+        let applied = applied_limit(&self.cgroup, self.node_memory, limits)?;
         self.limit = applied.bytes;
         self.limit_source = applied.source;
         let baseline = *self

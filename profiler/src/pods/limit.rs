@@ -9,7 +9,7 @@ use std::{fs, path::Path};
 use serde::Serialize;
 
 use super::layout::{classify, CgroupRole};
-use crate::cgroup::{CgroupError, MemoryCgroup};
+use crate::cgroup::{CgroupError, LimitCache, MemoryCgroup};
 
 /// Whose limit applies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -58,11 +58,13 @@ pub fn source_of(watched: &Path, source_dir: &Path) -> LimitSource {
 }
 
 /// The limit that applies to `cgroup`; `node_memory` when no cgroup on the way up has one.
+/// `cache` holds what ancestors said during this round of samples.
 pub fn applied_limit(
     cgroup: &MemoryCgroup,
     node_memory: Option<u64>,
+    cache: &mut LimitCache,
 ) -> Result<AppliedLimit, CgroupError> {
-    Ok(match cgroup.effective_limit_with_source()? {
+    Ok(match cgroup.effective_limit_cached(cache)? {
         Some((bytes, dir)) => AppliedLimit {
             bytes: Some(bytes),
             source: source_of(cgroup.path(), &dir),

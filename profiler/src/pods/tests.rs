@@ -8,7 +8,7 @@ use super::{
     testtree::*,
     Discovery, Inventory, Qos, Runtime, SelectError, Selection, Selector,
 };
-use crate::cgroup::{CgroupVersion, MemoryCgroup};
+use crate::cgroup::{CgroupVersion, LimitCache, MemoryCgroup};
 
 fn names(inventory: &Inventory) -> Vec<String> {
     inventory
@@ -430,7 +430,9 @@ fn limit_falls_back_to_pod_then_node() {
         node.write(dir, "memory.current", "0\n");
     }
     let open = || MemoryCgroup::open_with_version(&container, CgroupVersion::V2).expect("fixture");
-    let applied = |c: &MemoryCgroup| applied_limit(c, Some(1 << 30)).expect("limit");
+    let applied = |c: &MemoryCgroup| {
+        applied_limit(c, Some(1 << 30), &mut LimitCache::default()).expect("limit")
+    };
 
     let unlimited = applied(&open());
     assert_eq!(
@@ -447,6 +449,28 @@ fn limit_falls_back_to_pod_then_node() {
         (by_pod.bytes, by_pod.source),
         (Some(104_857_600), LimitSource::Pod)
     );
+    // A cache shared by a round of samples gives the same answers, for siblings too.
+    let sibling = node.cgroup(&format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{ID_C}.scope",
+        UID_1.replace('-', "_")
+    ));
+    node.write(&sibling, "memory.max", "max\n");
+    node.write(&sibling, "memory.current", "0\n");
+    let sibling = MemoryCgroup::open_with_version(&sibling, CgroupVersion::V2).expect("fixture");
+    let mut round = LimitCache::default();
+    for c in [&open(), &sibling, &open()] {
+        let cached = applied_limit(c, Some(1 << 30), &mut round).expect("limit");
+        assert_eq!(cached, applied(c));
+        assert_eq!(cached.source, LimitSource::Pod);
+    }
+    // Until cleared, the round's answer stands; then the new limit is read.
+    node.write(&pod, "memory.max", "max\n");
+    let stale = applied_limit(&sibling, Some(1 << 30), &mut round).expect("limit");
+    assert_eq!(stale.source, LimitSource::Pod);
+    round.clear();
+    let fresh = applied_limit(&sibling, Some(1 << 30), &mut round).expect("limit");
+    assert_eq!(fresh.source, LimitSource::Qos);
+    node.write(&pod, "memory.max", "104857600\n");
     // Equal limits: the nearest owner is named (the container's, as the pod spec says).
     node.write(&container, "memory.max", "104857600\n");
     assert_eq!(applied(&open()).source, LimitSource::Container);
