@@ -399,3 +399,23 @@ fn all_watches_every_container_and_new_ones() {
         drop(late);
     }
 }
+
+/// A pod made again under the same name (a StatefulSet's pod after deletion: new uid, new
+/// cgroups) is picked up by the running `--pod` watch, with its new uid.
+#[test]
+fn a_pod_made_again_under_its_name_is_picked_up() {
+    let _test = start_test!();
+    let node = KubeNode::new("again");
+    let first = node.add_pod("db", "postgres-0", Qos::Guaranteed);
+    let old = node.start_container(&first, "postgres", Some(32 * MIB), &HOLD_1_MIB);
+    let mut profiler = node.watch(&["--pod", "postgres-0"]);
+    profiler.wait_watching(&[old.cgroup_str()]);
+
+    let second = node.add_pod("db", "postgres-0", Qos::Guaranteed);
+    assert_ne!(first.uid, second.uid);
+    let new = node.start_container(&second, "postgres", Some(32 * MIB), &HOLD_1_MIB);
+    let (_, start) = profiler.wait_for("watch_start for the new pod's container", PATIENCE, |l| {
+        is_line(l, "watch_start", new.cgroup_str())
+    });
+    expect_identity(&profiler, &start, &new);
+}
