@@ -1,0 +1,193 @@
+//! The forecaster on series of known shape: what it must say, and what it must never say.
+use super::{
+    risk::{Risk, RiskTracker, Thresholds},
+    Forecast, Forecaster, Observation,
+};
+
+const MIB: f64 = 1024.0 * 1024.0;
+const LIMIT: u64 = 128 << 20;
+const T: Thresholds = Thresholds {
+    warn_s: 60.0,
+    critical_s: 15.0,
+};
+
+/// Feeds `value(t)` (bytes) at 1 s for `seconds`; the forecasts, and the levels raised.
+fn run(seconds: u32, value: impl Fn(f64) -> f64) -> (Vec<Forecast>, Vec<(f64, Risk)>) {
+    let mut forecaster = Forecaster::new();
+    let mut risk = RiskTracker::default();
+    let mut forecasts = Vec::new();
+    let mut raised = Vec::new();
+    for i in 0..=seconds {
+        let t = f64::from(i);
+        let f = forecaster.observe(Observation {
+            t: 1.7e9 + t,
+            unreclaimable: value(t).max(0.0) as u64,
+            limit: Some(LIMIT),
+        });
+        if let Some(change) = risk.update(&f, &T) {
+            if change.to > change.from {
+                raised.push((t, change.to));
+            }
+        }
+        forecasts.push(f);
+    }
+    (forecasts, raised)
+}
+
+/// Deterministic jitter in [-1, 1].
+fn jitter(t: f64) -> f64 {
+    ((t * 12.9898).sin() * 43758.5453).fract() * 2.0 - 1.0
+}
+
+#[test]
+fn a_constant_series_never_warns() {
+    let (forecasts, raised) = run(300, |t| 60.0 * MIB + 0.5 * MIB * jitter(t));
+    assert!(raised.is_empty(), "{raised:?}");
+    assert!(forecasts.iter().all(|f| f.eta_s.is_none()));
+}
+
+#[test]
+fn nothing_is_forecast_while_learning() {
+    let (forecasts, raised) = run(30, |t| 10.0 * MIB + 5.0 * MIB * t);
+    assert!(forecasts[..20]
+        .iter()
+        .all(|f| f.learning && f.eta_s.is_none()));
+    assert!(forecasts[..20]
+        .iter()
+        .all(|f| f.reason.starts_with("learning")));
+    assert!(forecasts[21].eta_s.is_some());
+    assert!(raised.iter().all(|&(t, _)| t >= 20.0), "{raised:?}");
+}
+
+#[test]
+fn a_line_reaching_the_limit_at_t_gives_eta_t() {
+    // 20 MiB, then +1 MiB/s from t = 30: the limit (128 MiB) at t = 138.
+    let value = |t: f64| 20.0 * MIB + (t - 30.0).max(0.0) * MIB + 0.2 * MIB * jitter(t);
+    let (forecasts, raised) = run(137, value);
+    for t in [60usize, 78, 100, 120] {
+        let eta = forecasts[t].eta_s.expect("a forecast");
+        let truth = 138.0 - t as f64;
+        assert!(
+            (eta - truth).abs() <= 0.1 * truth + 1.0,
+            "t={t}: eta {eta}, truth {truth}"
+        );
+        let (low, high) = (
+            forecasts[t].low_s.expect("low"),
+            forecasts[t].high_s.expect("high"),
+        );
+        assert!(low <= eta && eta <= high, "t={t}: {low} {eta} {high}");
+    }
+    // Warned 60 s ahead (give or take a sample), critical 15 s ahead.
+    assert_eq!(raised.len(), 2, "{raised:?}");
+    assert!((raised[0].0 - 78.0).abs() <= 2.0, "{raised:?}");
+    assert_eq!(raised[0].1, Risk::Warning);
+    assert!((raised[1].0 - 123.0).abs() <= 2.0, "{raised:?}");
+}
+
+/// A garbage-collected heap: from `floor(t)` up by `rise` MiB/s to `floor + amplitude`, then
+/// back down, with ±2 % jitter on the peaks.
+fn sawtooth(t: f64, floor: f64, amplitude: f64, period: f64) -> f64 {
+    let phase = t % period;
+    let cycle = (t / period).floor();
+    let peak_jitter = 0.02 * amplitude * jitter(cycle);
+    floor + (amplitude + peak_jitter) * (phase / period)
+}
+
+#[test]
+fn a_stable_sawtooth_never_warns() {
+    // Peaks near 85 % of the limit: floor 50 MiB, amplitude 59 MiB, 7 s cycles.
+    let (forecasts, raised) = run(400, |t| sawtooth(t, 50.0 * MIB, 59.0 * MIB, 7.0));
+    assert!(raised.is_empty(), "{raised:?}");
+    let last = forecasts.last().expect("forecasts");
+    assert!(
+        last.reason.contains("sawtooth with stable peaks"),
+        "{}",
+        last.reason
+    );
+}
+
+#[test]
+fn a_sawtooth_with_a_rising_floor_is_forecast_from_its_peaks() {
+    // Floor from 30 MiB rising 0.5 MiB/s, amplitude 40 MiB: peaks reach 128 MiB at t = 116.
+    let floor = |t: f64| 30.0 * MIB + 0.5 * MIB * t;
+    let (forecasts, raised) = run(110, |t| sawtooth(t, floor(t), 40.0 * MIB, 6.0));
+    let first = raised.first().expect("a warning");
+    assert_eq!(first.1, Risk::Warning);
+    assert!(first.0 <= 116.0 - 0.7 * 60.0, "warned at {}", first.0);
+    let eta = forecasts[first.0 as usize].eta_s.expect("eta");
+    let truth = 116.0 - first.0;
+    assert!(
+        (eta - truth).abs() <= 0.25 * truth,
+        "eta {eta}, truth {truth}"
+    );
+    assert!(forecasts[first.0 as usize].reason.contains("peaks rising"));
+}
+
+#[test]
+fn an_accelerating_leak_is_not_underestimated() {
+    // From t = 30: 20 MiB + 0.02·τ² MiB (slope 0.04·τ MiB/s): 128 MiB at τ ≈ 73.5.
+    let value = |t: f64| {
+        let tau = (t - 30.0).max(0.0);
+        20.0 * MIB + 0.02 * MIB * tau * tau
+    };
+    let hit = 30.0 + (108.0f64 / 0.02).sqrt();
+    let (forecasts, raised) = run(hit as u32 - 1, value);
+    let first = raised.first().expect("a warning");
+    let eta = forecasts[first.0 as usize].eta_s.expect("eta");
+    let truth = hit - first.0;
+    assert!(
+        (eta - truth).abs() <= 0.25 * truth,
+        "eta {eta} truth {truth} at {}",
+        first.0
+    );
+    assert!(
+        hit - first.0 >= 0.7 * 60.0_f64.min(hit - 30.0),
+        "warned at {}",
+        first.0
+    );
+}
+
+#[test]
+fn steps_with_plateaus_keep_their_forecast() {
+    // +12 MiB every 12 s from t = 30, starting at 20 MiB: 128 MiB at t = 30 + 9·12 = 138.
+    let value = |t: f64| 20.0 * MIB + 12.0 * MIB * ((t - 30.0).max(0.0) / 12.0).ceil();
+    let (forecasts, raised) = run(137, value);
+    let first = raised.first().expect("a warning");
+    assert!(first.0 <= 138.0 - 0.7 * 60.0, "warned at {}", first.0);
+    // Once warned, plateaus do not clear the warning before the kill.
+    assert_eq!(
+        raised.iter().filter(|r| r.1 == Risk::Warning).count(),
+        1,
+        "{raised:?}"
+    );
+    assert!(forecasts[first.0 as usize..]
+        .iter()
+        .all(|f| f.eta_s.is_some()));
+}
+
+#[test]
+fn a_drop_to_nothing_then_growth_is_not_a_sawtooth() {
+    // One drop (a process killed and restarted) is not a sawtooth: growth is still growth.
+    let value = |t: f64| {
+        if t < 40.0 {
+            100.0 * MIB
+        } else {
+            10.0 * MIB + (t - 40.0) * MIB
+        }
+    };
+    let (forecasts, _) = run(100, value);
+    assert!(forecasts[90].eta_s.is_some(), "{}", forecasts[90].reason);
+}
+
+#[test]
+fn no_limit_no_forecast() {
+    let mut f = Forecaster::new();
+    for i in 0..60 {
+        let out = f.observe(Observation {
+            t: f64::from(i),
+            unreclaimable: u64::try_from(i).unwrap_or(0) << 20,
+            limit: None,
+        });
+        assert!(out.eta_s.is_none());
+    }
+}
