@@ -81,6 +81,16 @@ pub struct WatchArgs {
     /// One JSON object per line on stdout instead of the live view.
     #[arg(long)]
     pub json: bool,
+    /// Warn when a container's OOM kill is forecast within this long.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub warn: Duration,
+    /// Critical when a container's OOM kill is forecast within this long.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub critical: Duration,
+    /// Run this shell command whenever a container's warning level changes (warning,
+    /// critical, cleared), with the details in PROFILER_* environment variables.
+    #[arg(long, value_name = "CMD")]
+    pub on_warning: Option<String>,
     /// How to observe the charge path.
     #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
     pub mode: ModeRequest,

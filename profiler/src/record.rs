@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::{
     cgroup::CgroupVersion,
+    forecast::{risk::Risk, summary::Summary},
     mode::ChargeMode,
     pods::{Identity, LimitSource},
 };
@@ -42,6 +43,10 @@ pub enum RecordBody {
     Burst(Burst),
     /// The kernel OOM-killed a process in the cgroup.
     OomKill(OomKill),
+    /// The forecast crossed a warning threshold (or cleared).
+    Warning(Warning),
+    /// Distributions over the watch of one cgroup: when it goes, and at the end.
+    Summary(SummaryRecord),
     /// The watched cgroup was removed; the watch goes on for the others.
     CgroupGone,
     /// Kernel records were lost (ring buffer full, or kernel log overwritten).
@@ -80,6 +85,8 @@ pub struct Sample {
     pub shmem_bytes: u64,
     /// Kernel memory charged to the cgroup, where the kernel reports it.
     pub kernel_bytes: Option<u64>,
+    /// Memory reclaim cannot free: anon + shmem + kernel memory. What the forecast follows.
+    pub unreclaimable_bytes: u64,
     /// The limit that applies, or null when unlimited.
     pub limit_bytes: Option<u64>,
     /// Usage as a percentage of the limit.
@@ -102,8 +109,78 @@ pub struct Sample {
     pub restarts: u64,
     /// Times the usage hit the limit (v1 `memory.failcnt`), since the watch started.
     pub failcnt: Option<u64>,
+    /// Forecast seconds until the OOM kill; null when no risk is in sight (or while the
+    /// forecaster is still learning the container).
+    pub eta_seconds: Option<f64>,
+    /// Earliest plausible time of the kill, seconds.
+    pub eta_low_seconds: Option<f64>,
+    /// Latest plausible time of the kill, seconds (null: unbounded).
+    pub eta_high_seconds: Option<f64>,
+    /// The warning level now.
+    pub risk: Risk,
     /// How the charge path is observed.
     pub mode: ChargeMode,
+}
+
+/// The level a `warning` record announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningLevel {
+    /// A kill is forecast within `--warn`.
+    Warning,
+    /// A kill is forecast within `--critical`.
+    Critical,
+    /// The forecast has stayed clear for a while: the warning is over.
+    Cleared,
+}
+
+impl From<Risk> for WarningLevel {
+    fn from(risk: Risk) -> Self {
+        match risk {
+            Risk::Ok => WarningLevel::Cleared,
+            Risk::Warning => WarningLevel::Warning,
+            Risk::Critical => WarningLevel::Critical,
+        }
+    }
+}
+
+/// Fields of a `warning` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Warning {
+    /// The new level.
+    pub level: WarningLevel,
+    /// The level before.
+    pub previous: Risk,
+    /// Forecast seconds until the kill.
+    pub eta_seconds: Option<f64>,
+    /// Earliest plausible.
+    pub eta_low_seconds: Option<f64>,
+    /// Latest plausible (null: unbounded).
+    pub eta_high_seconds: Option<f64>,
+    /// Why, in words: the figures and the shape of growth the forecast rests on.
+    pub reason: String,
+    /// Unreclaimable memory now.
+    pub unreclaimable_bytes: u64,
+    /// Usage now.
+    pub usage_bytes: u64,
+    /// The limit that applies.
+    pub limit_bytes: Option<u64>,
+}
+
+/// Fields of a `summary` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SummaryRecord {
+    /// Seconds watched.
+    pub duration_s: f64,
+    /// Percentiles of each figure.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// OOM kills seen (for a pod's container, over its restarts).
+    pub oom_kills: u64,
+    /// Warnings raised (`warning` or `critical`).
+    pub warnings: u64,
+    /// The highest level reached.
+    pub worst_risk: Risk,
 }
 
 /// Fields of a `burst` record.

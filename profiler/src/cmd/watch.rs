@@ -11,6 +11,7 @@ use crate::{
     cgroup::MemoryCgroup,
     cli::WatchArgs,
     collector::{self, Targets, WatchOptions},
+    forecast::risk::Thresholds,
     output::{JsonSink, LiveSink, Sink},
     pods::{self, Discovery, Inventory, NodeRoots, Selection, Selector},
     privilege, probe,
@@ -19,6 +20,14 @@ use crate::{
 /// Runs `profiler watch`.
 pub async fn run(args: WatchArgs) -> Result<()> {
     // Every argument is checked before anything is loaded into the kernel.
+    if args.critical >= args.warn {
+        bail!(
+            "--critical ({:?}) must be shorter than --warn ({:?}): critical is the nearer \
+             forecast",
+            args.critical,
+            args.warn
+        );
+    }
     let roots = NodeRoots {
         cgroup_root: match &args.cgroup_root {
             Some(root) => check_dir(root, "--cgroup-root")?,
@@ -53,6 +62,11 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         roots,
         interval: args.interval,
         duration: args.duration,
+        thresholds: Thresholds {
+            warn_s: args.warn.as_secs_f64(),
+            critical_s: args.critical.as_secs_f64(),
+        },
+        on_warning: args.on_warning.clone(),
     };
     collector::run(options, probes, &report, sink.as_mut()).await?;
     Ok(())

@@ -1,5 +1,6 @@
 //! The collector: joins the cgroup files (absolute values), the kernel programs' counters
 //! (charge rate, reclaim) and their events (bursts, OOM victims) into records.
+mod hook;
 mod sample;
 mod state;
 mod targets;
@@ -22,6 +23,7 @@ use state::Collector;
 pub use targets::Targets;
 
 use crate::{
+    forecast::risk::Thresholds,
     kmsg::KmsgOomWatcher,
     mode::OomSource,
     output::Sink,
@@ -42,6 +44,10 @@ pub struct WatchOptions {
     pub interval: Duration,
     /// Stop after this long (`None`: until a signal or every cgroup is gone).
     pub duration: Option<Duration>,
+    /// ETA thresholds of the warning levels.
+    pub thresholds: Thresholds,
+    /// `--on-warning`: run on every change of a container's warning level.
+    pub on_warning: Option<String>,
 }
 
 /// Why a watch could not go on.
@@ -105,6 +111,8 @@ pub async fn run(
         roots,
         interval,
         duration,
+        thresholds,
+        on_warning,
     } = options;
     if let Targets::Fixed(cgroups) = &targets {
         if cgroups.len() > profiler_common::MAX_SLOTS as usize {
@@ -148,6 +156,8 @@ pub async fn run(
         refused: Vec::new(),
         ever_watched: false,
         limits: crate::cgroup::LimitCache::default(),
+        thresholds,
+        on_warning,
     };
     collector.start()?;
 
@@ -224,6 +234,7 @@ pub async fn run(
             }
         }
     }
+    collector.emit_summaries()?;
     collector.emit_node(RecordBody::End(End { reason }))?;
     collector.flush()?;
     // Detach before returning, so the programs are gone when the process reports its exit.

@@ -3,7 +3,10 @@ use std::time::Duration;
 
 use profiler_common::SlotCounters;
 
-use crate::{cgroup::MemorySnapshot, mode::ChargeMode, pods::LimitSource, record::Sample};
+use crate::{
+    cgroup::MemorySnapshot, forecast::risk::Risk, mode::ChargeMode, pods::LimitSource,
+    record::Sample,
+};
 
 /// The smallest burst budget: below this a budget would fire on ordinary page-cache churn.
 pub const MIN_BURST_BUDGET_BYTES: u64 = 4 << 20;
@@ -97,6 +100,7 @@ pub fn build_sample(inp: SampleInputs<'_>) -> Sample {
         file_bytes: s.file_bytes,
         shmem_bytes: s.shmem_bytes,
         kernel_bytes: s.kernel_bytes,
+        unreclaimable_bytes: unreclaimable_bytes(s),
         limit_bytes: inp.limit_bytes,
         limit_source: inp.limit_source,
         limit_pct: inp
@@ -110,8 +114,21 @@ pub fn build_sample(inp: SampleInputs<'_>) -> Sample {
         oom_kills: counted.max(inp.kills_reported),
         restarts: inp.restarts,
         failcnt,
+        // Filled in by the forecaster.
+        eta_seconds: None,
+        eta_low_seconds: None,
+        eta_high_seconds: None,
+        risk: Risk::Ok,
         mode: inp.mode,
     }
+}
+
+/// Anon + shmem + kernel memory: what reclaim cannot free, short of swap (none in
+/// containers as Kubernetes runs them) or the program freeing it.
+pub fn unreclaimable_bytes(s: &MemorySnapshot) -> u64 {
+    s.anon_bytes
+        .saturating_add(s.shmem_bytes)
+        .saturating_add(s.kernel_bytes.unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -14,12 +14,16 @@ use super::{
 };
 use crate::{
     cgroup::{LimitCache, MemoryCgroup},
+    forecast::risk::Thresholds,
     kmsg::KmsgOomKill,
     mode::ChargeMode,
     output::Sink,
     pods::{Discovery, Identity, LogTree, NodeRoots, RuntimeNames, Selection},
     probe::{KernelEvent, KernelMaps},
-    record::{Burst, KillSource, LostEvents, OomKill, Record, RecordBody, WatchStart},
+    record::{
+        Burst, KillSource, LostEvents, OomKill, Record, RecordBody, SummaryRecord, Warning,
+        WatchStart,
+    },
 };
 
 pub(super) struct Collector<'s> {
@@ -41,6 +45,10 @@ pub(super) struct Collector<'s> {
     pub ever_watched: bool,
     /// Ancestors' limits, read once per round.
     pub limits: LimitCache,
+    /// ETA thresholds of the warning levels.
+    pub thresholds: Thresholds,
+    /// `--on-warning`.
+    pub on_warning: Option<String>,
 }
 
 impl Collector<'_> {
@@ -222,11 +230,29 @@ impl Collector<'_> {
                 self.page_size,
                 history,
                 &mut self.limits,
+                &self.thresholds,
             );
             match outcome {
-                Ok((sample, subtree_changed)) => {
-                    changed |= subtree_changed;
-                    self.emit_about(unix_now(), i, RecordBody::Sample(sample))?;
+                Ok(out) => {
+                    changed |= out.subtree_changed;
+                    let unreclaimable = out.sample.unreclaimable_bytes;
+                    let usage = out.sample.usage_bytes;
+                    let limit = out.sample.limit_bytes;
+                    self.emit_about(unix_now(), i, RecordBody::Sample(out.sample))?;
+                    if let Some(change) = out.change {
+                        let warning = Warning {
+                            level: change.to.into(),
+                            previous: change.from,
+                            eta_seconds: out.forecast.eta_s,
+                            eta_low_seconds: out.forecast.low_s,
+                            eta_high_seconds: out.forecast.high_s,
+                            reason: out.forecast.reason,
+                            unreclaimable_bytes: unreclaimable,
+                            usage_bytes: usage,
+                            limit_bytes: limit,
+                        };
+                        self.emit_warning(i, warning)?;
+                    }
                 }
                 Err(watched::SampleError::Gone) => {
                     changed = true;
@@ -267,14 +293,55 @@ impl Collector<'_> {
         })
     }
 
-    /// Watched cgroup `index` is gone: out of the kernel's filter, a `cgroup_gone` line. It
-    /// leaves the list (and frees its slot) at the next round.
+    /// Watched cgroup `index` is gone: out of the kernel's filter, a `cgroup_gone` line and
+    /// its summary. It leaves the list (and frees its slot) at the next round.
     fn retire(&mut self, index: usize) -> Result<(), CollectError> {
         if let Some(maps) = self.maps.as_mut() {
             self.watched[index].detach(maps)?;
         }
         self.watched[index].gone = true;
-        self.emit_about(unix_now(), index, RecordBody::CgroupGone)
+        self.emit_about(unix_now(), index, RecordBody::CgroupGone)?;
+        self.emit_summary(index)
+    }
+
+    /// A `warning` line, and the `--on-warning` command.
+    fn emit_warning(&mut self, index: usize, warning: Warning) -> Result<(), CollectError> {
+        let w = &self.watched[index];
+        let record = Record {
+            ts: unix_now(),
+            cgroup: Some(w.path()),
+            identity: Some(w.identity.clone()),
+            body: RecordBody::Warning(warning),
+        };
+        self.sink.emit(&record).map_err(CollectError::Output)?;
+        if let Some(command) = &self.on_warning {
+            super::hook::run_hook(command, &record);
+        }
+        Ok(())
+    }
+
+    /// The `summary` line of watched cgroup `index`.
+    fn emit_summary(&mut self, index: usize) -> Result<(), CollectError> {
+        let (kills, _) = self.history(index);
+        let w = &self.watched[index];
+        let body = RecordBody::Summary(SummaryRecord {
+            duration_s: (unix_now() - w.started).max(0.0),
+            summary: w.distributions.summary(),
+            oom_kills: kills,
+            warnings: w.warnings_raised,
+            worst_risk: w.worst_risk,
+        });
+        self.emit_about(unix_now(), index, body)
+    }
+
+    /// Summaries of every cgroup still watched (at the end of the watch).
+    pub fn emit_summaries(&mut self) -> Result<(), CollectError> {
+        for i in 0..self.watched.len() {
+            if !self.watched[i].gone {
+                self.emit_summary(i)?;
+            }
+        }
+        Ok(())
     }
 
     /// `(kills, restarts)` to report for watched cgroup `index`.
@@ -286,9 +353,11 @@ impl Collector<'_> {
         }
     }
 
-    /// Counts a kill in watched cgroup `index`.
+    /// Counts a kill in watched cgroup `index`; its forecast starts over (what it followed
+    /// is gone).
     fn count_kill(&mut self, index: usize) {
         let w = &mut self.watched[index];
+        w.forecaster.reset();
         match lineage_key(&w.identity) {
             Some(key) => self.lineages.add_kill(&key),
             None => w.kills_reported += 1,

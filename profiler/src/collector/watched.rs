@@ -10,6 +10,11 @@ use profiler_common::SlotCounters;
 use super::sample::{build_sample, burst_budget_bytes, Baseline, SampleInputs};
 use crate::{
     cgroup::{CgroupError, LimitCache, MemoryCgroup},
+    forecast::{
+        risk::{Change, RiskTracker, Thresholds},
+        summary::{Distributions, SampleFigures},
+        Forecast, Forecaster, Observation,
+    },
     mode::ChargeMode,
     pods::{limit::applied_limit, AppliedLimit, Identity, LimitSource},
     probe::KernelMaps,
@@ -66,6 +71,33 @@ pub struct Watched {
     /// A burst was reported since the last sample (one per interval is enough).
     pub burst_seen: bool,
     pub gone: bool,
+    /// Time to the kill, from the samples.
+    pub forecaster: Forecaster,
+    /// Warning level, from the forecasts.
+    pub risk: RiskTracker,
+    /// Warnings raised so far.
+    pub warnings_raised: u64,
+    /// Highest level reached.
+    pub worst_risk: crate::forecast::risk::Risk,
+    /// Distributions for the summary.
+    pub distributions: Distributions,
+    /// When the watch of this cgroup started (Unix seconds).
+    pub started: f64,
+    /// Reclaim stall at the previous sample (µs since the watch started).
+    previous_stall_us: Option<u64>,
+}
+
+/// What one sample gives.
+#[derive(Debug)]
+pub struct SampleOutcome {
+    /// The sample, with its forecast.
+    pub sample: Sample,
+    /// Whether the subtree changed (the kernel filter was updated).
+    pub subtree_changed: bool,
+    /// The forecast behind the sample.
+    pub forecast: Forecast,
+    /// The warning level changed.
+    pub change: Option<Change>,
 }
 
 impl Watched {
@@ -100,6 +132,13 @@ impl Watched {
             kills_reported: 0,
             burst_seen: false,
             gone: false,
+            forecaster: Forecaster::new(),
+            risk: RiskTracker::default(),
+            warnings_raised: 0,
+            worst_risk: crate::forecast::risk::Risk::Ok,
+            distributions: Distributions::default(),
+            started: super::unix_now(),
+            previous_stall_us: None,
         }
     }
 
@@ -215,7 +254,8 @@ impl Watched {
         page_size: u64,
         history: (u64, u64),
         limits: &mut LimitCache,
-    ) -> Result<(Sample, bool), SampleError> {
+        thresholds: &Thresholds,
+    ) -> Result<SampleOutcome, SampleError> {
         let snapshot = self.cgroup.read_snapshot()?;
         let applied = applied_limit(&self.cgroup, self.node_memory, limits)?;
         self.limit = applied.bytes;
@@ -233,7 +273,8 @@ impl Watched {
             }
             None => None,
         };
-        let sample = build_sample(SampleInputs {
+        let elapsed = (now - self.last_sample).as_secs_f64();
+        let mut sample = build_sample(SampleInputs {
             snapshot: &snapshot,
             limit_bytes: self.limit,
             limit_source: self.limit_source,
@@ -250,6 +291,41 @@ impl Watched {
             self.arm_for(maps, snapshot.usage_bytes, page_size)?;
         }
         self.burst_seen = false;
-        Ok((sample, changed))
+        let stall_per_s = match (sample.reclaim_stall_us, self.previous_stall_us) {
+            (Some(now_us), Some(before)) if elapsed > 0.0 => {
+                Some(now_us.saturating_sub(before) as f64 / elapsed)
+            }
+            _ => None,
+        };
+        self.previous_stall_us = sample.reclaim_stall_us;
+        self.distributions.record(SampleFigures {
+            usage: sample.usage_bytes,
+            working_set: sample.working_set_bytes,
+            unreclaimable: sample.unreclaimable_bytes,
+            charge_rate: sample.charge_rate_bytes_per_s,
+            reclaim_stall_us_per_s: stall_per_s,
+        });
+        let forecast = self.forecaster.observe(Observation {
+            t: super::unix_now(),
+            unreclaimable: sample.unreclaimable_bytes,
+            limit: sample.limit_bytes,
+        });
+        let change = self.risk.update(&forecast, thresholds);
+        if let Some(c) = change {
+            if c.to > c.from {
+                self.warnings_raised += 1;
+            }
+            self.worst_risk = self.worst_risk.max(c.to);
+        }
+        sample.eta_seconds = forecast.eta_s;
+        sample.eta_low_seconds = forecast.low_s;
+        sample.eta_high_seconds = forecast.high_s;
+        sample.risk = self.risk.level();
+        Ok(SampleOutcome {
+            sample,
+            subtree_changed: changed,
+            forecast,
+            change,
+        })
     }
 }

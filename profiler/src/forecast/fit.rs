@@ -131,12 +131,12 @@ fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
         return None;
     }
     let mut inv = [[0.0; 3]; 3];
-    for i in 0..3 {
-        for j in 0..3 {
+    for (i, row) in inv.iter_mut().enumerate() {
+        for (j, cell) in row.iter_mut().enumerate() {
             // Cofactor of (j, i), for the adjugate.
             let (r0, r1) = ((j + 1) % 3, (j + 2) % 3);
             let (c0, c1) = ((i + 1) % 3, (i + 2) % 3);
-            inv[i][j] = (m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0]) / det;
+            *cell = (m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0]) / det;
         }
     }
     Some(inv)

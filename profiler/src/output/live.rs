@@ -9,16 +9,30 @@ use std::{
 };
 
 use super::{bytes, Sink};
-use crate::record::{Record, RecordBody, Sample};
+use crate::{
+    forecast::{
+        risk::Risk,
+        summary::{Distributions, Percentiles, SampleFigures},
+    },
+    record::{Record, RecordBody, Sample, WarningLevel},
+};
 
 const RECENT_EVENTS: usize = 12;
+
+/// One watched cgroup in the table.
+struct Row {
+    name: String,
+    sample: Sample,
+    /// Distributions over the watch so far, for the percentile table.
+    distributions: Distributions,
+}
 
 /// Renders records for a person.
 pub struct LiveSink<W: Write> {
     out: W,
     redraw: bool,
     /// Latest sample per cgroup, with the name shown for it.
-    rows: BTreeMap<PathBuf, (String, Sample)>,
+    rows: BTreeMap<PathBuf, Row>,
     events: VecDeque<String>,
 }
 
@@ -87,40 +101,92 @@ impl<W: Write> LiveSink<W> {
             RecordBody::CgroupGone => format!("{cgroup} was removed"),
             RecordBody::LostEvents(l) => format!("{} kernel records lost ({})", l.count, l.source),
             RecordBody::End(e) => format!("watch ended ({:?})", e.reason),
+            RecordBody::Warning(w) => {
+                let what = match w.level {
+                    WarningLevel::Warning => "WARNING",
+                    WarningLevel::Critical => "CRITICAL",
+                    WarningLevel::Cleared => "cleared",
+                };
+                format!(
+                    "{what}: {cgroup}: OOM kill forecast in {} (between {} and {}): {}",
+                    eta(w.eta_seconds),
+                    eta(w.eta_low_seconds),
+                    w.eta_high_seconds.map_or_else(|| "later".to_owned(), |s| eta(Some(s))),
+                    w.reason
+                )
+            }
+            RecordBody::Summary(s) => {
+                let p = |p: Option<Percentiles>| {
+                    p.map_or_else(
+                        || "-".to_owned(),
+                        |p| {
+                            format!(
+                                "p50 {} p90 {} p99 {} max {}",
+                                bytes(p.p50 as u64),
+                                bytes(p.p90 as u64),
+                                bytes(p.p99 as u64),
+                                bytes(p.max as u64)
+                            )
+                        },
+                    )
+                };
+                format!(
+                    "summary of {cgroup} over {:.0}s ({} samples): usage {}; working set {}; \
+                     unreclaimable {}; {} OOM kills, {} warnings, worst {:?}",
+                    s.duration_s,
+                    s.summary.samples,
+                    p(s.summary.usage_bytes),
+                    p(s.summary.working_set_bytes),
+                    p(s.summary.unreclaimable_bytes),
+                    s.oom_kills,
+                    s.warnings,
+                    s.worst_risk
+                )
+            }
             RecordBody::Sample(_) => return None,
         };
         Some(text)
     }
 
     fn render_table(&mut self) -> io::Result<()> {
-        writeln!(
-            self.out,
-            "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>14} {:>4} {:>4}",
-            "CONTAINER / CGROUP",
+        const HEADER: [&str; 14] = [
             "USAGE",
             "WSET",
-            "ANON",
+            "UNRECL",
             "FILE",
-            "SHMEM",
             "LIMIT",
             "LIMIT OF",
             "%LIM",
             "CHARGE/s",
             "RECLAIM n/ms",
             "OOM",
-            "RST"
+            "RST",
+            "ETA",
+            "RISK",
+            "",
+        ];
+        writeln!(
+            self.out,
+            "{:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>13} {:>4} {:>4} {:>8} {:<8}",
+            "CONTAINER / CGROUP",
+            HEADER[0], HEADER[1], HEADER[2], HEADER[3], HEADER[4], HEADER[5], HEADER[6],
+            HEADER[7], HEADER[8], HEADER[9], HEADER[10], HEADER[11], HEADER[12]
         )?;
-        for (name, s) in self.rows.values() {
-            let name = shorten(name, 40);
+        for row in self.rows.values() {
+            let s = &row.sample;
+            let (on, off) = match (self.redraw, s.risk) {
+                (true, Risk::Critical) => ("\x1b[1;31m", "\x1b[0m"),
+                (true, Risk::Warning) => ("\x1b[33m", "\x1b[0m"),
+                _ => ("", ""),
+            };
             writeln!(
                 self.out,
-                "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>14} {:>4} {:>4}",
-                name,
+                "{on}{:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>13} {:>4} {:>4} {:>8} {:<8}{off}",
+                shorten(&row.name, 36),
                 bytes(s.usage_bytes),
                 bytes(s.working_set_bytes),
-                bytes(s.anon_bytes),
+                bytes(s.unreclaimable_bytes),
                 bytes(s.file_bytes),
-                bytes(s.shmem_bytes),
                 opt_bytes(s.limit_bytes),
                 format!("{:?}", s.limit_source).to_lowercase(),
                 s.limit_pct
@@ -135,9 +201,54 @@ impl<W: Write> LiveSink<W> {
                 },
                 s.oom_kills,
                 s.restarts,
+                eta(s.eta_seconds),
+                format!("{:?}", s.risk).to_lowercase(),
+            )?;
+        }
+        writeln!(self.out)?;
+        writeln!(
+            self.out,
+            "{:<36} {:>39}   {:>39}",
+            "over the watch", "usage p50 / p90 / p99 / max", "unreclaimable p50 / p90 / p99 / max"
+        )?;
+        for row in self.rows.values() {
+            let summary = row.distributions.summary();
+            let cell = |p: Option<Percentiles>| {
+                p.map_or_else(
+                    || "-".to_owned(),
+                    |p| {
+                        format!(
+                            "{} / {} / {} / {}",
+                            bytes(p.p50 as u64),
+                            bytes(p.p90 as u64),
+                            bytes(p.p99 as u64),
+                            bytes(p.max as u64)
+                        )
+                    },
+                )
+            };
+            writeln!(
+                self.out,
+                "{:<36} {:>39}   {:>39}",
+                shorten(&row.name, 36),
+                cell(summary.usage_bytes),
+                cell(summary.unreclaimable_bytes)
             )?;
         }
         Ok(())
+    }
+}
+
+/// `45s`, `12m30s`, `2h05m`; `-` for none.
+fn eta(seconds: Option<f64>) -> String {
+    let Some(s) = seconds else {
+        return "-".to_owned();
+    };
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -190,8 +301,20 @@ impl<W: Write> Sink for LiveSink<W> {
     fn emit(&mut self, record: &Record) -> io::Result<()> {
         if let RecordBody::Sample(sample) = &record.body {
             if let Some(path) = &record.cgroup {
-                self.rows
-                    .insert(path.clone(), (who(record), sample.clone()));
+                let row = self.rows.entry(path.clone()).or_insert_with(|| Row {
+                    name: String::new(),
+                    sample: Sample::default(),
+                    distributions: Distributions::default(),
+                });
+                row.name = who(record);
+                row.sample = sample.clone();
+                row.distributions.record(SampleFigures {
+                    usage: sample.usage_bytes,
+                    working_set: sample.working_set_bytes,
+                    unreclaimable: sample.unreclaimable_bytes,
+                    charge_rate: sample.charge_rate_bytes_per_s,
+                    reclaim_stall_us_per_s: None,
+                });
             }
             return Ok(());
         }
@@ -303,7 +426,8 @@ mod tests {
         }
         sink.flush().expect("flush");
         let text = String::from_utf8(out).expect("utf8");
-        assert_eq!(text.matches("/cg/a").count(), 1, "{text}");
+        // Once in the table of figures, once in the table of percentiles.
+        assert_eq!(text.matches("/cg/a").count(), 2, "{text}");
         assert!(text.contains("2.0MiB"), "{text}");
     }
 }
