@@ -57,7 +57,16 @@ const POD_KEYS: [(&str, Kind); 7] = [
 ];
 
 /// The line types that are about one cgroup, and so carry [`POD_KEYS`].
-const CGROUP_LINES: [&str; 5] = ["watch_start", "sample", "burst", "oom_kill", "cgroup_gone"];
+const CGROUP_LINES: [&str; 7] = [
+    "watch_start",
+    "sample",
+    "burst",
+    "oom_kill",
+    "cgroup_gone",
+    "warning",
+    "summary",
+];
+const RISK: Kind = OneOf(&["ok", "warning", "critical"]);
 
 /// The keys every line of `type` must have, besides `type`, `ts`, `cgroup` and (for lines about
 /// a cgroup) [`POD_KEYS`].
@@ -90,6 +99,31 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("mode", MODE),
             ("restarts", Unsigned),
             ("limit_source", LIMIT_SOURCE),
+            ("unreclaimable_bytes", Unsigned),
+            ("eta_seconds", NUMBER_OR_NULL),
+            ("eta_low_seconds", NUMBER_OR_NULL),
+            ("eta_high_seconds", NUMBER_OR_NULL),
+            ("risk", RISK),
+        ],
+        "warning" => &[
+            ("cgroup", Text),
+            ("level", OneOf(&["warning", "critical", "cleared"])),
+            ("previous", RISK),
+            ("eta_seconds", NUMBER_OR_NULL),
+            ("eta_low_seconds", NUMBER_OR_NULL),
+            ("eta_high_seconds", NUMBER_OR_NULL),
+            ("reason", Text),
+            ("unreclaimable_bytes", Unsigned),
+            ("usage_bytes", Unsigned),
+            ("limit_bytes", UNSIGNED_OR_NULL),
+        ],
+        "summary" => &[
+            ("cgroup", Text),
+            ("duration_s", Number),
+            ("samples", Unsigned),
+            ("oom_kills", Unsigned),
+            ("warnings", Unsigned),
+            ("worst_risk", RISK),
         ],
         "burst" => &[
             ("cgroup", Text),
