@@ -85,6 +85,8 @@ pub struct Watched {
     pub started: f64,
     /// Reclaim stall at the previous sample (µs since the watch started).
     previous_stall_us: Option<u64>,
+    /// `failcnt` at the previous sample.
+    previous_failcnt: Option<u64>,
 }
 
 /// What one sample gives.
@@ -139,6 +141,7 @@ impl Watched {
             distributions: Distributions::default(),
             started: super::unix_now(),
             previous_stall_us: None,
+            previous_failcnt: None,
         }
     }
 
@@ -291,13 +294,19 @@ impl Watched {
             self.arm_for(maps, snapshot.usage_bytes, page_size)?;
         }
         self.burst_seen = false;
-        let stall_per_s = match (sample.reclaim_stall_us, self.previous_stall_us) {
-            (Some(now_us), Some(before)) if elapsed > 0.0 => {
-                Some(now_us.saturating_sub(before) as f64 / elapsed)
-            }
+        let stall_us = match (sample.reclaim_stall_us, self.previous_stall_us) {
+            (Some(now_us), Some(before)) => Some(now_us.saturating_sub(before)),
             _ => None,
         };
+        let stall_per_s = stall_us
+            .filter(|_| elapsed > 0.0)
+            .map(|us| us as f64 / elapsed);
         self.previous_stall_us = sample.reclaim_stall_us;
+        let limit_hits = match (sample.failcnt, self.previous_failcnt) {
+            (Some(now_n), Some(before)) => Some(now_n.saturating_sub(before)),
+            _ => None,
+        };
+        self.previous_failcnt = sample.failcnt;
         self.distributions.record(SampleFigures {
             usage: sample.usage_bytes,
             working_set: sample.working_set_bytes,
@@ -309,6 +318,8 @@ impl Watched {
             t: super::unix_now(),
             unreclaimable: sample.unreclaimable_bytes,
             limit: sample.limit_bytes,
+            reclaim_stall_us: stall_us,
+            limit_hits,
         });
         let change = self.risk.update(&forecast, thresholds);
         if let Some(c) = change {

@@ -60,6 +60,11 @@ pub struct Observation {
     pub unreclaimable: u64,
     /// The limit that applies, bytes.
     pub limit: Option<u64>,
+    /// Time the kernel stalled tasks in memcg reclaim since the previous sample, µs (charge
+    /// path modes only).
+    pub reclaim_stall_us: Option<u64>,
+    /// Times the limit was hit since the previous sample (v1 `failcnt`).
+    pub limit_hits: Option<u64>,
 }
 
 /// What the forecaster says after a sample.
@@ -199,16 +204,30 @@ impl Forecaster {
         } else {
             self.growth(obs.t, value, target)
         };
+        // The kernel already reclaiming with little but unreclaimable memory left: the next
+        // charges may find nothing to free, so the kill can come at any moment.
+        let pressed = value >= 0.9 * target
+            && (obs.reclaim_stall_us.is_some_and(|us| us > 0)
+                || obs.limit_hits.is_some_and(|n| n > 0));
+        let pressure = if pressed {
+            format!(
+                "; at the limit: {} ms stalled in reclaim, limit hit {} times since the last sample",
+                obs.reclaim_stall_us.map_or(0.0, |us| us as f64 / 1000.0),
+                obs.limit_hits.unwrap_or(0)
+            )
+        } else {
+            String::new()
+        };
         match candidate {
             Ok(c) => Forecast {
                 eta_s: Some(c.eta),
-                low_s: c.low,
+                low_s: if pressed { Some(0.0) } else { c.low },
                 high_s: c.high,
-                reason: format!("{level}, {}", c.why),
+                reason: format!("{level}, {}{pressure}", c.why),
                 learning: false,
             },
             Err(why) => Forecast {
-                reason: format!("{level}, {why}"),
+                reason: format!("{level}, {why}{pressure}"),
                 ..Forecast::default()
             },
         }

@@ -23,6 +23,8 @@ fn run(seconds: u32, value: impl Fn(f64) -> f64) -> (Vec<Forecast>, Vec<(f64, Ri
             t: 1.7e9 + t,
             unreclaimable: value(t).max(0.0) as u64,
             limit: Some(LIMIT),
+            reclaim_stall_us: None,
+            limit_hits: None,
         });
         if let Some(change) = risk.update(&f, &T) {
             if change.to > change.from {
@@ -187,7 +189,35 @@ fn no_limit_no_forecast() {
             t: f64::from(i),
             unreclaimable: u64::try_from(i).unwrap_or(0) << 20,
             limit: None,
+            reclaim_stall_us: None,
+            limit_hits: None,
         });
         assert!(out.eta_s.is_none());
     }
+}
+
+#[test]
+fn reclaim_near_the_limit_widens_the_interval_to_now() {
+    let mut f = Forecaster::new();
+    let mut last = Forecast::default();
+    for i in 0..60u32 {
+        let t = f64::from(i);
+        let value = 60.0 * MIB + t * MIB;
+        last = f.observe(Observation {
+            t,
+            unreclaimable: value as u64,
+            limit: Some(LIMIT),
+            reclaim_stall_us: Some(if value >= 0.9 * LIMIT as f64 { 1500 } else { 0 }),
+            limit_hits: Some(0),
+        });
+    }
+    // 119 MiB of 128 MiB, growing 1 MiB/s, the kernel reclaiming: the kill can come now.
+    assert_eq!(last.low_s, Some(0.0), "{last:?}");
+    assert!(
+        last.reason.contains("stalled in reclaim"),
+        "{}",
+        last.reason
+    );
+    let eta = last.eta_s.expect("eta");
+    assert!((eta - 9.0).abs() < 1.5, "{eta}");
 }
