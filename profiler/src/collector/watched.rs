@@ -314,14 +314,15 @@ impl Watched {
             charge_rate: sample.charge_rate_bytes_per_s,
             reclaim_stall_us_per_s: stall_per_s,
         });
+        let t = super::unix_now();
         let forecast = self.forecaster.observe(Observation {
-            t: super::unix_now(),
+            t,
             unreclaimable: sample.unreclaimable_bytes,
             limit: sample.limit_bytes,
             reclaim_stall_us: stall_us,
             limit_hits,
         });
-        let change = self.risk.update(&forecast, thresholds);
+        let change = self.risk.update(t, &forecast, thresholds);
         if let Some(c) = change {
             if c.to > c.from {
                 self.warnings_raised += 1;

@@ -24,6 +24,8 @@ pub mod risk;
 pub mod summary;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traces;
 
 use std::collections::VecDeque;
 
@@ -39,6 +41,10 @@ const SHORT_S: f64 = 15.0;
 const MEMORY_S: f64 = 120.0;
 /// Drops within this window make a series a sawtooth.
 const SAWTOOTH_WINDOW_S: f64 = 90.0;
+/// Peaks the short sawtooth line is fitted to (the newest).
+const PEAKS_FITTED: usize = 6;
+/// How much of the limit the newest peaks must rise by, over their span, to count.
+const MIN_RISE_PEAKS: f64 = 0.05;
 /// Standard errors a slope must be above zero to count.
 const MIN_T: f64 = 3.0;
 /// Slower growth than this is no risk in sight (bytes/s).
@@ -295,22 +301,26 @@ impl Forecaster {
     }
 
     /// A sawtooth: the peaks decide.
+    ///
+    /// Two lines through them: the newest [`PEAKS_FITTED`] (a floor that started rising
+    /// recently is not averaged with the stable cycles before it; it must rise by
+    /// [`MIN_RISE_PEAKS`] of the limit over them, so the jitter of a stable sawtooth's peaks
+    /// does not count) and every peak remembered (slow drifts, [`MIN_RISE`]).
     fn sawtooth(&self, now: f64, target: f64) -> Result<Candidate, String> {
         // Samples catch a leg up to one interval before its top: the kill comes when the top
-        // reaches the limit, so each peak is taken that much higher.
-        let interval = self.interval();
-        let mut peaks: Vec<(f64, f64)> = self
-            .peaks
-            .iter()
-            .map(|p| (p.t, p.value + p.rise * interval))
-            .collect();
+        // reaches the limit, so the peaks are taken that much higher. One offset for all (the
+        // median leg's), so it moves the line, not its slope.
+        let mut rises: Vec<f64> = self.peaks.iter().map(|p| p.rise).collect();
+        rises.sort_by(f64::total_cmp);
+        let offset = rises.get(rises.len() / 2).copied().unwrap_or(0.0) * self.interval();
+        let mut all: Vec<(f64, f64)> = self.peaks.iter().map(|p| (p.t, p.value + offset)).collect();
         // The current leg counts once it is above the last peak: evidence the peaks rise.
-        if let (Some(leg), Some(&last)) = (self.leg_max, peaks.last()) {
-            if leg.value > last.1 {
-                peaks.push((leg.t, leg.value));
+        if let (Some(leg), Some(&last)) = (self.leg_max, all.last()) {
+            if leg.value + offset > last.1 {
+                all.push((leg.t, leg.value + offset));
             }
         }
-        let top = peaks.iter().map(|p| p.1).fold(0.0, f64::max);
+        let top = all.iter().map(|p| p.1 - offset).fold(0.0, f64::max);
         let stable = || {
             format!(
                 "sawtooth with stable peaks (highest {}, {:.0}% of the limit)",
@@ -318,28 +328,40 @@ impl Forecaster {
                 top * 100.0 / target
             )
         };
-        let Some(fit) = fit_line(&peaks) else {
-            return Err(stable());
-        };
-        if fit.t_stat() < MIN_T || fit.slope < MIN_SLOPE {
-            return Err(stable());
+        let newest = &all[all.len().saturating_sub(PEAKS_FITTED)..];
+        let mut candidates = Vec::new();
+        for (peaks, min_rise) in [(newest, MIN_RISE_PEAKS), (&all[..], MIN_RISE)] {
+            let Some(fit) = fit_line(peaks) else {
+                continue;
+            };
+            let span = peaks.last().map_or(0.0, |l| l.0) - peaks.first().map_or(0.0, |f| f.0);
+            if fit.t_stat() < MIN_T || fit.slope < MIN_SLOPE || fit.slope * span < min_rise * target
+            {
+                continue;
+            }
+            let last_t = peaks.last().map_or(now, |p| p.0);
+            let from_last = |slope: f64| {
+                line_eta(fit.now, slope, target).map(|eta| (eta - (now - last_t)).max(0.0))
+            };
+            let Some(eta) = from_last(fit.slope) else {
+                continue;
+            };
+            let spread = 2.0 * fit.slope_se;
+            candidates.push(Candidate {
+                eta,
+                low: from_last(fit.slope + spread),
+                high: from_last(fit.slope - spread),
+                why: format!(
+                    "sawtooth with peaks rising {}/s over {} cycles",
+                    mib(fit.slope),
+                    fit.n
+                ),
+            });
         }
-        let last_t = peaks.last().map_or(now, |p| p.0);
-        let from_last = |slope: f64| {
-            line_eta(fit.now, slope, target).map(|eta| (eta - (now - last_t)).max(0.0))
-        };
-        let eta = from_last(fit.slope).ok_or_else(stable)?;
-        let spread = 2.0 * fit.slope_se;
-        Ok(Candidate {
-            eta,
-            low: from_last(fit.slope + spread),
-            high: from_last(fit.slope - spread),
-            why: format!(
-                "sawtooth with peaks rising {}/s over {} cycles",
-                mib(fit.slope),
-                fit.n
-            ),
-        })
+        candidates
+            .into_iter()
+            .min_by(|a, b| a.eta.total_cmp(&b.eta))
+            .ok_or_else(stable)
     }
 
     /// Growth without drops: lines over two windows, and a parabola when the growth

@@ -5,8 +5,11 @@ use serde::Serialize;
 
 use super::Forecast;
 
-/// Samples the forecast must stay clear before a level is lowered.
+/// Samples the forecast must stay clear before a level is lowered...
 pub const CALM_SAMPLES: u32 = 5;
+/// ...and for at least this share of the level's threshold (15 s for a 60 s warning): a
+/// forecast that wavers between two models must not clear a warning and raise it again.
+pub const CALM_SHARE: f64 = 0.25;
 /// "Clear" means an ETA this many times the level's threshold, or none.
 pub const CALM_FACTOR: f64 = 1.5;
 
@@ -65,6 +68,7 @@ pub struct Change {
 pub struct RiskTracker {
     level: Risk,
     calm: u32,
+    calm_since: f64,
 }
 
 impl RiskTracker {
@@ -73,8 +77,13 @@ impl RiskTracker {
         self.level
     }
 
-    /// Takes a forecast; returns the change of level, if any.
-    pub fn update(&mut self, forecast: &Forecast, thresholds: &Thresholds) -> Option<Change> {
+    /// Takes the forecast made at `now` (seconds); returns the change of level, if any.
+    pub fn update(
+        &mut self,
+        now: f64,
+        forecast: &Forecast,
+        thresholds: &Thresholds,
+    ) -> Option<Change> {
         let wanted = thresholds.wanted(forecast);
         let from = self.level;
         if wanted > self.level {
@@ -94,8 +103,12 @@ impl RiskTracker {
             self.calm = 0;
             return None;
         }
+        if self.calm == 0 {
+            self.calm_since = now;
+        }
         self.calm += 1;
-        if self.calm < CALM_SAMPLES {
+        let long_enough = now - self.calm_since >= thresholds.of(self.level) * CALM_SHARE;
+        if self.calm < CALM_SAMPLES || !long_enough {
             return None;
         }
         self.calm = 0;
@@ -113,6 +126,24 @@ mod tests {
         critical_s: 15.0,
     };
 
+    /// A tracker fed one forecast per second.
+    #[derive(Default)]
+    struct Clocked {
+        tracker: RiskTracker,
+        now: f64,
+    }
+
+    impl Clocked {
+        fn update(&mut self, f: &Forecast, t: &Thresholds) -> Option<Change> {
+            self.now += 1.0;
+            self.tracker.update(self.now, f, t)
+        }
+
+        fn level(&self) -> Risk {
+            self.tracker.level()
+        }
+    }
+
     fn eta(seconds: Option<f64>) -> Forecast {
         Forecast {
             eta_s: seconds,
@@ -122,7 +153,7 @@ mod tests {
 
     #[test]
     fn raised_at_once_lowered_after_calm() {
-        let mut r = RiskTracker::default();
+        let mut r = Clocked::default();
         assert_eq!(r.update(&eta(Some(300.0)), &T), None);
         assert_eq!(
             r.update(&eta(Some(50.0)), &T),
@@ -154,8 +185,8 @@ mod tests {
                 to: Risk::Warning
             })
         );
-        // No risk in sight: cleared after five samples.
-        for _ in 0..CALM_SAMPLES - 1 {
+        // No risk in sight: cleared after 15 s (a quarter of the 60 s threshold).
+        for _ in 0..15 {
             assert_eq!(r.update(&eta(None), &T), None);
         }
         assert_eq!(
@@ -169,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_forecast_hovering_at_the_threshold_does_not_flap() {
-        let mut r = RiskTracker::default();
+        let mut r = Clocked::default();
         let mut changes = 0;
         for i in 0..100 {
             let seconds = if i % 2 == 0 { 58.0 } else { 63.0 };
@@ -186,7 +217,7 @@ mod tests {
 
     #[test]
     fn learning_never_raises() {
-        let mut r = RiskTracker::default();
+        let mut r = Clocked::default();
         let learning = Forecast {
             eta_s: Some(1.0),
             learning: true,

@@ -26,7 +26,7 @@ fn run(seconds: u32, value: impl Fn(f64) -> f64) -> (Vec<Forecast>, Vec<(f64, Ri
             reclaim_stall_us: None,
             limit_hits: None,
         });
-        if let Some(change) = risk.update(&f, &T) {
+        if let Some(change) = risk.update(t, &f, &T) {
             if change.to > change.from {
                 raised.push((t, change.to));
             }
