@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: the main job on a built-in example. A leaking program in a memory cgroup
-//! with a limit, `profiler watch` on it, until the kernel OOM-kills the program.
+//! with a limit, `profiler watch` on it: the forecast, a warning, a critical warning, and the
+//! kernel's OOM kill of the program.
 use std::{
     process::{Command, Stdio},
     thread,
@@ -14,7 +15,7 @@ use crate::{
     setup,
 };
 
-const LIMIT: u64 = 96 << 20;
+const LIMIT: u64 = 128 << 20;
 
 /// Runs the demo.
 pub fn run() -> Result<()> {
@@ -32,7 +33,8 @@ pub fn run() -> Result<()> {
             .arg("watch")
             .arg("--cgroup")
             .arg(cgroup.path())
-            .args(["--interval", "500ms"])
+            // Thresholds scaled to a one-minute demo (the defaults are 10m and 1m).
+            .args(["--interval", "500ms", "--warn", "30s", "--critical", "10s"])
             .spawn()?,
     );
     // Let the profiler attach before the workload starts, so the whole story is seen.
@@ -40,7 +42,10 @@ pub fn run() -> Result<()> {
     if let Ok(Some(status)) = watch.0.try_wait() {
         bail!("profiler watch exited early ({status})");
     }
-    eprintln!("demo: starting a program that leaks 2 MiB every 100 ms in it");
+    eprintln!(
+        "demo: starting a program that leaks 1 MiB every 500 ms in it; the forecast starts \
+         after 20 s of learning, warns 30 s before the kill and turns critical 10 s before"
+    );
     let mut leak = cgroup.spawn(
         Command::new(&bins.workload)
             .args([
@@ -48,9 +53,9 @@ pub fn run() -> Result<()> {
                 "leaky-app",
                 "leak",
                 "--step-mib",
-                "2",
+                "1",
                 "--interval-ms",
-                "100",
+                "500",
             ])
             .stdout(Stdio::null()),
     )?;
