@@ -83,8 +83,7 @@ fn a_linear_leak_is_warned_about_before_the_kill() {
     let last_sample = lines
         .iter()
         .filter(|l| is_line(l, "sample", path))
-        .filter(|l| l["ts"].as_f64().is_some_and(|t| t < kill_ts))
-        .last()
+        .rfind(|l| l["ts"].as_f64().is_some_and(|t| t < kill_ts))
         .unwrap_or_else(|| profiler.fail("no sample before the kill"));
     if last_sample["risk"] != "critical" || !last_sample["eta_seconds"].is_number() {
         profiler.fail(format_args!(

@@ -86,7 +86,7 @@ fn host_triple() -> Result<String> {
 }
 
 /// Cargo's target directory for the workspace (`target/`, or `$CARGO_TARGET_DIR`).
-fn target_dir(root: &Path) -> Result<PathBuf> {
+pub fn target_dir(root: &Path) -> Result<PathBuf> {
     let metadata = output_of(Command::new("cargo").current_dir(root).args([
         "metadata",
         "--format-version",

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | test | demo | bench overhead | lint`.
+//! Project tasks: `cargo xtask setup | build | test | demo | bench overhead|forecast | lint`.
 //!
 //! Every task that builds runs `setup` first, so a new machine needs nothing but the two
 //! commands in the README.

@@ -1,10 +1,11 @@
-//! The workload the end-to-end tests run inside test memory cgroups.
+//! The workload the end-to-end tests and the benchmarks run inside test memory cgroups.
 //!
 //! Each subcommand allocates memory in a known pattern and reports what it did on stdout, one line
 //! per event, flushed at once, so the harness can time-stamp the moment it happened:
 //!
 //! ```text
-//! workload [--comm NAME] leak --step-mib N --interval-ms M        allocated <total_bytes> ...
+//! workload [--comm NAME] leak --step-mib N --interval-ms M [--baseline-mib B] [--hold-s H]
+//!                                                                 allocated <total_bytes> ...
 //! workload [--comm NAME] grow --step-mib N --steps K --interval-ms M   ... done <total_bytes>
 //! workload [--comm NAME] hold --mib N                             ready <bytes>
 //! workload [--comm NAME] burst --mib N --delay-ms D               waiting, burst_start, burst_done
@@ -12,8 +13,19 @@
 //! workload [--comm NAME] json-churn --seconds S                   json-churn docs=.. secs=.. docs_per_sec=..
 //! ```
 //!
+//! `leak` with `--baseline-mib B` first touches B MiB, and with `--hold-s H` waits H seconds
+//! before it leaks (both 0 by default: it leaks at once). It prints `growth_start <unix seconds>`
+//! when the leak starts.
+//!
+//! The modes of `cargo xtask bench forecast` (`accelerate`, `sawtooth`, `pagecache`, `shmem`,
+//! `spike`, `steps`, `multi`) are described in [`forecast`] and by `workload help`.
+//!
 //! `--comm NAME` may appear anywhere and sets the process name (`prctl(PR_SET_NAME)`, which the
 //! kernel truncates to 15 bytes) before anything is allocated. Errors go to stderr, exit code 2.
+
+// Beside this file in a directory of its own: a file directly in src/bin would be another binary.
+#[path = "workload/forecast.rs"]
+mod forecast;
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -21,7 +33,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::ptr;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -29,8 +41,17 @@ const MIB: usize = 1 << 20;
 /// Touching one byte per 4 KiB faults in every page on x86_64 (and over-touches larger pages).
 const PAGE: usize = 4096;
 
+/// The subcommands, for error messages.
+const SUBCOMMANDS: &str = "leak, grow, hold, burst, pagefault, json-churn, accelerate, sawtooth, \
+                           pagecache, shmem, spike, steps, multi; `workload help` describes them";
+
 fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(argv.as_slice(), [one] if one == "help" || one == "--help" || one == "-h") {
+        print!("{}", forecast::HELP);
+        return ExitCode::SUCCESS;
+    }
+    match run(argv) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("workload: {message}");
@@ -46,23 +67,48 @@ fn run(argv: Vec<String>) -> Result<(), String> {
     }
     let options = &command.options;
     match command.name.as_str() {
-        "leak" => leak(
-            options.mib("step-mib")?,
-            options.millis("interval-ms")?,
-            None,
-        ),
-        "grow" => leak(
-            options.mib("step-mib")?,
-            options.millis("interval-ms")?,
-            Some(options.number("steps")?),
-        ),
-        "hold" => hold(options.mib("mib")?),
-        "burst" => burst(options.mib("mib")?, options.millis("delay-ms")?),
-        "pagefault" => pagefault(options.mib("mib")?, options.number("iters")?),
-        "json-churn" => json_churn(Duration::from_secs(options.number("seconds")?)),
-        other => Err(format!(
-            "unknown subcommand {other:?} (leak, grow, hold, burst, pagefault, json-churn)"
-        )),
+        "leak" => {
+            options.allow(&["step-mib", "interval-ms", "baseline-mib", "hold-s"])?;
+            let quiet = Quiet {
+                baseline: options.mib_or("baseline-mib", 0)?,
+                hold: options.secs_or("hold-s", 0)?,
+            };
+            leak(
+                options.mib("step-mib")?,
+                options.millis("interval-ms")?,
+                None,
+                &quiet,
+            )
+        }
+        "grow" => {
+            options.allow(&["step-mib", "steps", "interval-ms"])?;
+            leak(
+                options.mib("step-mib")?,
+                options.millis("interval-ms")?,
+                Some(options.number("steps")?),
+                &Quiet::NONE,
+            )
+        }
+        "hold" => {
+            options.allow(&["mib"])?;
+            hold(options.mib("mib")?)
+        }
+        "burst" => {
+            options.allow(&["mib", "delay-ms"])?;
+            burst(options.mib("mib")?, options.millis("delay-ms")?)
+        }
+        "pagefault" => {
+            options.allow(&["mib", "iters"])?;
+            pagefault(options.mib("mib")?, options.number("iters")?)
+        }
+        "json-churn" => {
+            options.allow(&["seconds"])?;
+            json_churn(Duration::from_secs(options.number("seconds")?))
+        }
+        other => match forecast::run(other, options) {
+            Some(result) => result,
+            None => Err(format!("unknown subcommand {other:?} ({SUBCOMMANDS})")),
+        },
     }
 }
 
@@ -95,8 +141,7 @@ impl Command {
                 return Err(format!("unexpected argument {arg:?}"));
             }
         }
-        let name =
-            name.ok_or("no subcommand given (leak, grow, hold, burst, pagefault, json-churn)")?;
+        let name = name.ok_or_else(|| format!("no subcommand given ({SUBCOMMANDS})"))?;
         Ok(Self {
             name,
             comm,
@@ -109,25 +154,72 @@ impl Command {
 struct Options(HashMap<String, String>);
 
 impl Options {
-    fn number(&self, key: &str) -> Result<u64, String> {
-        let value = self
+    /// Fails on an option the subcommand does not know, so a misspelt one is not ignored.
+    fn allow(&self, known: &[&str]) -> Result<(), String> {
+        let mut unknown: Vec<&str> = self
             .0
+            .keys()
+            .map(String::as_str)
+            .filter(|key| !known.contains(key))
+            .collect();
+        unknown.sort_unstable();
+        match unknown.first() {
+            None => Ok(()),
+            Some(key) => Err(format!(
+                "unknown option --{key} (this subcommand takes --{})",
+                known.join(", --")
+            )),
+        }
+    }
+
+    fn text(&self, key: &str) -> Result<&str, String> {
+        self.0
             .get(key)
-            .ok_or_else(|| format!("missing option --{key}"))?;
+            .map(String::as_str)
+            .ok_or_else(|| format!("missing option --{key}"))
+    }
+
+    fn number(&self, key: &str) -> Result<u64, String> {
+        let value = self.text(key)?;
         value
             .parse()
             .map_err(|e| format!("--{key} {value:?} is not a non-negative integer: {e}"))
     }
 
+    fn number_or(&self, key: &str, default: u64) -> Result<u64, String> {
+        if self.0.contains_key(key) {
+            self.number(key)
+        } else {
+            Ok(default)
+        }
+    }
+
     fn mib(&self, key: &str) -> Result<usize, String> {
-        let mib = usize::try_from(self.number(key)?).map_err(|e| format!("--{key}: {e}"))?;
-        mib.checked_mul(MIB)
-            .ok_or_else(|| format!("--{key} {mib} MiB does not fit in memory"))
+        to_bytes(key, self.number(key)?)
+    }
+
+    fn mib_or(&self, key: &str, default: u64) -> Result<usize, String> {
+        to_bytes(key, self.number_or(key, default)?)
     }
 
     fn millis(&self, key: &str) -> Result<Duration, String> {
         Ok(Duration::from_millis(self.number(key)?))
     }
+
+    fn millis_or(&self, key: &str, default: u64) -> Result<Duration, String> {
+        Ok(Duration::from_millis(self.number_or(key, default)?))
+    }
+
+    fn secs_or(&self, key: &str, default: u64) -> Result<Duration, String> {
+        Ok(Duration::from_secs(self.number_or(key, default)?))
+    }
+}
+
+/// `mib` MiB in bytes.
+fn to_bytes(key: &str, mib: u64) -> Result<usize, String> {
+    let mib = usize::try_from(mib).map_err(|e| format!("--{key}: {e}"))?;
+    mib.checked_mul(MIB)
+        .ok_or_else(|| format!("--{key} {mib} MiB does not fit in memory"))
 }
 
 fn set_comm(name: &str) -> Result<(), String> {
@@ -206,8 +298,48 @@ fn sleep_forever() -> ! {
     }
 }
 
+/// What a workload does before its growth starts: it touches a baseline, then holds it quietly.
+struct Quiet {
+    /// Bytes touched first and held to the end.
+    baseline: usize,
+    /// How long the baseline alone is held.
+    hold: Duration,
+}
+
+impl Quiet {
+    /// No baseline, no hold: the growth starts at once.
+    const NONE: Quiet = Quiet {
+        baseline: 0,
+        hold: Duration::ZERO,
+    };
+
+    /// Touches the baseline (printing `baseline <bytes>`) and holds it for the quiet phase; the
+    /// returned region (if any) must be kept to the end.
+    fn run(&self) -> Result<Option<Region>, String> {
+        let baseline = if self.baseline > 0 {
+            let region = Region::touched(self.baseline)?;
+            say(&format!("baseline {}", self.baseline))?;
+            Some(region)
+        } else {
+            None
+        };
+        thread::sleep(self.hold);
+        Ok(baseline)
+    }
+}
+
+/// Prints `growth_start <unix seconds>`: the harness measures warning leads from it.
+fn say_growth_start() -> Result<(), String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| format!("the clock is before 1970: {e}"))?;
+    say(&format!("growth_start {:.3}", now.as_secs_f64()))
+}
+
 /// `leak` (steps = None: forever) and `grow` (steps = Some(K), then `done` and sleep).
-fn leak(step: usize, interval: Duration, steps: Option<u64>) -> Result<(), String> {
+fn leak(step: usize, interval: Duration, steps: Option<u64>, quiet: &Quiet) -> Result<(), String> {
+    let _baseline = quiet.run()?;
+    say_growth_start()?;
     let mut held = Vec::new();
     let mut total = 0usize;
     let mut done = 0u64;

@@ -8,33 +8,12 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use clap::Subcommand;
 
+use super::{median, spread};
 use crate::{
-    build::{self, Binaries},
-    memcg::{interrupt, require_root, Process, TempMemcg},
-    setup,
+    build::Binaries,
+    memcg::{interrupt, Process, TempMemcg},
 };
-
-/// Which benchmark.
-#[derive(Subcommand)]
-pub enum Which {
-    /// Page-fault microbenchmark and an allocation-heavy workload, with and without the profiler.
-    Overhead {
-        /// Runs per mode (at least 7 for a median worth reading).
-        #[arg(long, default_value_t = 9)]
-        runs: usize,
-        /// Pages touched per page-fault run: mmap this many MiB, touch, munmap, `iters` times.
-        #[arg(long, default_value_t = 64)]
-        mib: u64,
-        /// Iterations per page-fault run.
-        #[arg(long, default_value_t = 40)]
-        iters: u64,
-        /// Seconds per allocation-heavy (JSON) run.
-        #[arg(long, default_value_t = 3)]
-        json_seconds: u64,
-    },
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Attached {
@@ -50,21 +29,6 @@ impl Attached {
             Attached::Floor => "empty programs (floor)",
             Attached::Profiler => "profiler watch",
         }
-    }
-}
-
-/// Runs a benchmark.
-pub fn run(which: Which) -> Result<()> {
-    require_root("cargo xtask bench")?;
-    setup::run()?;
-    let bins = build::run()?;
-    match which {
-        Which::Overhead {
-            runs,
-            mib,
-            iters,
-            json_seconds,
-        } => overhead(&bins, runs, mib, iters, json_seconds),
     }
 }
 
@@ -146,25 +110,6 @@ fn alternate(
     Ok(figures)
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn spread(values: &[f64]) -> (f64, f64) {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (min, max)
-}
-
 fn print_table(title: &str, unit: &str, modes: &[Attached], figures: &[Vec<f64>]) {
     println!("{title}");
     println!(
@@ -187,7 +132,8 @@ fn print_table(title: &str, unit: &str, modes: &[Attached], figures: &[Vec<f64>]
     }
 }
 
-fn overhead(bins: &Binaries, runs: usize, mib: u64, iters: u64, json_seconds: u64) -> Result<()> {
+/// Runs the overhead benchmark.
+pub fn run(bins: &Binaries, runs: usize, mib: u64, iters: u64, json_seconds: u64) -> Result<()> {
     let cgroup = TempMemcg::new("profiler-bench", 2 << 30)?;
     println!(
         "overhead benchmark, {runs} runs per mode, modes alternating; cgroup {}",

@@ -1,0 +1,89 @@
+//! `cargo xtask bench`: benchmarks that print figures.
+//!
+//! - `overhead`: what the profiler costs the workloads it watches.
+//! - `forecast`: how early and how well the profiler warns before OOM kills, against two
+//!   baselines, on real workloads in real memory cgroups.
+mod evaluate;
+mod forecast;
+mod overhead;
+mod report;
+mod scenario;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::{build, memcg::require_root, setup};
+
+/// Which benchmark.
+#[derive(Subcommand)]
+pub enum Which {
+    /// Page-fault microbenchmark and an allocation-heavy workload, with and without the profiler.
+    Overhead {
+        /// Runs per mode (at least 7 for a median worth reading).
+        #[arg(long, default_value_t = 9)]
+        runs: usize,
+        /// Pages touched per page-fault run: mmap this many MiB, touch, munmap, `iters` times.
+        #[arg(long, default_value_t = 64)]
+        mib: u64,
+        /// Iterations per page-fault run.
+        #[arg(long, default_value_t = 40)]
+        iters: u64,
+        /// Seconds per allocation-heavy (JSON) run.
+        #[arg(long, default_value_t = 3)]
+        json_seconds: u64,
+    },
+    /// Nine growth scenarios (leaks, GC sawtooth, page cache, shmem, spike, steps, several
+    /// processes) in memory cgroups of 64–256 MiB, each recorded by `profiler watch --json`
+    /// (about 15 minutes per run of all nine): how early the profiler warns before the OOM
+    /// kill, how right its ETA is, and its false warnings, beside `predict_linear` and a 90 %
+    /// threshold computed from the same samples. Recordings go to <target>/bench-forecast.
+    Forecast {
+        /// Runs of each scenario.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Only these scenarios, by number (1–9), e.g. `--only 1,4,5`.
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        only: Vec<u8>,
+    },
+}
+
+/// Runs a benchmark.
+pub fn run(which: Which) -> Result<()> {
+    require_root("cargo xtask bench")?;
+    // Arguments are checked before the (long) setup and build.
+    if let Which::Forecast { runs, only } = &which {
+        forecast::check_arguments(*runs, only)?;
+    }
+    setup::run()?;
+    let bins = build::run()?;
+    match which {
+        Which::Overhead {
+            runs,
+            mib,
+            iters,
+            json_seconds,
+        } => overhead::run(&bins, runs, mib, iters, json_seconds),
+        Which::Forecast { runs, only } => forecast::run(&bins, runs, &only),
+    }
+}
+
+/// The median of `values` (NaN when empty).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The smallest and largest of `values`.
+fn spread(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
