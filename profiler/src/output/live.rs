@@ -107,11 +107,19 @@ impl<W: Write> LiveSink<W> {
                     WarningLevel::Critical => "CRITICAL",
                     WarningLevel::Cleared => "cleared",
                 };
-                format!(
-                    "{what}: {cgroup}: OOM kill forecast in {} (between {} and {}): {}",
-                    eta(w.eta_seconds),
+                let (low, high) = (
                     eta(w.eta_low_seconds),
-                    w.eta_high_seconds.map_or_else(|| "later".to_owned(), |s| eta(Some(s))),
+                    w.eta_high_seconds
+                        .map_or_else(|| "later".to_owned(), |s| eta(Some(s))),
+                );
+                let range = if low == high {
+                    String::new()
+                } else {
+                    format!(" (between {low} and {high})")
+                };
+                format!(
+                    "{what}: {cgroup}: OOM kill forecast in {}{range}: {}",
+                    eta(w.eta_seconds),
                     w.reason
                 )
             }
