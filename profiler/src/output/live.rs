@@ -124,20 +124,7 @@ impl<W: Write> LiveSink<W> {
                 )
             }
             RecordBody::Summary(s) => {
-                let p = |p: Option<Percentiles>| {
-                    p.map_or_else(
-                        || "-".to_owned(),
-                        |p| {
-                            format!(
-                                "p50 {} p90 {} p99 {} max {}",
-                                bytes(p.p50 as u64),
-                                bytes(p.p90 as u64),
-                                bytes(p.p99 as u64),
-                                bytes(p.max as u64)
-                            )
-                        },
-                    )
-                };
+                let p = |p| percentiles(p, "p50 {} p90 {} p99 {} max {}");
                 format!(
                     "summary of {cgroup} over {:.0}s ({} samples): usage {}; working set {}; \
                      unreclaimable {}; {} OOM kills, {} warnings, worst {:?}",
@@ -221,20 +208,7 @@ impl<W: Write> LiveSink<W> {
         )?;
         for row in self.rows.values() {
             let summary = row.distributions.summary();
-            let cell = |p: Option<Percentiles>| {
-                p.map_or_else(
-                    || "-".to_owned(),
-                    |p| {
-                        format!(
-                            "{} / {} / {} / {}",
-                            bytes(p.p50 as u64),
-                            bytes(p.p90 as u64),
-                            bytes(p.p99 as u64),
-                            bytes(p.max as u64)
-                        )
-                    },
-                )
-            };
+            let cell = |p| percentiles(p, "{} / {} / {} / {}");
             writeln!(
                 self.out,
                 "{:<36} {:>39}   {:>39}",
@@ -245,6 +219,18 @@ impl<W: Write> LiveSink<W> {
         }
         Ok(())
     }
+}
+
+/// p50, p90, p99 and max as byte counts, in `template`'s four `{}`; `-` when none.
+fn percentiles(p: Option<Percentiles>, template: &str) -> String {
+    let Some(p) = p else {
+        return "-".to_owned();
+    };
+    let mut out = template.to_owned();
+    for value in [p.p50, p.p90, p.p99, p.max] {
+        out = out.replacen("{}", &bytes(value as u64), 1);
+    }
+    out
 }
 
 /// `45s`, `12m30s`, `2h05m`; `-` for none.
@@ -437,5 +423,20 @@ mod tests {
         // Once in the table of figures, once in the table of percentiles.
         assert_eq!(text.matches("/cg/a").count(), 2, "{text}");
         assert!(text.contains("2.0MiB"), "{text}");
+    }
+
+    #[test]
+    fn percentiles_fill_the_template() {
+        let p = Percentiles {
+            p50: 1024.0,
+            p90: 2048.0,
+            p99: 3.0 * 1048576.0,
+            max: 4.0 * 1048576.0,
+        };
+        assert_eq!(
+            percentiles(Some(p), "{} / {} / {} / {}"),
+            "1.0KiB / 2.0KiB / 3.0MiB / 4.0MiB"
+        );
+        assert_eq!(percentiles(None, "{} {} {} {}"), "-");
     }
 }
