@@ -291,6 +291,20 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// Expects a failed run: a non-zero exit code (not a crash) and stderr mentioning each of
+    /// `needles`.
+    #[track_caller]
+    pub fn expect_error(&self, needles: &[&str]) {
+        if self.status.code().is_none_or(|code| code == 0) {
+            self.fail(format_args!(
+                "expected a non-zero exit code with stderr mentioning {needles:?}"
+            ));
+        }
+        if let Some(missing) = needles.iter().find(|n| !self.stderr.contains(*n)) {
+            self.fail(format_args!("expected stderr to mention {missing:?}"));
+        }
+    }
+
     /// Panics with `message`, the exit status, stdout and stderr.
     pub fn fail(&self, message: impl Display) -> ! {
         panic!(

@@ -1,29 +1,15 @@
 //! The command line: errors for bad input and missing privileges, and `doctor`.
 
 use profiler_e2e::{
-    run, run_profiler, start_test, unprivileged_profiler_command, Finished, TestCgroup, MIB,
-    PATIENCE,
+    run, run_profiler, start_test, unprivileged_profiler_command, TestCgroup, MIB, PATIENCE,
 };
-
-/// Expects a failed run: a non-zero exit code (not a crash) and stderr mentioning each of `needles`.
-#[track_caller]
-fn expect_error(finished: &Finished, needles: &[&str]) {
-    if finished.status.code().is_none_or(|code| code == 0) {
-        finished.fail(format_args!(
-            "expected a non-zero exit code with stderr mentioning {needles:?}"
-        ));
-    }
-    if let Some(missing) = needles.iter().find(|n| !finished.stderr.contains(*n)) {
-        finished.fail(format_args!("expected stderr to mention {missing:?}"));
-    }
-}
 
 /// Test 8a: a directory that is not a memory cgroup is refused.
 #[test]
 fn a_plain_directory_is_not_a_memory_cgroup() {
     let _test = start_test!();
     let finished = run_profiler(&["watch", "--cgroup", "/tmp"], PATIENCE);
-    expect_error(&finished, &["not a memory cgroup"]);
+    finished.expect_error(&["not a memory cgroup"]);
 }
 
 /// Test 8b: a path that does not exist is named in the error.
@@ -31,7 +17,7 @@ fn a_plain_directory_is_not_a_memory_cgroup() {
 fn a_missing_cgroup_is_named() {
     let _test = start_test!();
     let finished = run_profiler(&["watch", "--cgroup", "/nonexistent/x"], PATIENCE);
-    expect_error(&finished, &["/nonexistent/x"]);
+    finished.expect_error(&["/nonexistent/x"]);
 }
 
 /// Test 8c: without privileges the profiler says which capability is missing and what to do.
@@ -48,7 +34,7 @@ fn without_privileges_the_error_says_what_is_needed() {
         "5s",
     ]);
     let finished = run(command, PATIENCE);
-    expect_error(&finished, &["CAP_BPF", "sudo"]);
+    finished.expect_error(&["CAP_BPF", "sudo"]);
 }
 
 /// Test 11: `doctor` names the chosen mode, which is tracepoint on this kernel.

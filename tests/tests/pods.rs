@@ -5,8 +5,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use profiler_e2e::{
-    is_line, start_test, u64_at, AccessWatch, Container, Finished, KubeNode, Profiler, Qos, MIB,
-    PATIENCE,
+    is_line, start_test, u64_at, AccessWatch, Container, KubeNode, Profiler, Qos, MIB, PATIENCE,
 };
 use serde_json::{json, Value};
 
@@ -61,20 +60,6 @@ fn expect_oom_killed(container: &mut Container) {
         workload.fail(format_args!(
             "expected the kernel to OOM-kill the workload (SIGKILL), it ended with {status}"
         ));
-    }
-}
-
-/// Expects a failed run: a non-zero exit code (not a crash) and stderr mentioning each of
-/// `needles`.
-#[track_caller]
-fn expect_error(finished: &Finished, needles: &[&str]) {
-    if finished.status.code().is_none_or(|code| code == 0) {
-        finished.fail(format_args!(
-            "expected a non-zero exit code with stderr mentioning {needles:?}"
-        ));
-    }
-    if let Some(missing) = needles.iter().find(|n| !finished.stderr.contains(*n)) {
-        finished.fail(format_args!("expected stderr to mention {missing:?}"));
     }
 }
 
@@ -192,7 +177,7 @@ fn an_unknown_pod_is_an_error_that_names_the_closest_pods() {
     node.add_pod("default", "web-backend", Qos::Burstable);
     node.add_pod("data", "postgres", Qos::Guaranteed);
     let finished = node.run_watch(&["--pod", "web-fronted"]);
-    expect_error(&finished, &["no pod named \"web-fronted\"", "web-frontend"]);
+    finished.expect_error(&["no pod named \"web-fronted\"", "web-frontend"]);
 }
 
 /// (c) A pod name found in two namespaces needs `--namespace`; with it, the right pod is
@@ -207,7 +192,7 @@ fn a_pod_name_in_two_namespaces_needs_a_namespace() {
     let in_billing = node.start_container(&billing, "app", Some(32 * MIB), &HOLD_1_MIB);
 
     let finished = node.run_watch(&["--pod", "api"]);
-    expect_error(&finished, &["shop", "billing", "--namespace"]);
+    finished.expect_error(&["shop", "billing", "--namespace"]);
 
     let mut profiler = node.watch(&["--pod", "api", "--namespace", "billing"]);
     let start = profiler.wait_watching(&[in_billing.cgroup_str()]).remove(0);
@@ -233,7 +218,7 @@ fn a_pod_without_a_container_is_waited_for() {
     let pod = node.add_pod("batch", "report", Qos::BestEffort);
 
     let finished = node.run_watch(&["--pod", "report", "--no-wait"]);
-    expect_error(&finished, &["no running container"]);
+    finished.expect_error(&["no running container"]);
 
     let mut profiler = node.watch(&["--pod", "report"]);
     profiler.wait_for_stderr("waiting for a container of pod batch/report", PATIENCE);
@@ -283,7 +268,7 @@ fn names_with_slashes_or_dot_dot_are_refused() {
         // With --no-wait a profiler that does not check the name fails fast (differently).
         args.push("--no-wait");
         let finished = node.run_watch(&args);
-        expect_error(&finished, &[bad]);
+        finished.expect_error(&[bad]);
         let stderr = finished.stderr.to_lowercase();
         if !stderr.contains("valid") || stderr.contains("no pod named") {
             finished.fail(format_args!(
