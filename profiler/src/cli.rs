@@ -91,6 +91,10 @@ pub struct WatchArgs {
     /// critical, cleared), with the details in PROFILER_* environment variables.
     #[arg(long, value_name = "CMD")]
     pub on_warning: Option<String>,
+    /// Also write everything to FILE as it goes (a recording for `profiler report`); a
+    /// `kill -9` loses at most the last interval.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// How to observe the charge path.
     #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
     pub mode: ModeRequest,

@@ -409,6 +409,15 @@ fn metadata(path: &Path, cgroup: &Path) -> Result<fs::Metadata, CgroupError> {
 }
 
 /// The `statfs` file system type of `path`.
+/// The cgroup version of the hierarchy `path` is on (`None`: not a cgroup file system).
+pub fn hierarchy_version(path: &Path) -> Option<CgroupVersion> {
+    match fs_type(path).ok()? {
+        CGROUP_SUPER_MAGIC => Some(CgroupVersion::V1),
+        CGROUP2_SUPER_MAGIC => Some(CgroupVersion::V2),
+        _ => None,
+    }
+}
+
 fn fs_type(path: &Path) -> Result<u64, CgroupError> {
     let io_error = |source| CgroupError::Io {
         path: path.to_path_buf(),

@@ -1,6 +1,7 @@
 //! `profiler watch`: validate, resolve pods and containers, probe the kernel, run the
 //! collector.
 use std::{
+    fs::File,
     io::{self, IsTerminal},
     path::{Path, PathBuf},
 };
@@ -8,11 +9,14 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    cgroup::MemoryCgroup,
+    cgroup::{self, MemoryCgroup},
     cli::WatchArgs,
     collector::{self, Targets, WatchOptions},
     forecast::risk::Thresholds,
-    output::{JsonSink, LiveSink, Sink},
+    output::{
+        recording::{host_name, RECORDING_VERSION},
+        JsonSink, LiveSink, RecordingHeader, RecordingSink, Sink,
+    },
     pods::{self, Discovery, Inventory, NodeRoots, Selection, Selector},
     privilege, probe,
 };
@@ -43,6 +47,18 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         Targets::Fixed(fixed_cgroups(&args.cgroups)?)
     };
     privilege::require_tracing("profiler watch", "watch")?;
+    // Before anything is loaded: an unwritable recording is an error now, not after a watch.
+    let record_file = match &args.record {
+        Some(path) => Some(File::create(path).with_context(|| {
+            format!(
+                "--record {}: cannot write the recording there; name a file in a writable \
+                 directory",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    let started = collector::unix_now();
     let (probes, report) = probe::start(args.mode, &args.btf)?;
     if let Err(why) = &report.btf {
         eprintln!("warning: {why}; falling back to {} mode", report.mode);
@@ -57,6 +73,25 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         let redraw = io::stdout().is_terminal();
         Box::new(LiveSink::new(stdout, redraw))
     };
+    if let (Some(file), Some(path)) = (record_file, &args.record) {
+        let header = RecordingHeader {
+            kind: "recording",
+            format: "profiler-recording",
+            version: RECORDING_VERSION,
+            profiler_version: env!("CARGO_PKG_VERSION"),
+            started,
+            node: host_name(),
+            cgroup_version: cgroup::hierarchy_version(&roots.cgroup_root),
+            interval_s: args.interval.as_secs_f64(),
+            warn_s: args.warn.as_secs_f64(),
+            critical_s: args.critical.as_secs_f64(),
+            probe: report.clone(),
+        };
+        sink = Box::new(
+            RecordingSink::start(file, path, &header, sink)
+                .with_context(|| format!("--record {}", path.display()))?,
+        );
+    }
     let options = WatchOptions {
         targets,
         roots,

@@ -1,11 +1,13 @@
 //! Where records go: JSON lines, or a live table for a person at a terminal.
 mod json;
 mod live;
+pub mod recording;
 
 use std::io;
 
 pub use json::JsonSink;
 pub use live::LiveSink;
+pub use recording::{RecordingHeader, RecordingSink};
 
 use crate::record::Record;
 

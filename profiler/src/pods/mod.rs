@@ -31,14 +31,9 @@ pub use select::{SelectError, Selection, Selector};
 /// `/sys/fs/cgroup` when it is the unified (v2) hierarchy, else the v1 memory hierarchy.
 pub fn default_cgroup_root() -> std::path::PathBuf {
     let unified = std::path::Path::new("/sys/fs/cgroup");
-    // SAFETY: statfs is plain old data; all zeroes is a valid value.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a NUL-terminated path and a valid statfs buffer.
-    let ok = unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut stat) } == 0;
-    if ok && stat.f_type as u64 == crate::cgroup::CGROUP2_SUPER_MAGIC {
-        unified.to_path_buf()
-    } else {
-        unified.join("memory")
+    match crate::cgroup::hierarchy_version(unified) {
+        Some(crate::cgroup::CgroupVersion::V2) => unified.to_path_buf(),
+        _ => unified.join("memory"),
     }
 }
 
