@@ -27,16 +27,13 @@ fn read_recording(path: &std::path::Path) -> (Vec<Value>, bool) {
     (values, !complete)
 }
 
-/// SIGKILL in the middle of a watch: the file starts with its header, every complete line
-/// reads, and it holds every sample the profiler had printed up to one round before the kill.
-#[test]
-fn kill_9_loses_at_most_the_last_interval() {
-    let _test = start_test!();
-    let cgroup = TestCgroup::new("record", 64 * MIB);
-    let path = cgroup.path_str();
-    let scratch = TempDir::new("record");
+/// A 64 MiB test cgroup and `profiler watch --record` on it (250 ms rounds), watching.
+fn watch_recording(name: &str) -> (TestCgroup, TempDir, std::path::PathBuf, Profiler) {
+    let cgroup = TestCgroup::new(name, 64 * MIB);
+    let scratch = TempDir::new(name);
     let file = scratch.path().join("watch.rec");
     let file_str = file.display().to_string();
+    let path = cgroup.path_str();
     let mut profiler = Profiler::watch(&[
         "--cgroup",
         path,
@@ -46,6 +43,16 @@ fn kill_9_loses_at_most_the_last_interval() {
         &file_str,
     ]);
     profiler.wait_watching(&[path]);
+    (cgroup, scratch, file, profiler)
+}
+
+/// SIGKILL in the middle of a watch: the file starts with its header, every complete line
+/// reads, and it holds every sample the profiler had printed up to one round before the kill.
+#[test]
+fn kill_9_loses_at_most_the_last_interval() {
+    let _test = start_test!();
+    let (cgroup, _scratch, file, profiler) = watch_recording("record");
+    let path = cgroup.path_str();
     let _hold = cgroup.spawn(&["hold", "--mib", "8"]);
     // Let a few rounds go by.
     std::thread::sleep(Duration::from_secs(3));
@@ -91,20 +98,7 @@ fn kill_9_loses_at_most_the_last_interval() {
 #[test]
 fn ctrl_c_keeps_everything() {
     let _test = start_test!();
-    let cgroup = TestCgroup::new("record-int", 64 * MIB);
-    let path = cgroup.path_str();
-    let scratch = TempDir::new("record-int");
-    let file = scratch.path().join("watch.rec");
-    let file_str = file.display().to_string();
-    let mut profiler = Profiler::watch(&[
-        "--cgroup",
-        path,
-        "--interval",
-        "250ms",
-        "--record",
-        &file_str,
-    ]);
-    profiler.wait_watching(&[path]);
+    let (_cgroup, _scratch, file, profiler) = watch_recording("record-int");
     std::thread::sleep(Duration::from_secs(1));
     profiler.interrupt();
     profiler.wait(PATIENCE);
