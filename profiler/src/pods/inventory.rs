@@ -1,7 +1,6 @@
 //! The containers on a node: container cgroups under the cgroup root, named from the
 //! kubelet's log trees.
 use std::{
-    collections::HashMap,
     fs,
     path::{Path, PathBuf},
 };
@@ -171,17 +170,6 @@ impl Inventory {
         names.sort();
         names.dedup();
         names
-    }
-
-    /// Pods with at least one container cgroup, by uid.
-    pub fn pods_running(&self) -> HashMap<&str, usize> {
-        let mut running = HashMap::new();
-        for c in &self.containers {
-            if let Some(uid) = &c.identity.pod_uid {
-                *running.entry(uid.as_str()).or_default() += 1;
-            }
-        }
-        running
     }
 }
 

@@ -89,10 +89,13 @@ pub enum CgroupRole {
 /// and podman make them. (Short ids are for people; cgroups and log links carry full ones,
 /// and shorter hex names, such as 32-character session ids, are not containers.)
 pub fn is_container_id(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64 && is_lower_hex(text)
+}
+
+/// Whether `text` is only lowercase hex digits (ids and id prefixes).
+pub fn is_lower_hex(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The id in a runtime-named container cgroup (`<prefix><id>[.scope]`), or a bare id.

@@ -169,11 +169,6 @@ impl LogTree {
         }
         tree
     }
-
-    /// The container name of a container id: from its log link, else unknown.
-    pub fn container_name(&self, id: &str) -> Option<&str> {
-        self.containers.get(id).map(|c| c.container.as_str())
-    }
 }
 
 #[cfg(test)]
@@ -267,7 +262,7 @@ mod tests {
         );
         assert_eq!(web.containers, ["app", "sidecar"]);
         assert_eq!(tree.containers.len(), 1);
-        assert_eq!(tree.container_name(ID), Some("app"));
+        assert_eq!(tree.containers[ID].container, "app");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use thiserror::Error;
 
 use super::{
     inventory::{short_id, FoundContainer, Inventory},
+    layout::is_lower_hex,
     logs::is_kube_name,
     runtimes::is_runtime_name,
 };
@@ -381,10 +382,7 @@ fn resolve_container(
 }
 
 fn is_container_id_prefix(text: &str) -> bool {
-    text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    text.len() <= 64 && is_lower_hex(text)
 }
 
 impl Selection {
