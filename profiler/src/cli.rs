@@ -24,6 +24,8 @@ pub enum Command {
     Watch(Box<WatchArgs>),
     /// Show what this kernel offers and which mode the profiler would use.
     Doctor(DoctorArgs),
+    /// Turn a recording (`watch --record FILE`) into an HTML report with PNG charts.
+    Report(ReportArgs),
     /// Attach programs that return at once on the charge-path hooks (the overhead floor for
     /// `cargo xtask bench overhead`).
     #[command(hide = true)]
@@ -102,6 +104,19 @@ pub struct WatchArgs {
     /// check the fallback of kernels without BTF).
     #[arg(long, hide = true, default_value = crate::btf::VMLINUX_BTF)]
     pub btf: PathBuf,
+}
+
+/// `profiler report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The recording, written by `profiler watch --record FILE`.
+    #[arg(value_name = "FILE")]
+    pub recording: PathBuf,
+    /// Where to write report.html and the charts (made if missing; files of an earlier
+    /// report there are replaced). Default: FILE's name with `-report`, in the current
+    /// directory.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 /// `profiler doctor`.

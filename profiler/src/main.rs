@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Watch(args) => cmd::watch::run(*args).await,
             Command::Doctor(args) => cmd::doctor::run(args),
+            Command::Report(args) => cmd::report::run(args),
             Command::AttachFloor(args) => cmd::floor::run(args).await,
         }
     });

@@ -1,5 +1,13 @@
-//! Reports from profiler recordings: the reader of `profiler watch --record` files and the
-//! memory request/limit recommendations. (The HTML and PNG report that builds on them is
-//! issue 5's next step.)
+//! Reports from profiler recordings: the reader of `profiler watch --record` files, the
+//! timeline of each container, PNG charts, the self-contained HTML page, and the memory
+//! request/limit recommendations.
+pub mod chart;
+pub mod files;
+pub mod html;
+pub mod page;
 pub mod recommend;
 pub mod recording;
+pub mod report;
+pub mod timeline;
+
+pub use report::{write_report, ReportError, Written, PAGE};

@@ -9,6 +9,8 @@
 //! Only the fields reports need are read, each optional where older recordings may lack it,
 //! and line types this reader does not know are skipped: recordings from newer profilers still
 //! read.
+use std::io::BufRead;
+
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -108,6 +110,15 @@ pub struct Sample {
     /// Seconds.
     #[serde(default)]
     pub eta_seconds: Option<f64>,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_low_seconds: Option<f64>,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_high_seconds: Option<f64>,
+    /// Bytes per second charged since the previous sample.
+    #[serde(default)]
+    pub charge_rate_bytes_per_s: Option<f64>,
     /// `ok`, `warning`, `critical`.
     #[serde(default)]
     pub risk: Option<String>,
@@ -135,6 +146,12 @@ pub struct OomKill {
     /// Bytes.
     #[serde(default)]
     pub shmem_rss_bytes: Option<u64>,
+    /// Bytes.
+    #[serde(default)]
+    pub total_vm_bytes: Option<u64>,
+    /// The victim's `oom_score_adj`.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
     /// The victim's own cgroup.
     #[serde(default)]
     pub victim_cgroup: Option<String>,
@@ -151,9 +168,24 @@ pub struct Warning {
     /// Seconds.
     #[serde(default)]
     pub eta_seconds: Option<f64>,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_low_seconds: Option<f64>,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_high_seconds: Option<f64>,
     /// Why.
     #[serde(default)]
     pub reason: String,
+    /// Bytes when it was given.
+    #[serde(default)]
+    pub unreclaimable_bytes: Option<u64>,
+    /// Bytes when it was given.
+    #[serde(default)]
+    pub usage_bytes: Option<u64>,
+    /// Bytes when it was given.
+    #[serde(default)]
+    pub limit_bytes: Option<u64>,
 }
 
 /// What a line says.
@@ -168,6 +200,16 @@ pub enum Body {
     OomKill(OomKill),
     /// A change of warning level.
     Warning(Warning),
+    /// More was charged between two samples than the burst budget (shown by the samples).
+    Burst {},
+    /// Distributions of one cgroup (the report computes its own from the samples).
+    Summary {},
+    /// Kernel records were lost.
+    LostEvents {
+        /// How many.
+        #[serde(default)]
+        count: u64,
+    },
     /// The cgroup was removed.
     CgroupGone {},
     /// The watch ended.
@@ -243,6 +285,12 @@ pub enum ReadError {
         /// Versions this reader knows.
         supported: Vec<u32>,
     },
+    /// The file could not be read.
+    #[error("cannot read the recording: {reason}")]
+    Io {
+        /// What the system said.
+        reason: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -254,21 +302,89 @@ struct Probe0 {
     version: u32,
 }
 
-/// Reads a recording from its text.
+/// Reads a recording from its text, keeping every line.
 pub fn read(text: &str) -> Result<Recording, ReadError> {
-    if text.is_empty() {
+    let mut lines = Vec::new();
+    let scan = scan(text.as_bytes(), |_, line| lines.push(line))?;
+    Ok(Recording {
+        header: scan.header,
+        lines,
+        damage: scan.damage,
+    })
+}
+
+/// What [`scan`] found besides the lines it handed over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scan {
+    /// The recording's first line.
+    pub header: Header,
+    /// Lines read after the header.
+    pub lines: usize,
+    /// Where reading stopped early, if it did.
+    pub damage: Option<Damage>,
+}
+
+/// Reads a recording line by line, handing each line (with the header) to `each` as it is
+/// read, so that a recording of a day on a busy node never has to be in memory at once.
+pub fn scan(
+    mut input: impl BufRead,
+    mut each: impl FnMut(&Header, Line),
+) -> Result<Scan, ReadError> {
+    let mut raw = Vec::new();
+    let got = input.read_until(b'\n', &mut raw).map_err(io_error)?;
+    if got == 0 {
         return Err(ReadError::Empty);
     }
-    let mut rest = text.split_inclusive('\n');
-    let first = rest.next().unwrap_or_default();
-    if !first.ends_with('\n') {
+    let header = read_header(&raw)?;
+    let mut lines = 0;
+    let mut damage = None;
+    let mut number = 1;
+    loop {
+        raw.clear();
+        if input.read_until(b'\n', &mut raw).map_err(io_error)? == 0 {
+            break;
+        }
+        number += 1;
+        if raw.last() != Some(&b'\n') {
+            damage = Some(Damage::CutShort { line: number });
+            break;
+        }
+        match serde_json::from_slice::<Line>(&raw) {
+            Ok(line) => {
+                lines += 1;
+                each(&header, line);
+            }
+            Err(e) => {
+                damage = Some(Damage::BadLine {
+                    line: number,
+                    reason: e.to_string(),
+                });
+                break;
+            }
+        }
+    }
+    Ok(Scan {
+        header,
+        lines,
+        damage,
+    })
+}
+
+fn io_error(e: std::io::Error) -> ReadError {
+    ReadError::Io {
+        reason: e.to_string(),
+    }
+}
+
+fn read_header(first: &[u8]) -> Result<Header, ReadError> {
+    if first.last() != Some(&b'\n') {
         return Err(ReadError::NotARecording {
             reason:
                 "the header line is cut short: the watch was killed before it wrote anything else"
                     .into(),
         });
     }
-    let probe: Probe0 = serde_json::from_str(first).map_err(|e| ReadError::NotARecording {
+    let probe: Probe0 = serde_json::from_slice(first).map_err(|e| ReadError::NotARecording {
         reason: e.to_string(),
     })?;
     if probe.kind != "recording" || probe.format.as_deref() != Some("profiler-recording") {
@@ -282,32 +398,8 @@ pub fn read(text: &str) -> Result<Recording, ReadError> {
             supported: SUPPORTED_VERSIONS.to_vec(),
         });
     }
-    let header: Header = serde_json::from_str(first).map_err(|e| ReadError::NotARecording {
+    serde_json::from_slice(first).map_err(|e| ReadError::NotARecording {
         reason: e.to_string(),
-    })?;
-    let mut lines = Vec::new();
-    let mut damage = None;
-    for (index, raw) in rest.enumerate() {
-        let number = index + 2;
-        if !raw.ends_with('\n') {
-            damage = Some(Damage::CutShort { line: number });
-            break;
-        }
-        match serde_json::from_str::<Line>(raw) {
-            Ok(line) => lines.push(line),
-            Err(e) => {
-                damage = Some(Damage::BadLine {
-                    line: number,
-                    reason: e.to_string(),
-                });
-                break;
-            }
-        }
-    }
-    Ok(Recording {
-        header,
-        lines,
-        damage,
     })
 }
 

@@ -1,0 +1,330 @@
+//! A recording folded into one timeline per container: what the charts, tables and the kill
+//! section are drawn from.
+//!
+//! A container is what the collector follows across restarts: a pod's container by
+//! (namespace, pod, container name), anything else by its cgroup path. Its kills, warnings and
+//! samples from every cgroup it had are kept together, in time order, with times in seconds
+//! since the recording started.
+use std::collections::HashMap;
+
+use crate::recording::{Body, Identity, Line, OomKill, Sample, Warning};
+
+/// One sample, reduced to what a report shows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Point {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// Bytes.
+    pub usage: u64,
+    /// Bytes.
+    pub working_set: u64,
+    /// Bytes; `None` in recordings from before the forecast.
+    pub unreclaimable: Option<u64>,
+    /// Bytes.
+    pub limit: Option<u64>,
+}
+
+/// A kill, with where it happened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kill {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// The watched cgroup it was reported for.
+    pub cgroup: Option<String>,
+    /// What the kernel said about the victim.
+    pub event: OomKill,
+}
+
+/// A change of warning level.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WarningMark {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// What the line said.
+    pub warning: Warning,
+}
+
+/// Everything recorded about one container.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Container {
+    /// Who it is (from its newest line).
+    pub identity: Identity,
+    /// Every cgroup it had, in the order first seen (one per restart of a pod's container).
+    pub cgroups: Vec<String>,
+    /// Samples in time order.
+    pub points: Vec<Point>,
+    /// Kills in time order.
+    pub kills: Vec<Kill>,
+    /// Warnings in time order.
+    pub warnings: Vec<WarningMark>,
+    /// Restarts seen (the largest count any sample carried).
+    pub restarts: u64,
+    /// Time spent stalled in memcg reclaim, microseconds, over all its cgroups.
+    pub reclaim_stall_us: u64,
+    /// Per cgroup, the largest cumulative stall seen (the counters restart with each cgroup).
+    stall_by_cgroup: HashMap<String, u64>,
+}
+
+impl Container {
+    /// The name a reader knows it by: `namespace/pod/container` for a pod's container,
+    /// otherwise the runtime's container id or the cgroup path.
+    pub fn name(&self) -> String {
+        let id = &self.identity;
+        match (&id.namespace, &id.pod, &id.container) {
+            (Some(ns), Some(pod), Some(c)) => format!("{ns}/{pod}/{c}"),
+            (Some(ns), Some(pod), None) => format!("{ns}/{pod}"),
+            (_, _, Some(c)) => c.clone(),
+            _ => match (&id.container_id, self.cgroups.first()) {
+                (Some(cid), _) => cid.chars().take(12).collect(),
+                (None, Some(cgroup)) => cgroup.clone(),
+                (None, None) => "(unnamed)".into(),
+            },
+        }
+    }
+
+    /// The shortest name that still says which container it is, for file names: the name,
+    /// or the last part of a cgroup path.
+    pub fn short_name(&self) -> String {
+        let name = self.name();
+        match name.rsplit('/').find(|part| !part.is_empty()) {
+            Some(last) if name.starts_with('/') => last.to_owned(),
+            _ => name,
+        }
+    }
+
+    fn add_sample(&mut self, t: f64, cgroup: Option<&str>, sample: &Sample) {
+        self.points.push(Point {
+            t,
+            usage: sample.usage_bytes,
+            working_set: sample.working_set_bytes,
+            unreclaimable: sample.unreclaimable_bytes,
+            limit: sample.limit_bytes,
+        });
+        self.restarts = self.restarts.max(sample.restarts);
+        if let (Some(cgroup), Some(stall)) = (cgroup, sample.reclaim_stall_us) {
+            let seen = self.stall_by_cgroup.entry(cgroup.to_owned()).or_default();
+            if stall > *seen {
+                self.reclaim_stall_us += stall - *seen;
+                *seen = stall;
+            }
+        }
+    }
+
+    /// Seconds spent with usage at or above `share` of the limit. Each sample stands for the
+    /// time until the next one, capped at `max_gap` so a pause in the recording does not count.
+    pub fn time_above(&self, share: f64, max_gap: f64) -> f64 {
+        self.points
+            .windows(2)
+            .filter(|pair| {
+                pair[0]
+                    .limit
+                    .is_some_and(|limit| limit > 0 && pair[0].usage as f64 >= share * limit as f64)
+            })
+            .map(|pair| (pair[1].t - pair[0].t).clamp(0.0, max_gap))
+            .sum()
+    }
+
+    /// Bytes per second the unreclaimable memory (else the usage) grew over the `window`
+    /// seconds before `t`, from the samples in that window; `None` with fewer than two.
+    pub fn growth_before(&self, t: f64, window: f64) -> Option<f64> {
+        let inside: Vec<&Point> = self
+            .points
+            .iter()
+            .filter(|p| p.t <= t && p.t >= t - window)
+            .collect();
+        let (first, last) = (inside.first()?, inside.last()?);
+        let span = last.t - first.t;
+        if inside.len() < 2 || span <= 0.0 {
+            return None;
+        }
+        let value = |p: &Point| p.unreclaimable.unwrap_or(p.usage) as f64;
+        Some((value(last) - value(first)) / span)
+    }
+}
+
+/// A recording folded into containers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timeline {
+    /// Containers in the order they first appeared.
+    pub containers: Vec<Container>,
+    /// Unix seconds the times count from.
+    pub start: Option<f64>,
+    /// Seconds from the start to the last line.
+    pub span: f64,
+    /// Lines of types this reader does not know (from a newer profiler).
+    pub unknown_lines: u64,
+    /// Kernel records the watch lost (a kill among them would be missing).
+    pub lost_events: u64,
+    index: HashMap<String, usize>,
+}
+
+impl Timeline {
+    /// An empty timeline whose times count from `start` (Unix seconds; the first line's time
+    /// when `None`).
+    pub fn new(start: Option<f64>) -> Self {
+        Self {
+            start,
+            ..Self::default()
+        }
+    }
+
+    /// Folds one line in.
+    pub fn add(&mut self, line: Line) {
+        let start = *self.start.get_or_insert(line.ts);
+        let t = line.ts - start;
+        self.span = self.span.max(t);
+        match line.body {
+            Body::Other => {
+                self.unknown_lines += 1;
+                return;
+            }
+            Body::LostEvents { count } => {
+                self.lost_events += count;
+                return;
+            }
+            _ => {}
+        }
+        // Node-wide lines (no cgroup) carry nothing a container's report shows.
+        let Some(key) = lineage_key(&line) else {
+            return;
+        };
+        let slot = match self.index.get(&key) {
+            Some(&slot) => slot,
+            None => {
+                self.containers.push(Container::default());
+                self.index.insert(key, self.containers.len() - 1);
+                self.containers.len() - 1
+            }
+        };
+        let container = &mut self.containers[slot];
+        if let Some(cgroup) = &line.cgroup {
+            if !container.cgroups.contains(cgroup) {
+                container.cgroups.push(cgroup.clone());
+            }
+        }
+        if line.identity != Identity::default() {
+            container.identity = line.identity.clone();
+        }
+        match line.body {
+            Body::Sample(sample) => container.add_sample(t, line.cgroup.as_deref(), &sample),
+            Body::OomKill(event) => container.kills.push(Kill {
+                t,
+                cgroup: line.cgroup,
+                event,
+            }),
+            Body::Warning(warning) => container.warnings.push(WarningMark { t, warning }),
+            Body::WatchStart {}
+            | Body::Burst {}
+            | Body::Summary {}
+            | Body::LostEvents { .. }
+            | Body::CgroupGone {}
+            | Body::End {}
+            | Body::Other => {}
+        }
+    }
+}
+
+/// What ties a line to a container: (namespace, pod, container name) for a pod's container,
+/// as the collector follows it across restarts; the cgroup path otherwise.
+fn lineage_key(line: &Line) -> Option<String> {
+    let id = &line.identity;
+    if let (Some(ns), Some(pod), Some(container)) = (&id.namespace, &id.pod, &id.container) {
+        // NUL cannot occur in any of them: no two different triples give one key.
+        return Some(format!("pod\0{ns}\0{pod}\0{container}"));
+    }
+    line.cgroup.as_ref().map(|c| format!("cgroup\0{c}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::read;
+
+    fn line(ts: f64, cgroup: &str, pod: Option<&str>, body: &str) -> Line {
+        let identity = match pod {
+            Some(pod) => format!(
+                r#""namespace":"shop","pod":"{pod}","container":"app","container_id":null,"qos":"Burstable""#
+            ),
+            None => r#""namespace":null,"pod":null,"container":null"#.into(),
+        };
+        let text = format!(r#"{{"ts":{ts},"cgroup":"{cgroup}",{identity},{body}}}"#);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn sample(usage: u64, stall: u64, restarts: u64) -> String {
+        format!(
+            r#""type":"sample","usage_bytes":{usage},"working_set_bytes":{usage},"unreclaimable_bytes":{usage},"limit_bytes":100,"reclaim_stall_us":{stall},"restarts":{restarts},"oom_kills":0"#
+        )
+    }
+
+    #[test]
+    fn a_pods_container_is_followed_across_restarts() {
+        let mut timeline = Timeline::new(Some(1000.0));
+        timeline.add(line(1001.0, "/a", Some("web"), &sample(10, 5, 0)));
+        timeline.add(line(1002.0, "/a", Some("web"), &sample(50, 7, 0)));
+        timeline.add(line(
+            1003.0,
+            "/a",
+            Some("web"),
+            r#""type":"oom_kill","pid":7,"comm":"x""#,
+        ));
+        // The new container's stall counter starts again from zero.
+        timeline.add(line(1004.0, "/b", Some("web"), &sample(20, 3, 1)));
+        timeline.add(line(1005.0, "/other", None, &sample(1, 0, 0)));
+        assert_eq!(timeline.containers.len(), 2);
+        let web = &timeline.containers[0];
+        assert_eq!(web.name(), "shop/web/app");
+        assert_eq!(web.cgroups, ["/a", "/b"]);
+        assert_eq!(web.points.len(), 3);
+        assert_eq!(web.kills.len(), 1);
+        assert_eq!(web.kills[0].t, 3.0);
+        assert_eq!(web.restarts, 1);
+        assert_eq!(web.reclaim_stall_us, 7 + 3);
+        assert_eq!(timeline.containers[1].name(), "/other");
+        assert_eq!(timeline.span, 5.0);
+    }
+
+    #[test]
+    fn time_above_and_growth() {
+        let mut timeline = Timeline::new(Some(0.0));
+        for (t, usage) in [
+            (0.0, 10),
+            (1.0, 90),
+            (2.0, 95),
+            (3.0, 50),
+            (10.0, 99),
+            (11.0, 99),
+        ] {
+            timeline.add(line(t, "/a", None, &sample(usage, 0, 0)));
+        }
+        let c = &timeline.containers[0];
+        // 1→2 and 2→3 count fully; 10→11 counts; the 3→10 gap is below 90 %.
+        assert_eq!(c.time_above(0.9, 2.0), 3.0);
+        // A gap longer than max_gap counts max_gap only.
+        let mut gap = Timeline::new(Some(0.0));
+        gap.add(line(0.0, "/a", None, &sample(95, 0, 0)));
+        gap.add(line(60.0, "/a", None, &sample(95, 0, 0)));
+        assert_eq!(gap.containers[0].time_above(0.9, 2.0), 2.0);
+        assert_eq!(c.growth_before(2.0, 10.0), Some(42.5));
+        assert_eq!(c.growth_before(0.0, 10.0), None);
+    }
+
+    #[test]
+    fn a_real_recording() {
+        let path = format!("{}/testdata/leak.rec", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let recording = read(&text).expect("reads");
+        let mut timeline = Timeline::new(recording.header.started);
+        for line in recording.lines {
+            timeline.add(line);
+        }
+        assert_eq!(timeline.containers.len(), 1);
+        let c = &timeline.containers[0];
+        assert_eq!(c.points.len(), 35);
+        assert_eq!(c.kills.len(), 1);
+        assert_eq!(c.kills[0].event.comm, "leaky<app>");
+        assert!(!c.warnings.is_empty());
+        assert!(c.points.windows(2).all(|p| p[0].t < p[1].t));
+        assert!(c.growth_before(c.kills[0].t, 60.0).is_some_and(|g| g > 0.0));
+    }
+}
