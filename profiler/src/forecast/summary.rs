@@ -105,7 +105,7 @@ pub struct SampleFigures {
 }
 
 /// The `summary` of one container.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Summary {
     /// Samples taken.
     pub samples: u64,

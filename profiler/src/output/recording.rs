@@ -212,4 +212,173 @@ mod tests {
             .last()
             .is_some_and(|l| l.contains("\"type\":\"end\"")));
     }
+
+    /// What this writer writes, the `reports` reader reads back as written: every record type,
+    /// identities, and a victim's name that is markup.
+    #[test]
+    fn round_trip_through_the_reports_reader() {
+        use crate::forecast::risk::Risk;
+        use crate::pods::{Identity, Qos};
+        use crate::record::{
+            KillSource, LostEvents, OomKill, SummaryRecord, Warning, WarningLevel, WatchStart,
+        };
+        use reports::recording::{read, Body};
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("watch.rec");
+        let file = File::create(&path).expect("create");
+        let mut sink =
+            RecordingSink::start(file, &path, &header(), Box::new(Discard)).expect("start");
+        let identity = Identity {
+            namespace: Some("shop".into()),
+            pod: Some("web-7f9c".into()),
+            pod_uid: Some("uid-1".into()),
+            container: Some("app".into()),
+            container_id: Some("c".repeat(64)),
+            qos: Some(Qos::Burstable),
+            runtime: None,
+        };
+        let record = |ts: f64, body: RecordBody| Record {
+            ts,
+            cgroup: Some("/kubepods/pod1/ctr".into()),
+            identity: Some(identity.clone()),
+            body,
+        };
+        let sample = Sample {
+            usage_bytes: 100 << 20,
+            working_set_bytes: 90 << 20,
+            unreclaimable_bytes: 80 << 20,
+            limit_bytes: Some(128 << 20),
+            reclaim_stall_us: Some(1234),
+            eta_seconds: Some(42.5),
+            eta_low_seconds: Some(30.0),
+            eta_high_seconds: None,
+            risk: Risk::Warning,
+            oom_kills: 1,
+            restarts: 2,
+            ..Sample::default()
+        };
+        let kill = OomKill {
+            victim_cgroup: Some("/kubepods/pod1/ctr".into()),
+            pid: 4242,
+            comm: "<script>alert(1)</script>".into(),
+            anon_rss_bytes: Some(1 << 20),
+            file_rss_bytes: Some(2 << 20),
+            shmem_rss_bytes: Some(3 << 20),
+            total_vm_bytes: Some(4 << 20),
+            oom_score_adj: Some(-998),
+            limit_bytes: Some(128 << 20),
+            source: KillSource::Bpf,
+        };
+        let warning = Warning {
+            level: WarningLevel::Critical,
+            previous: Risk::Warning,
+            eta_seconds: Some(9.0),
+            eta_low_seconds: Some(5.0),
+            eta_high_seconds: Some(12.0),
+            reason: "growing".into(),
+            unreclaimable_bytes: 80 << 20,
+            usage_bytes: 100 << 20,
+            limit_bytes: Some(128 << 20),
+        };
+        let records = [
+            record(
+                2.0,
+                RecordBody::WatchStart(WatchStart {
+                    cgroup_id: 7,
+                    cgroup_version: CgroupVersion::V1,
+                    limit_bytes: Some(128 << 20),
+                    limit_source: Default::default(),
+                    mode: ChargeMode::Tracepoint,
+                }),
+            ),
+            record(3.0, RecordBody::Sample(sample.clone())),
+            record(4.0, RecordBody::Warning(warning.clone())),
+            record(5.0, RecordBody::OomKill(kill.clone())),
+            record(
+                6.0,
+                RecordBody::LostEvents(LostEvents {
+                    count: 3,
+                    source: "ring_buffer",
+                }),
+            ),
+            record(
+                7.0,
+                RecordBody::Summary(SummaryRecord {
+                    duration_s: 5.0,
+                    summary: Default::default(),
+                    oom_kills: 1,
+                    warnings: 1,
+                    worst_risk: Risk::Critical,
+                }),
+            ),
+            record(8.0, RecordBody::CgroupGone),
+            record(
+                9.0,
+                RecordBody::End(End {
+                    reason: EndReason::Signal,
+                }),
+            ),
+        ];
+        for r in &records {
+            sink.emit(r).expect("emit");
+        }
+        sink.flush().expect("flush");
+        drop(sink);
+
+        let text = std::fs::read_to_string(&path).expect("read");
+        let recording = read(&text).expect("the reader reads what the writer wrote");
+        assert_eq!(recording.damage, None);
+        assert_eq!(recording.header.node.as_deref(), Some("node-1"));
+        assert_eq!(recording.header.interval_s, Some(1.0));
+        assert_eq!(recording.lines.len(), records.len());
+        for (line, written) in recording.lines.iter().zip(&records) {
+            assert_eq!(line.ts, written.ts);
+            assert_eq!(line.cgroup.as_deref(), Some("/kubepods/pod1/ctr"));
+            assert_eq!(line.identity.pod.as_deref(), Some("web-7f9c"));
+            assert_eq!(line.identity.qos.as_deref(), Some("burstable"));
+            assert_ne!(line.body, Body::Other, "{:?} not understood", written.body);
+        }
+        let Body::Sample(s) = &recording.lines[1].body else {
+            panic!("sample expected: {:?}", recording.lines[1].body);
+        };
+        assert_eq!(s.usage_bytes, sample.usage_bytes);
+        assert_eq!(s.working_set_bytes, sample.working_set_bytes);
+        assert_eq!(s.unreclaimable_bytes, Some(sample.unreclaimable_bytes));
+        assert_eq!(s.limit_bytes, sample.limit_bytes);
+        assert_eq!(s.reclaim_stall_us, sample.reclaim_stall_us);
+        assert_eq!(
+            (s.eta_seconds, s.eta_low_seconds, s.eta_high_seconds),
+            (Some(42.5), Some(30.0), None)
+        );
+        assert_eq!((s.oom_kills, s.restarts), (1, 2));
+        assert_eq!(s.risk.as_deref(), Some("warning"));
+        let Body::Warning(w) = &recording.lines[2].body else {
+            panic!("warning expected");
+        };
+        assert_eq!(w.level, "critical");
+        assert_eq!(
+            (w.eta_seconds, w.eta_low_seconds, w.eta_high_seconds),
+            (Some(9.0), Some(5.0), Some(12.0))
+        );
+        assert_eq!(w.unreclaimable_bytes, Some(80 << 20));
+        assert_eq!(w.limit_bytes, Some(128 << 20));
+        let Body::OomKill(k) = &recording.lines[3].body else {
+            panic!("kill expected");
+        };
+        assert_eq!(k.comm, kill.comm);
+        assert_eq!(k.pid, 4242);
+        assert_eq!(
+            (
+                k.anon_rss_bytes,
+                k.file_rss_bytes,
+                k.shmem_rss_bytes,
+                k.total_vm_bytes
+            ),
+            (Some(1 << 20), Some(2 << 20), Some(3 << 20), Some(4 << 20))
+        );
+        assert_eq!(k.oom_score_adj, Some(-998));
+        assert_eq!(k.victim_cgroup.as_deref(), Some("/kubepods/pod1/ctr"));
+        assert_eq!(recording.lines[4].body, Body::LostEvents { count: 3 });
+    }
 }
