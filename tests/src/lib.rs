@@ -22,6 +22,7 @@
 //! cgroups, and [`RuncContainer`] runs a real OCI container with runc in such a node.
 
 mod access;
+mod browser;
 mod cgroup;
 mod contract;
 mod kube;
@@ -37,6 +38,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use access::{Access, AccessWatch};
+pub use browser::{open_page, ConsoleMessage, Page, PageReport};
 pub use cgroup::{own_memcg, TestCgroup, Workload};
 pub use contract::check_line;
 pub use kube::{relative_to_own_memcg, Container, KubeNode, Pod, Qos};

@@ -1,13 +1,14 @@
 //! `cargo xtask demo`: the main job on a built-in example. A leaking program in a memory cgroup
 //! with a limit, `profiler watch` on it: the forecast, a warning, a critical warning, and the
-//! kernel's OOM kill of the program.
+//! kernel's OOM kill of the program. The watch is recorded, and the demo ends by writing the
+//! recording's HTML report and printing its path.
 use std::{
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 use crate::{
     build,
@@ -22,6 +23,10 @@ pub fn run() -> Result<()> {
     require_root("cargo xtask demo")?;
     setup::run()?;
     let bins = build::run()?;
+    let out = build::target_dir(&build::workspace_root())?.join("demo");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let recording = out.join("demo.rec");
+    let report_dir = out.join("report");
     let cgroup = TempMemcg::new("profiler-demo", LIMIT)?;
     eprintln!(
         "demo: memory cgroup {} with a {} MiB limit; starting `profiler watch` on it",
@@ -35,6 +40,8 @@ pub fn run() -> Result<()> {
             .arg(cgroup.path())
             // Thresholds scaled to a one-minute demo (the defaults are 10m and 1m).
             .args(["--interval", "500ms", "--warn", "30s", "--critical", "10s"])
+            .arg("--record")
+            .arg(&recording)
             .spawn()?,
     );
     // Let the profiler attach before the workload starts, so the whole story is seen.
@@ -71,10 +78,31 @@ pub fn run() -> Result<()> {
     };
     // Give the live view one more round to show the aftermath.
     thread::sleep(Duration::from_secs(1));
-    interrupt(&mut watch.0)?;
+    let watch_status = interrupt(&mut watch.0)?;
     eprintln!(
         "demo: the leaking program ended with {status}; the kernel's OOM-kill count for the cgroup is {}",
         cgroup.oom_kills()
+    );
+    if !watch_status.success() {
+        bail!("profiler watch failed ({watch_status})");
+    }
+    eprintln!(
+        "demo: the watch was recorded in {}; writing its report",
+        recording.display()
+    );
+    let report = Command::new(&bins.profiler)
+        .arg("report")
+        .arg(&recording)
+        .arg("-o")
+        .arg(&report_dir)
+        .status()
+        .context("cannot run profiler report")?;
+    if !report.success() {
+        bail!("profiler report failed ({report})");
+    }
+    eprintln!(
+        "demo: open {} in a browser (one file: it can be mailed or attached as it is)",
+        report_dir.join("report.html").display()
     );
     Ok(())
 }
