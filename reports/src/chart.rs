@@ -178,7 +178,9 @@ pub fn memory_chart(container: &Container, title: &str) -> Result<Png, ChartErro
         .fold(kill_end, f64::max)
         .min(kill_end + (kill_end * 0.25).max(30.0));
     let start = points.first().map_or(0.0, |p| p.t);
-    let x_range = start..projected_end.max(start + 1.0);
+    let end = projected_end.max(start + 1.0);
+    // A little room after the last mark, so a kill at the very end stays visible.
+    let x_range = start..end + (end - start) * 0.02;
     let top = points
         .iter()
         .map(|p| {

@@ -118,7 +118,8 @@ h1 { margin-bottom: 0.2rem; }
 table { border-collapse: collapse; margin: 0.6rem 0 1.2rem; font-size: 0.92rem; }
 th, td { border: 1px solid #ccc; padding: 0.3rem 0.55rem; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.wide { overflow-x: auto; }
+#overview td:first-child { word-break: break-all; min-width: 10rem; max-width: 24rem; }
 .damage { border: 2px solid #b00; background: #fff0f0; padding: 0.7rem 1rem; margin: 1rem 0; }
 .note { border: 1px solid #c90; background: #fffbe8; padding: 0.5rem 1rem; margin: 1rem 0; }
 .kill { border-left: 5px solid #a00; padding: 0.2rem 0 0.2rem 1rem; margin: 1rem 0 1.6rem; }

@@ -212,19 +212,20 @@ fn overview(html: &mut Html, input: &Input<'_>) {
         return;
     }
     let interval = input.header.interval_s.unwrap_or(1.0);
-    html.raw("<table id=\"overview\">\n").header_row(&[
-        "Container",
-        "Peak usage",
-        "Working set p50",
-        "p95",
-        "p99",
-        "OOM kills",
-        "Restarts",
-        "Time ≥ 90 % of limit",
-        "Reclaim stall",
-        "Recommended request",
-        "Recommended limit",
-    ]);
+    html.raw("<div class=\"wide\"><table id=\"overview\">\n")
+        .header_row(&[
+            "Container",
+            "Peak usage",
+            "Working set p50",
+            "p95",
+            "p99",
+            "OOM kills",
+            "Restarts",
+            "Time ≥ 90 % of limit",
+            "Reclaim stall",
+            "Recommended request",
+            "Recommended limit",
+        ]);
     for container in &input.timeline.containers {
         let ws: Vec<u64> = container.points.iter().map(|p| p.working_set).collect();
         let peak = container.points.iter().map(|p| p.usage).max();
@@ -248,7 +249,7 @@ fn overview(html: &mut Html, input: &Input<'_>) {
             limit,
         ]);
     }
-    html.raw("</table>\n");
+    html.raw("</table></div>\n");
 }
 
 /// What the warnings before `kill` (and after the kill before it) said, and how early.
