@@ -192,6 +192,12 @@ pub struct ChargeLayout {
     pub cgroup_kn: u32,
     /// `offsetof(struct kernfs_node, id)`.
     pub kn_id: u32,
+    /// `offsetof(struct mem_cgroup_per_node, lruvec)`: where a `struct lruvec *` (the first
+    /// argument of `__mod_memcg_lruvec_state` on kernels without the memcg tracepoints) sits
+    /// in its per-node struct, whose `memcg` field leads to the memory cgroup.
+    pub pn_lruvec: u32,
+    /// `offsetof(struct mem_cgroup_per_node, memcg)`.
+    pub pn_memcg: u32,
     /// Explicit padding (always zero).
     pub _pad: u32,
 }
@@ -292,5 +298,5 @@ const _: () = assert!(core::mem::size_of::<MemcgSlot>() == 16);
 const _: () = assert!(core::mem::size_of::<RingEventHeader>() == 16);
 const _: () = assert!(core::mem::size_of::<BurstEvent>() == 40);
 const _: () = assert!(core::mem::size_of::<OomVictim>() == 88);
-const _: () = assert!(core::mem::size_of::<ChargeLayout>() == 40);
+const _: () = assert!(core::mem::size_of::<ChargeLayout>() == 48);
 const _: () = assert!(core::mem::size_of::<TaskLayout>() == 80);

@@ -1,20 +1,54 @@
-//! The memcg charge path: every memcg stat update goes through these tracepoints, several times
-//! per page fault in the whole node, so each program does the least it can: compare the item,
-//! find the slot (one cached lookup), bump per-CPU counters. Only a burst leaves the fast path.
+//! The memcg charge path: every memcg stat update goes through these hooks, several times per
+//! page fault in the whole node, so each program does the least it can: compare the item, find
+//! the slot (one cached lookup), bump per-CPU counters. Only a burst leaves the fast path.
+//!
+//! Three ways in, one body: raw tracepoints on the `memcg:*` stat-update tracepoints (kernels
+//! that have them), fentry on the functions those tracepoints sit in (`__mod_memcg_state`,
+//! `__mod_memcg_lruvec_state`, `__count_memcg_events`: every LTS kernel has them), and kprobes
+//! on the same functions where fentry is refused. User space loads the cheapest that works.
 use core::{
     intrinsics::{atomic_xadd, AtomicOrdering},
     ptr::{read_volatile, write_volatile},
 };
 
 use aya_ebpf::{
-    helpers::generated::bpf_ktime_get_boot_ns, macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    helpers::generated::bpf_ktime_get_boot_ns,
+    macros::{fentry, kprobe, raw_tracepoint},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext},
 };
 use profiler_common::{BurstEvent, RingEventHeader, RingEventKind, BUDGET_BATCH_PAGES};
 
 use crate::layout::{
-    count_lost_event, memcg_cgroup_id, slot_of_memcg, BUDGETS, CHARGE_LAYOUT, COUNTERS, EVENTS,
+    count_lost_event, memcg_cgroup_id, memcg_of_lruvec, slot_of_lruvec, slot_of_memcg, BUDGETS,
+    CHARGE_LAYOUT, COUNTERS, EVENTS,
 };
+
+/// Whose stat changed: the tracepoints and `__mod_memcg_state` name the memcg,
+/// `__mod_memcg_lruvec_state` its per-node lruvec.
+#[derive(Clone, Copy)]
+enum Owner {
+    Memcg(u64),
+    Lruvec(u64),
+}
+
+impl Owner {
+    #[inline(always)]
+    fn slot(self) -> Option<u32> {
+        match self {
+            Owner::Memcg(memcg) => slot_of_memcg(memcg),
+            Owner::Lruvec(lruvec) => slot_of_lruvec(lruvec),
+        }
+    }
+
+    /// The memcg itself (cold path: only a burst report needs it).
+    #[inline(always)]
+    fn memcg(self) -> Option<u64> {
+        match self {
+            Owner::Memcg(memcg) => Some(memcg),
+            Owner::Lruvec(lruvec) => memcg_of_lruvec(lruvec),
+        }
+    }
+}
 
 // /sys/kernel/tracing/events/memcg/mod_memcg_lruvec_state/format (6.18), for reference; the raw
 // tracepoint gets the TP_PROTO arguments instead: (struct mem_cgroup *memcg, int item, int val).
@@ -22,40 +56,93 @@ use crate::layout::{
 /// `memcg:mod_memcg_lruvec_state`: anon, file and shmem pages of a memcg's LRU vectors.
 #[raw_tracepoint(tracepoint = "mod_memcg_lruvec_state")]
 pub fn memcg_lruvec_state(ctx: RawTracePointContext) -> i32 {
-    on_stat_update(&ctx);
+    on_stat_update(Owner::Memcg(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
     0
 }
 
 /// `memcg:mod_memcg_state`: memcg-wide items, of which the kernel-memory charge (`MEMCG_KMEM`).
 #[raw_tracepoint(tracepoint = "mod_memcg_state")]
 pub fn memcg_state(ctx: RawTracePointContext) -> i32 {
-    on_stat_update(&ctx);
+    on_stat_update(Owner::Memcg(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
     0
 }
 
 /// `memcg:count_memcg_events` (struct mem_cgroup *, int item, unsigned long count): major faults.
 #[raw_tracepoint(tracepoint = "count_memcg_events")]
 pub fn memcg_events(ctx: RawTracePointContext) -> i32 {
-    let item: u32 = ctx.arg(1);
-    if item != CHARGE_LAYOUT.load().event_pgmajfault {
-        return 0;
-    }
-    let memcg: u64 = ctx.arg(0);
-    let Some(slot) = slot_of_memcg(memcg) else {
-        return 0;
-    };
-    let count: u64 = ctx.arg(2);
-    if let Some(counters) = COUNTERS.get_ptr_mut(slot) {
-        // SAFETY: per-CPU value, only this CPU writes it.
-        unsafe { (*counters).major_faults += count };
+    on_event_count(ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    0
+}
+
+/// `__mod_memcg_lruvec_state(struct lruvec *lruvec, enum node_stat_item idx, int val)`.
+#[fentry(function = "__mod_memcg_lruvec_state")]
+pub fn fentry_memcg_lruvec_state(ctx: FEntryContext) -> i32 {
+    on_stat_update(Owner::Lruvec(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
+    0
+}
+
+/// `__mod_memcg_state(struct mem_cgroup *memcg, int idx, int val)`.
+#[fentry(function = "__mod_memcg_state")]
+pub fn fentry_memcg_state(ctx: FEntryContext) -> i32 {
+    on_stat_update(Owner::Memcg(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
+    0
+}
+
+/// `__count_memcg_events(struct mem_cgroup *memcg, enum vm_event_item idx, unsigned long
+/// count)`.
+#[fentry(function = "__count_memcg_events")]
+pub fn fentry_memcg_events(ctx: FEntryContext) -> i32 {
+    on_event_count(ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    0
+}
+
+/// [`fentry_memcg_lruvec_state`] as a kprobe.
+#[kprobe]
+pub fn kprobe_memcg_lruvec_state(ctx: ProbeContext) -> u32 {
+    if let (Some(lruvec), Some(item), Some(val)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
+        on_stat_update(Owner::Lruvec(lruvec), item, val);
     }
     0
 }
 
+/// [`fentry_memcg_state`] as a kprobe.
+#[kprobe]
+pub fn kprobe_memcg_state(ctx: ProbeContext) -> u32 {
+    if let (Some(memcg), Some(item), Some(val)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
+        on_stat_update(Owner::Memcg(memcg), item, val);
+    }
+    0
+}
+
+/// [`fentry_memcg_events`] as a kprobe.
+#[kprobe]
+pub fn kprobe_memcg_events(ctx: ProbeContext) -> u32 {
+    if let (Some(memcg), Some(item), Some(count)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
+        on_event_count(memcg, item, count);
+    }
+    0
+}
+
+/// A memcg event count: only major faults are kept.
 #[inline(always)]
-fn on_stat_update(ctx: &RawTracePointContext) {
+fn on_event_count(memcg: u64, item: u64, count: u64) {
+    if item as u32 != CHARGE_LAYOUT.load().event_pgmajfault {
+        return;
+    }
+    let Some(slot) = slot_of_memcg(memcg) else {
+        return;
+    };
+    if let Some(counters) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU value, only this CPU writes it.
+        unsafe { (*counters).major_faults += count };
+    }
+}
+
+/// A stat update: `item` and `val` as the hook got them, in 64-bit argument slots.
+#[inline(always)]
+fn on_stat_update(owner: Owner, item: u64, val: u64) {
     let layout = CHARGE_LAYOUT.load();
-    let item: u32 = ctx.arg(1);
+    let item = item as u32;
     let is_anon = item == layout.item_anon;
     let is_file = item == layout.item_file;
     let is_shmem = item == layout.item_shmem;
@@ -63,13 +150,12 @@ fn on_stat_update(ctx: &RawTracePointContext) {
     if !(is_anon || is_file || is_shmem || is_kmem) {
         return;
     }
-    let memcg: u64 = ctx.arg(0);
-    let Some(slot) = slot_of_memcg(memcg) else {
+    let Some(slot) = owner.slot() else {
         return;
     };
     // `val` is an `int` in pages; the register holds it sign-extended or not depending on the
     // caller, so take the low 32 bits and sign-extend here.
-    let val = ctx.arg::<u64>(2) as u32 as i32 as i64;
+    let val = val as u32 as i32 as i64;
     let Some(counters) = COUNTERS.get_ptr_mut(slot) else {
         return;
     };
@@ -96,13 +182,18 @@ fn on_stat_update(ctx: &RawTracePointContext) {
     if counters.unbudgeted_pages >= BUDGET_BATCH_PAGES {
         let pages = counters.unbudgeted_pages as i64;
         counters.unbudgeted_pages = 0;
-        spend_budget(slot, pages, memcg);
+        // Two plain arguments: a BPF function call passes each in one register.
+        let (key, is_lruvec) = match owner {
+            Owner::Memcg(memcg) => (memcg, false),
+            Owner::Lruvec(lruvec) => (lruvec, true),
+        };
+        spend_budget(slot, pages, key, is_lruvec);
     }
 }
 
 /// Takes `pages` off the slot's burst budget; reports a burst the first time it runs out.
 #[inline(never)]
-fn spend_budget(slot: u32, pages: i64, memcg: u64) {
+fn spend_budget(slot: u32, pages: i64, key: u64, is_lruvec: bool) {
     let Some(budget) = BUDGETS.get_ptr_mut(slot) else {
         return;
     };
@@ -128,7 +219,12 @@ fn spend_budget(slot: u32, pages: i64, memcg: u64) {
     }
     // SAFETY: plain read of a value user space set before arming.
     let budget_pages = unsafe { (*budget).budget_pages };
-    report_burst(slot, budget_pages, memcg);
+    let owner = if is_lruvec {
+        Owner::Lruvec(key)
+    } else {
+        Owner::Memcg(key)
+    };
+    report_burst(slot, budget_pages, owner.memcg().unwrap_or(0));
 }
 
 #[inline(never)]

@@ -22,6 +22,8 @@ pub static CHARGE_LAYOUT: Global<ChargeLayout> = Global::new(ChargeLayout {
     css_cgroup: 0,
     cgroup_kn: 0,
     kn_id: 0,
+    pn_lruvec: 0,
+    pn_memcg: 0,
     _pad: 0,
 });
 
@@ -104,20 +106,45 @@ pub fn memcg_cgroup_id(memcg: u64, layout: &ChargeLayout) -> Option<u64> {
 /// the memcg was seen before under the current watch set.
 #[inline(always)]
 pub fn slot_of_memcg(memcg: u64) -> Option<u32> {
+    slot_of(memcg, Some)
+}
+
+/// Like [`slot_of_memcg`], for a `struct lruvec *` (what `__mod_memcg_lruvec_state` gets on
+/// kernels without the memcg tracepoints). The cache is keyed by the lruvec itself, so the hot
+/// path is the same single probe; only the slow path goes from the lruvec to its memcg.
+#[inline(always)]
+pub fn slot_of_lruvec(lruvec: u64) -> Option<u32> {
+    slot_of(lruvec, memcg_of_lruvec)
+}
+
+/// The memcg of a memcg's per-node `lruvec`: `container_of(lruvec, struct
+/// mem_cgroup_per_node, lruvec)->memcg`.
+#[inline(always)]
+pub fn memcg_of_lruvec(lruvec: u64) -> Option<u64> {
+    let layout = CHARGE_LAYOUT.load();
+    let per_node = lruvec.checked_sub(layout.pn_lruvec as u64)?;
+    read_at(per_node, layout.pn_memcg)
+}
+
+/// The cached slot of `key` (a memcg or an lruvec pointer: they never share an address, a
+/// lruvec lives inside a per-node struct, not at the start of a memcg), resolved through
+/// `memcg_of` on a miss.
+#[inline(always)]
+fn slot_of(key: u64, memcg_of: impl FnOnce(u64) -> Option<u64>) -> Option<u32> {
     let generation = GENERATION.get(0).copied().unwrap_or(0);
     // Fibonacci hashing: memcgs are large allocations, so the low bits of their addresses
     // carry little; the top bits of the product mix all of them.
-    let index = (memcg.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as u32 % MEMCG_CACHE_ENTRIES;
+    let index = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as u32 % MEMCG_CACHE_ENTRIES;
     let entry = MEMCG_CACHE.get_ptr_mut(index)?;
     // SAFETY: per-CPU value, only this CPU reads and writes it, and tracing programs do not
     // nest on one CPU.
     let entry = unsafe { &mut *entry };
-    if entry.memcg == memcg && entry.generation == generation {
+    if entry.memcg == key && entry.generation == generation {
         return (entry.slot != SLOT_UNWATCHED).then_some(entry.slot);
     }
-    let slot = resolve_slot(memcg)?;
+    let slot = resolve_slot(memcg_of(key)?)?;
     *entry = MemcgSlot {
-        memcg,
+        memcg: key,
         slot,
         generation,
     };

@@ -3,12 +3,18 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// How the charge path is observed.
+/// How the charge path is observed, cheapest first. Samples and events mean the same in every
+/// mode; only the cost of watching, and polling's lack of charge rates and bursts, differ.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChargeMode {
     /// Raw tracepoints on the memcg stat updates (`memcg:*`, kernels from 2025 on).
     Tracepoint,
+    /// fentry on the kernel functions those tracepoints sit in (`__mod_memcg_lruvec_state`,
+    /// `__mod_memcg_state`, `__count_memcg_events`): every LTS kernel with BTF.
+    Fentry,
+    /// kprobes on the same functions, where fentry is refused.
+    Kprobe,
     /// No charge-path hook: the cgroup files are read every interval.
     #[default]
     Polling,
@@ -18,6 +24,8 @@ impl fmt::Display for ChargeMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ChargeMode::Tracepoint => "tracepoint",
+            ChargeMode::Fentry => "fentry",
+            ChargeMode::Kprobe => "kprobe",
             ChargeMode::Polling => "polling",
         })
     }
@@ -36,10 +44,27 @@ pub enum OomSource {
 /// What the user asked for with `--mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeRequest {
-    /// The best mode that works on this kernel.
+    /// The cheapest mode that works on this kernel: tracepoint, fentry, kprobe, polling.
     Auto,
     /// Raw tracepoints on the charge path; an error if they do not load.
     Tracepoint,
+    /// fentry on the charge-path functions; an error if it does not load.
+    Fentry,
+    /// kprobes on the charge-path functions; an error if they do not load.
+    Kprobe,
     /// Read cgroup files only (OOM kills from the kernel log).
     Polling,
+}
+
+impl ModeRequest {
+    /// The one mode asked for, `None` for `auto`.
+    pub fn only(self) -> Option<ChargeMode> {
+        match self {
+            ModeRequest::Auto => None,
+            ModeRequest::Tracepoint => Some(ChargeMode::Tracepoint),
+            ModeRequest::Fentry => Some(ChargeMode::Fentry),
+            ModeRequest::Kprobe => Some(ChargeMode::Kprobe),
+            ModeRequest::Polling => Some(ChargeMode::Polling),
+        }
+    }
 }

@@ -109,6 +109,11 @@ pub struct Sample {
     pub restarts: u64,
     /// Times the usage hit the limit (v1 `memory.failcnt`), since the watch started.
     pub failcnt: Option<u64>,
+    /// PSI: share of the last 10 s, in %, in which some task of the cgroup waited for memory
+    /// (v2 `memory.pressure`; null without PSI, and on v1).
+    pub psi_some_avg10: Option<f64>,
+    /// PSI: share of the last 10 s, in %, in which all its non-idle tasks waited for memory.
+    pub psi_full_avg10: Option<f64>,
     /// Forecast seconds until the OOM kill; null when no risk is in sight (or while the
     /// forecaster is still learning the container).
     pub eta_seconds: Option<f64>,

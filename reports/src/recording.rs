@@ -65,8 +65,12 @@ pub struct Probe {
 /// One hook.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Hook {
-    /// The tracepoint or function.
-    pub tracepoint: String,
+    /// The tracepoint or function (`tracepoint` in recordings from before fentry mode).
+    #[serde(alias = "tracepoint")]
+    pub hook: String,
+    /// `raw_tracepoint`, `fentry` or `kprobe` (absent before fentry mode: raw tracepoints).
+    #[serde(default)]
+    pub kind: Option<String>,
     /// `attached`, `skipped`, `failed`.
     pub status: String,
 }

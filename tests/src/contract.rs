@@ -29,7 +29,7 @@ use Kind::{Integer, Null, Nullable, Number, OneOf, Text, Unsigned};
 
 const UNSIGNED_OR_NULL: Kind = Nullable(&Unsigned);
 const NUMBER_OR_NULL: Kind = Nullable(&Number);
-const MODE: Kind = OneOf(&["tracepoint", "polling"]);
+const MODE: Kind = OneOf(&["tracepoint", "fentry", "kprobe", "polling"]);
 const TEXT_OR_NULL: Kind = Nullable(&Text);
 const LIMIT_SOURCE: Kind = OneOf(&[
     "container",
@@ -104,6 +104,8 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("eta_low_seconds", NUMBER_OR_NULL),
             ("eta_high_seconds", NUMBER_OR_NULL),
             ("risk", RISK),
+            ("psi_some_avg10", NUMBER_OR_NULL),
+            ("psi_full_avg10", NUMBER_OR_NULL),
         ],
         "warning" => &[
             ("cgroup", Text),

@@ -237,6 +237,39 @@ impl KernelBtf {
             .map(Some)
     }
 
+    /// Parameter types of the kernel function `name` (a `FUNC` in BTF: a function with an
+    /// out-of-line copy, which fentry, fexit and kprobes can hook), spelled as
+    /// [`tracepoint_params`](Self::tracepoint_params) spells them. `None` when BTF has no such
+    /// function.
+    pub fn function_params(&self, name: &str) -> Result<Option<Vec<String>>, BtfError> {
+        let Some(func) = self
+            .types_by_name(name)?
+            .into_iter()
+            .find(|ty| matches!(ty, Type::Func(_)))
+        else {
+            return Ok(None);
+        };
+        let Type::Func(func) = func else {
+            return Ok(None);
+        };
+        let proto = self.chained(&func, name)?;
+        let Type::FuncProto(proto) = proto else {
+            return Err(self.unexpected(name, "a function prototype", &proto));
+        };
+        proto
+            .parameters
+            .iter()
+            .map(|param| {
+                if param.is_variadic() {
+                    return Ok("...".to_string());
+                }
+                let ty = self.chained(param, name)?;
+                self.c_name(&ty, name, 0)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// Whether a function (`FUNC`) named `name` exists, i.e. could be an fentry/fexit target.
     pub fn has_function(&self, name: &str) -> bool {
         self.btf

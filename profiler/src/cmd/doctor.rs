@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::{
     btf::VMLINUX_BTF,
-    cgroup::{self, MemoryCgroup},
+    cgroup,
     cli::DoctorArgs,
     mode::ModeRequest,
     pods::{self, Inventory, NodeRoots},
@@ -35,10 +35,12 @@ struct Doctor {
 /// Runs `profiler doctor`.
 pub fn run(args: DoctorArgs) -> Result<()> {
     let own = cgroup::own_memory_cgroup().ok();
+    // From the file system's type: the root cgroup (where a VM's init runs) has no
+    // `memory.current`, so opening it as a memory cgroup would say nothing.
     let version = own
         .as_deref()
-        .and_then(|p| MemoryCgroup::open(p).ok())
-        .map(|c| format!("{:?}", c.version()).to_lowercase());
+        .and_then(cgroup::hierarchy_version)
+        .map(|v| format!("{v:?}").to_lowercase());
     let missing = privilege::effective_capabilities()
         .map(privilege::missing_for_tracing)
         .unwrap_or_default();
@@ -123,9 +125,10 @@ pub fn run(args: DoctorArgs) -> Result<()> {
                 HookStatus::Skipped => "skipped",
                 HookStatus::Failed => "failed",
             };
+            let name = format!("{} {}", hook.kind, hook.hook);
             match &hook.detail {
-                Some(d) => println!("  {:<32} {status}: {d}", hook.tracepoint),
-                None => println!("  {:<32} {status}", hook.tracepoint),
+                Some(d) => println!("  {name:<48} {status}: {d}"),
+                None => println!("  {name:<48} {status}"),
             }
         }
         println!("mode:            {} ({})", report.mode, report.mode_reason);

@@ -114,6 +114,8 @@ pub fn build_sample(inp: SampleInputs<'_>) -> Sample {
         oom_kills: counted.max(inp.kills_reported),
         restarts: inp.restarts,
         failcnt,
+        psi_some_avg10: s.psi.map(|p| p.some_avg10),
+        psi_full_avg10: s.psi.map(|p| p.full_avg10),
         // Filled in by the forecaster.
         eta_seconds: None,
         eta_low_seconds: None,

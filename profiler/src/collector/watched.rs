@@ -321,6 +321,7 @@ impl Watched {
             limit: sample.limit_bytes,
             reclaim_stall_us: stall_us,
             limit_hits,
+            psi_some_avg10: sample.psi_some_avg10,
         });
         let change = self.risk.update(t, &forecast, thresholds);
         if let Some(c) = change {

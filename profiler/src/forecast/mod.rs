@@ -71,7 +71,13 @@ pub struct Observation {
     pub reclaim_stall_us: Option<u64>,
     /// Times the limit was hit since the previous sample (v1 `failcnt`).
     pub limit_hits: Option<u64>,
+    /// PSI `some` avg10 of the cgroup, % (v2 with PSI only).
+    pub psi_some_avg10: Option<f64>,
 }
+
+/// PSI `some` avg10 (%) at which a cgroup near its limit counts as pressed: tasks waited for
+/// memory for a tenth of a second in the last ten.
+pub const PSI_PRESSED_PCT: f64 = 1.0;
 
 /// What the forecaster says after a sample.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -212,12 +218,18 @@ impl Forecaster {
         };
         // The kernel already reclaiming with little but unreclaimable memory left: the next
         // charges may find nothing to free, so the kill can come at any moment.
+        let psi_pressed = obs.psi_some_avg10.is_some_and(|p| p >= PSI_PRESSED_PCT);
         let pressed = value >= 0.9 * target
             && (obs.reclaim_stall_us.is_some_and(|us| us > 0)
-                || obs.limit_hits.is_some_and(|n| n > 0));
+                || obs.limit_hits.is_some_and(|n| n > 0)
+                || psi_pressed);
         let pressure = if pressed {
+            let psi = obs
+                .psi_some_avg10
+                .map(|p| format!(", tasks waited for memory {p:.1} % of the last 10 s (PSI)"))
+                .unwrap_or_default();
             format!(
-                "; at the limit: {} ms stalled in reclaim, limit hit {} times since the last sample",
+                "; at the limit: {} ms stalled in reclaim, limit hit {} times since the last sample{psi}",
                 obs.reclaim_stall_us.map_or(0.0, |us| us as f64 / 1000.0),
                 obs.limit_hits.unwrap_or(0)
             )

@@ -25,6 +25,7 @@ fn run(seconds: u32, value: impl Fn(f64) -> f64) -> (Vec<Forecast>, Vec<(f64, Ri
             limit: Some(LIMIT),
             reclaim_stall_us: None,
             limit_hits: None,
+            psi_some_avg10: None,
         });
         if let Some(change) = risk.update(t, &f, &T) {
             if change.to > change.from {
@@ -191,6 +192,7 @@ fn no_limit_no_forecast() {
             limit: None,
             reclaim_stall_us: None,
             limit_hits: None,
+            psi_some_avg10: None,
         });
         assert!(out.eta_s.is_none());
     }
@@ -209,6 +211,7 @@ fn reclaim_near_the_limit_widens_the_interval_to_now() {
             limit: Some(LIMIT),
             reclaim_stall_us: Some(if value >= 0.9 * LIMIT as f64 { 1500 } else { 0 }),
             limit_hits: Some(0),
+            psi_some_avg10: None,
         });
     }
     // 119 MiB of 128 MiB, growing 1 MiB/s, the kernel reclaiming: the kill can come now.
@@ -220,4 +223,42 @@ fn reclaim_near_the_limit_widens_the_interval_to_now() {
     );
     let eta = last.eta_s.expect("eta");
     assert!((eta - 9.0).abs() < 1.5, "{eta}");
+}
+
+#[test]
+fn memory_pressure_near_the_limit_widens_the_interval_to_now() {
+    // The same leak, on cgroup v2 with PSI and no charge-path stall figure: tasks waiting for
+    // memory near the limit are the kernel's own sign that the kill can come now.
+    let observe = |psi: f64| {
+        let mut f = Forecaster::new();
+        let mut last = Forecast::default();
+        for i in 0..60u32 {
+            let t = f64::from(i);
+            let value = 60.0 * MIB + t * MIB;
+            last = f.observe(Observation {
+                t,
+                unreclaimable: value as u64,
+                limit: Some(LIMIT),
+                reclaim_stall_us: None,
+                limit_hits: None,
+                psi_some_avg10: Some(if value >= 0.9 * LIMIT as f64 {
+                    psi
+                } else {
+                    0.0
+                }),
+            });
+        }
+        last
+    };
+    let pressed = observe(12.5);
+    assert_eq!(pressed.low_s, Some(0.0), "{pressed:?}");
+    assert!(
+        pressed.reason.contains("12.5 % of the last 10 s (PSI)"),
+        "{}",
+        pressed.reason
+    );
+    // Below the threshold, PSI changes nothing.
+    let calm = observe(super::PSI_PRESSED_PCT / 2.0);
+    assert!(calm.low_s.is_some_and(|low| low > 0.0), "{calm:?}");
+    assert!(!calm.reason.contains("PSI"), "{}", calm.reason);
 }

@@ -8,6 +8,8 @@ pub fn charge_layout(btf: &KernelBtf) -> Result<ChargeLayout, BtfError> {
     let items = btf::memcg_items(btf)?;
     let ids = btf::memcg_id_offsets(btf)?;
     let memcg_css = btf.member_offset("mem_cgroup", &["css"])?;
+    let pn_lruvec = btf.member_offset("mem_cgroup_per_node", &["lruvec"])?;
+    let pn_memcg = btf.member_offset("mem_cgroup_per_node", &["memcg"])?;
     Ok(ChargeLayout {
         item_anon: items.nr_anon_mapped,
         item_file: items.nr_file_pages,
@@ -19,6 +21,8 @@ pub fn charge_layout(btf: &KernelBtf) -> Result<ChargeLayout, BtfError> {
         css_cgroup: ids.css_cgroup - memcg_css,
         cgroup_kn: ids.cgroup_kn,
         kn_id: ids.kn_id,
+        pn_lruvec,
+        pn_memcg,
         _pad: 0,
     })
 }

@@ -10,7 +10,10 @@ mod ring;
 
 use std::{fmt, io, path::Path};
 
-use aya::{programs::RawTracePoint, Ebpf, EbpfLoader};
+use aya::{
+    programs::{FEntry, KProbe, RawTracePoint},
+    Ebpf, EbpfLoader,
+};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -30,62 +33,178 @@ pub fn programs() -> &'static [u8] {
     PROGRAMS
 }
 
-/// A hook the profiler can use: program name in the object and tracepoint it attaches to.
+/// How a program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attach {
+    /// A raw tracepoint of this name.
+    RawTracepoint,
+    /// fentry on the kernel function of this name (needs its BTF).
+    Fentry,
+    /// A kprobe on the kernel function of this name.
+    Kprobe,
+}
+
+/// A hook the profiler can use: program name in the object, and where it attaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Hook {
     program: &'static str,
-    tracepoint: &'static str,
+    /// The tracepoint, or the kernel function's names across kernels, preferred first (6.18
+    /// dropped the `__` of `__mod_memcg_state` and its siblings; older kernels also have an
+    /// out-of-line copy of the irq-saving wrapper under the plain name, which must not be
+    /// hooked beside the real one).
+    targets: &'static [&'static str],
+    /// What the function's first parameter must be (`struct lruvec *`, ...).
+    first_param: &'static str,
+    attach: Attach,
     role: HookRole,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum HookRole {
-    Charge,
+    /// The charge path, in one of the modes; `primary` decides whether the mode works (it sees
+    /// anon and file charges).
+    Charge {
+        mode: ChargeMode,
+        primary: bool,
+    },
     Reclaim,
     Oom,
 }
 
-const HOOKS: [Hook; 6] = [
+const fn charge(
+    program: &'static str,
+    targets: &'static [&'static str],
+    first_param: &'static str,
+    attach: Attach,
+    mode: ChargeMode,
+    primary: bool,
+) -> Hook {
     Hook {
-        program: "memcg_lruvec_state",
-        tracepoint: "mod_memcg_lruvec_state",
-        role: HookRole::Charge,
-    },
-    Hook {
-        program: "memcg_state",
-        tracepoint: "mod_memcg_state",
-        role: HookRole::Charge,
-    },
-    Hook {
-        program: "memcg_events",
-        tracepoint: "count_memcg_events",
-        role: HookRole::Charge,
-    },
+        program,
+        targets,
+        first_param,
+        attach,
+        role: HookRole::Charge { mode, primary },
+    }
+}
+
+const LRUVEC_STATE: &[&str] = &["__mod_memcg_lruvec_state", "mod_memcg_lruvec_state"];
+const MEMCG_STATE: &[&str] = &["__mod_memcg_state", "mod_memcg_state"];
+const MEMCG_EVENTS: &[&str] = &["__count_memcg_events", "count_memcg_events"];
+const LRUVEC: &str = "struct lruvec *";
+const MEMCG: &str = "struct mem_cgroup *";
+
+/// The charge-path modes that load programs, cheapest first: the order they are tried in.
+const CHARGE_MODES: [ChargeMode; 3] = [
+    ChargeMode::Tracepoint,
+    ChargeMode::Fentry,
+    ChargeMode::Kprobe,
+];
+
+/// Every hook, charge-path families in the order of [`CHARGE_MODES`].
+const HOOKS: [Hook; 12] = [
+    charge(
+        "memcg_lruvec_state",
+        &["mod_memcg_lruvec_state"],
+        MEMCG,
+        Attach::RawTracepoint,
+        ChargeMode::Tracepoint,
+        true,
+    ),
+    charge(
+        "memcg_state",
+        &["mod_memcg_state"],
+        MEMCG,
+        Attach::RawTracepoint,
+        ChargeMode::Tracepoint,
+        false,
+    ),
+    charge(
+        "memcg_events",
+        &["count_memcg_events"],
+        MEMCG,
+        Attach::RawTracepoint,
+        ChargeMode::Tracepoint,
+        false,
+    ),
+    charge(
+        "fentry_memcg_lruvec_state",
+        LRUVEC_STATE,
+        LRUVEC,
+        Attach::Fentry,
+        ChargeMode::Fentry,
+        true,
+    ),
+    charge(
+        "fentry_memcg_state",
+        MEMCG_STATE,
+        MEMCG,
+        Attach::Fentry,
+        ChargeMode::Fentry,
+        false,
+    ),
+    charge(
+        "fentry_memcg_events",
+        MEMCG_EVENTS,
+        MEMCG,
+        Attach::Fentry,
+        ChargeMode::Fentry,
+        false,
+    ),
+    charge(
+        "kprobe_memcg_lruvec_state",
+        LRUVEC_STATE,
+        LRUVEC,
+        Attach::Kprobe,
+        ChargeMode::Kprobe,
+        true,
+    ),
+    charge(
+        "kprobe_memcg_state",
+        MEMCG_STATE,
+        MEMCG,
+        Attach::Kprobe,
+        ChargeMode::Kprobe,
+        false,
+    ),
+    charge(
+        "kprobe_memcg_events",
+        MEMCG_EVENTS,
+        MEMCG,
+        Attach::Kprobe,
+        ChargeMode::Kprobe,
+        false,
+    ),
     Hook {
         program: "memcg_reclaim_begin",
-        tracepoint: "mm_vmscan_memcg_reclaim_begin",
+        targets: &["mm_vmscan_memcg_reclaim_begin"],
+        first_param: "",
+        attach: Attach::RawTracepoint,
         role: HookRole::Reclaim,
     },
     Hook {
         program: "memcg_reclaim_end",
-        tracepoint: "mm_vmscan_memcg_reclaim_end",
+        targets: &["mm_vmscan_memcg_reclaim_end"],
+        first_param: "",
+        attach: Attach::RawTracepoint,
         role: HookRole::Reclaim,
     },
     Hook {
         program: "oom_mark_victim",
-        tracepoint: "mark_victim",
+        targets: &["mark_victim"],
+        first_param: "",
+        attach: Attach::RawTracepoint,
         role: HookRole::Oom,
     },
 ];
 
-/// The hook whose presence decides the charge-path mode: it sees anon and file charges.
-const CHARGE_TRACEPOINT: &str = "mod_memcg_lruvec_state";
-
 /// What happened to one hook.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HookReport {
-    /// Raw tracepoint name.
-    pub tracepoint: &'static str,
+    /// The tracepoint or kernel function.
+    pub hook: &'static str,
+    /// `raw_tracepoint`, `fentry` or `kprobe`.
+    pub kind: &'static str,
     /// `attached`, `skipped` or `failed`.
     pub status: HookStatus,
     /// Why it was skipped or failed.
@@ -132,9 +251,11 @@ pub enum ProbeError {
          rebuild it with `cargo xtask build`"
     )]
     NoPrograms,
-    /// The user asked for `--mode tracepoint` and it cannot work here.
-    #[error("--mode tracepoint is not available on this kernel: {0}. Use --mode auto or run `profiler doctor`")]
-    TracepointUnavailable(String),
+    /// The user asked for one charge-path mode and it cannot work here.
+    #[error(
+        "--mode {0} is not available on this kernel: {1}. Use --mode auto or run `profiler doctor`"
+    )]
+    ModeUnavailable(ChargeMode, String),
     /// Loading the object failed as a whole.
     #[error("loading the kernel programs failed: {0}")]
     Load(#[from] aya::EbpfError),
@@ -203,8 +324,11 @@ pub fn kernel_release() -> String {
 
 /// Probes the kernel and attaches what works, following `request`.
 ///
-/// Returns `None` as probes when no program is attached (polling mode), with the report saying
-/// why. Errors only when nothing sensible can start.
+/// Charge-path families are tried cheapest first (raw tracepoints, fentry, kprobes); the first
+/// whose primary hook attaches is the mode, and the others are skipped, never attached beside
+/// it (they would count every update twice). Returns `None` as probes when no program is
+/// attached (polling mode), with the report saying why. Errors only when nothing sensible can
+/// start, or when the one mode asked for cannot.
 pub fn start(
     request: ModeRequest,
     btf_path: &Path,
@@ -218,7 +342,8 @@ pub fn start(
         oom_source: OomSource::Kmsg,
         oom_reason: String::new(),
     };
-    if request == ModeRequest::Polling {
+    let only = request.only();
+    if only == Some(ChargeMode::Polling) {
         report.mode_reason = "asked for with --mode polling".into();
         report.oom_reason = "polling mode: no kernel programs".into();
         report.hooks = skipped_all("--mode polling");
@@ -233,8 +358,8 @@ pub fn start(
             report.btf = Err(e.to_string());
             let reason =
                 format!("no usable BTF, so no program can find its way in kernel structures: {e}");
-            if request == ModeRequest::Tracepoint {
-                return Err(ProbeError::TracepointUnavailable(reason));
+            if let Some(mode) = only {
+                return Err(ProbeError::ModeUnavailable(mode, reason));
             }
             report.hooks = skipped_all("no BTF");
             report.mode_reason = reason.clone();
@@ -244,7 +369,8 @@ pub fn start(
     };
 
     let charge = layout::charge_layout(&btf);
-    let task =
+    let task = layout::task_layout(&btf);
+    let victim =
         layout::task_layout(&btf).and_then(|t| match btf.tracepoint_params("mark_victim")? {
             Some(params)
                 if params
@@ -264,48 +390,141 @@ pub fn start(
 
     let mut loader = EbpfLoader::new();
     let charge_value = charge.as_ref().ok().copied().unwrap_or_default();
-    let task_value = task.as_ref().ok().copied().unwrap_or_default();
+    let task_value = victim
+        .as_ref()
+        .or(task.as_ref())
+        .ok()
+        .copied()
+        .unwrap_or_default();
     loader.override_global("CHARGE_LAYOUT", &charge_value, true);
     loader.override_global("TASK_LAYOUT", &task_value, true);
     let mut ebpf = loader.load(PROGRAMS)?;
     let logger = aya_log::EbpfLogger::init(&mut ebpf)?;
+    // fentry needs the kernel's BTF in aya's form (the same file, parsed by aya).
+    let aya_btf =
+        aya::Btf::parse_file(btf_path, aya::Endianness::default()).map_err(|e| format!("{e}"));
 
-    for hook in HOOKS {
+    // The charge path: one family, the cheapest that works.
+    let mut chosen: Option<ChargeMode> = None;
+    let mut chosen_name = String::new();
+    let mut why_not: Vec<String> = Vec::new();
+    for mode in CHARGE_MODES {
+        let family: Vec<Hook> = HOOKS
+            .iter()
+            .copied()
+            .filter(|h| matches!(h.role, HookRole::Charge { mode: m, .. } if m == mode))
+            .collect();
+        let skip = if let Some(done) = chosen {
+            Some(format!("{done} mode in use (cheaper)"))
+        } else if only.is_some_and(|o| o != mode) {
+            Some(format!("--mode {}", only.unwrap_or(mode)))
+        } else {
+            charge.as_ref().err().map(|e| format!("BTF: {e}"))
+        };
+        if let Some(why) = skip {
+            for hook in &family {
+                report.hooks.push(hook_report(
+                    hook,
+                    resolve_target(hook, &btf).unwrap_or(hook.targets[0]),
+                    HookStatus::Skipped,
+                    Some(why.clone()),
+                ));
+            }
+            continue;
+        }
+        let mut primary_ok = Err(String::from("no primary hook"));
+        let mut primary_name = String::new();
+        let mut results = Vec::new();
+        for hook in &family {
+            let target = resolve_target(hook, &btf);
+            let outcome = match (&target, hook.attach) {
+                (Err(why), _) => Err(why.clone()),
+                (Ok(name), Attach::Fentry) => aya_btf
+                    .as_ref()
+                    .map_err(|e| format!("aya cannot read the BTF: {e}"))
+                    .and_then(|b| attach(&mut ebpf, *hook, name, Some(b))),
+                (Ok(name), _) => attach(&mut ebpf, *hook, name, None),
+            };
+            let target = target.unwrap_or(hook.targets[0]);
+            if matches!(hook.role, HookRole::Charge { primary: true, .. }) {
+                primary_ok = outcome.clone();
+                primary_name = describe(hook, target);
+            }
+            results.push((*hook, target, outcome));
+        }
+        match primary_ok {
+            Ok(()) => {
+                chosen = Some(mode);
+                chosen_name = primary_name;
+                for (hook, target, outcome) in results {
+                    report.hooks.push(match outcome {
+                        Ok(()) => hook_report(&hook, target, HookStatus::Attached, None),
+                        Err(why) => hook_report(&hook, target, HookStatus::Failed, Some(why)),
+                    });
+                }
+            }
+            Err(why) => {
+                // Without its primary hook the family sees no anon or file charge: detach
+                // what did attach, so no half family stays beside the next one.
+                for (hook, target, outcome) in results {
+                    let detail = match outcome {
+                        Ok(()) => {
+                            detach(&mut ebpf, hook);
+                            format!("attached, then detached: {primary_name} failed")
+                        }
+                        Err(why) => why,
+                    };
+                    report
+                        .hooks
+                        .push(hook_report(&hook, target, HookStatus::Failed, Some(detail)));
+                }
+                why_not.push(format!("{mode}: {primary_name}: {why}"));
+            }
+        }
+    }
+    match chosen {
+        Some(mode) => {
+            report.mode = mode;
+            report.mode_reason = if why_not.is_empty() {
+                format!("{chosen_name} attached")
+            } else {
+                format!("{chosen_name} attached; not {}", why_not.join("; "))
+            };
+        }
+        None => {
+            let reason = match &charge {
+                Err(e) => format!("no charge-path hook can be used (BTF: {e})"),
+                Ok(_) => format!("no charge-path hook attached ({})", why_not.join("; ")),
+            };
+            if let Some(mode) = only {
+                return Err(ProbeError::ModeUnavailable(mode, reason));
+            }
+            report.mode_reason = format!("{reason}; reading cgroup files every interval");
+        }
+    }
+
+    for hook in HOOKS
+        .iter()
+        .filter(|h| !matches!(h.role, HookRole::Charge { .. }))
+    {
         let blocker = match hook.role {
-            HookRole::Charge => charge.as_ref().err().map(|e| format!("BTF: {e}")),
+            // Reclaim needs the memcg offsets and the task's css_set, not the victim tracepoint.
             HookRole::Reclaim => charge
                 .as_ref()
                 .err()
                 .or(task.as_ref().err())
                 .map(|e| format!("BTF: {e}")),
-            HookRole::Oom => task.as_ref().err().map(|e| format!("BTF: {e}")),
+            HookRole::Oom => victim.as_ref().err().map(|e| format!("BTF: {e}")),
+            HookRole::Charge { .. } => None,
         };
-        let (status, detail) = match blocker {
-            Some(why) => (HookStatus::Skipped, Some(why)),
-            None => match attach(&mut ebpf, hook) {
-                Ok(()) => (HookStatus::Attached, None),
-                Err(why) => (HookStatus::Failed, Some(why)),
+        let target = hook.targets[0];
+        report.hooks.push(match blocker {
+            Some(why) => hook_report(hook, target, HookStatus::Skipped, Some(why)),
+            None => match attach(&mut ebpf, *hook, target, None) {
+                Ok(()) => hook_report(hook, target, HookStatus::Attached, None),
+                Err(why) => hook_report(hook, target, HookStatus::Failed, Some(why)),
             },
-        };
-        report.hooks.push(HookReport {
-            tracepoint: hook.tracepoint,
-            status,
-            detail,
         });
-    }
-
-    match hook_outcome(&report.hooks, CHARGE_TRACEPOINT) {
-        Ok(()) => {
-            report.mode = ChargeMode::Tracepoint;
-            report.mode_reason = format!("raw tracepoint memcg:{CHARGE_TRACEPOINT} attached");
-        }
-        Err(why) => {
-            let reason = format!("raw tracepoint memcg:{CHARGE_TRACEPOINT} unusable: {why}");
-            if request == ModeRequest::Tracepoint {
-                return Err(ProbeError::TracepointUnavailable(reason));
-            }
-            report.mode_reason = format!("{reason}; reading cgroup files every interval");
-        }
     }
     match hook_outcome(&report.hooks, "mark_victim") {
         Ok(()) => {
@@ -330,9 +549,67 @@ pub fn start(
     ))
 }
 
-/// `Ok` when the hook on `tracepoint` attached, else why not.
-fn hook_outcome(hooks: &[HookReport], tracepoint: &str) -> Result<(), String> {
-    match hooks.iter().find(|h| h.tracepoint == tracepoint) {
+/// `raw tracepoint memcg:mod_memcg_lruvec_state`, `fentry __mod_memcg_lruvec_state`, ...
+fn describe(hook: &Hook, target: &str) -> String {
+    match hook.attach {
+        Attach::RawTracepoint => format!("raw tracepoint memcg:{target}"),
+        Attach::Fentry => format!("fentry {target}"),
+        Attach::Kprobe => format!("kprobe {target}"),
+    }
+}
+
+/// The name to attach `hook` to on this kernel: a tracepoint's own name, or the first of a
+/// function's names that the kernel's BTF has with the expected first parameter.
+fn resolve_target(hook: &Hook, btf: &KernelBtf) -> Result<&'static str, String> {
+    if hook.attach == Attach::RawTracepoint {
+        return Ok(hook.targets[0]);
+    }
+    let mut seen = Vec::new();
+    for &name in hook.targets {
+        match btf.function_params(name) {
+            Ok(Some(params)) if params.first().map(String::as_str) == Some(hook.first_param) => {
+                return Ok(name)
+            }
+            Ok(Some(params)) => seen.push(format!("{name}({})", params.join(", "))),
+            Ok(None) => {}
+            Err(e) => seen.push(format!("{name}: {e}")),
+        }
+    }
+    Err(if seen.is_empty() {
+        format!(
+            "the kernel's BTF has no function {}",
+            hook.targets.join(" or ")
+        )
+    } else {
+        format!(
+            "the kernel's BTF has {} but not with a first parameter `{}`",
+            seen.join(", "),
+            hook.first_param
+        )
+    })
+}
+
+fn hook_report(
+    hook: &Hook,
+    target: &'static str,
+    status: HookStatus,
+    detail: Option<String>,
+) -> HookReport {
+    HookReport {
+        hook: target,
+        kind: match hook.attach {
+            Attach::RawTracepoint => "raw_tracepoint",
+            Attach::Fentry => "fentry",
+            Attach::Kprobe => "kprobe",
+        },
+        status,
+        detail,
+    }
+}
+
+/// `Ok` when the hook on `target` attached, else why not.
+fn hook_outcome(hooks: &[HookReport], target: &str) -> Result<(), String> {
+    match hooks.iter().find(|h| h.hook == target) {
         Some(HookReport {
             status: HookStatus::Attached,
             ..
@@ -342,19 +619,56 @@ fn hook_outcome(hooks: &[HookReport], tracepoint: &str) -> Result<(), String> {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, hook: Hook) -> Result<(), String> {
-    let program: &mut RawTracePoint = ebpf
+fn attach(ebpf: &mut Ebpf, hook: Hook, target: &str, btf: Option<&aya::Btf>) -> Result<(), String> {
+    let program = ebpf
         .program_mut(hook.program)
-        .ok_or_else(|| format!("program {} missing from the object", hook.program))?
-        .try_into()
-        .map_err(|e| format!("{e}"))?;
-    program
-        .load()
-        .map_err(|e| format!("load: {}", error_chain(&e)))?;
-    program
-        .attach(hook.tracepoint)
-        .map_err(|e| format!("attach: {}", error_chain(&e)))?;
+        .ok_or_else(|| format!("program {} missing from the object", hook.program))?;
+    match hook.attach {
+        Attach::RawTracepoint => {
+            let program: &mut RawTracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+            program
+                .load()
+                .map_err(|e| format!("load: {}", error_chain(&e)))?;
+            program
+                .attach(target)
+                .map_err(|e| format!("attach: {}", error_chain(&e)))?;
+        }
+        Attach::Fentry => {
+            let btf = btf.ok_or("no BTF for fentry")?;
+            let program: &mut FEntry = program.try_into().map_err(|e| format!("{e}"))?;
+            program
+                .load(target, btf)
+                .map_err(|e| format!("load: {}", error_chain(&e)))?;
+            program
+                .attach()
+                .map_err(|e| format!("attach: {}", error_chain(&e)))?;
+        }
+        Attach::Kprobe => {
+            let program: &mut KProbe = program.try_into().map_err(|e| format!("{e}"))?;
+            program
+                .load()
+                .map_err(|e| format!("load: {}", error_chain(&e)))?;
+            program
+                .attach(target, 0)
+                .map_err(|e| format!("attach: {}", error_chain(&e)))?;
+        }
+    }
     Ok(())
+}
+
+/// Unloads a program that attached, with its links.
+fn detach(ebpf: &mut Ebpf, hook: Hook) {
+    let Some(program) = ebpf.program_mut(hook.program) else {
+        return;
+    };
+    // Unloading detaches every link; an error leaves nothing worse than before.
+    let _ = match hook.attach {
+        Attach::RawTracepoint => {
+            <&mut RawTracePoint>::try_from(program).map(|p| p.unload().is_ok())
+        }
+        Attach::Fentry => <&mut FEntry>::try_from(program).map(|p| p.unload().is_ok()),
+        Attach::Kprobe => <&mut KProbe>::try_from(program).map(|p| p.unload().is_ok()),
+    };
 }
 
 /// An error and its sources on one line (aya's verifier errors carry the log in the source).
@@ -372,10 +686,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 fn skipped_all(why: &str) -> Vec<HookReport> {
     HOOKS
         .iter()
-        .map(|h| HookReport {
-            tracepoint: h.tracepoint,
-            status: HookStatus::Skipped,
-            detail: Some(why.to_string()),
-        })
+        .map(|h| hook_report(h, h.targets[0], HookStatus::Skipped, Some(why.to_string())))
         .collect()
 }
