@@ -12,9 +12,10 @@ use core::{
 };
 
 use aya_ebpf::{
-    helpers::generated::bpf_ktime_get_boot_ns,
+    helpers::generated::{bpf_get_func_arg, bpf_ktime_get_boot_ns},
     macros::{fentry, kprobe, raw_tracepoint},
     programs::{FEntryContext, ProbeContext, RawTracePointContext},
+    EbpfContext as _,
 };
 use profiler_common::{BurstEvent, RingEventHeader, RingEventKind, BUDGET_BATCH_PAGES};
 
@@ -74,17 +75,35 @@ pub fn memcg_events(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// A pointer argument of an fentry program as a plain number. Read from the context, the
+/// verifier types it from BTF (`ptr_lruvec`) and refuses the arithmetic of the cache's hash
+/// ("math between ptr_ pointer and ... is not allowed", seen on 6.1 and 6.12);
+/// `bpf_get_func_arg` hands over the same value untyped, and the verifier inlines it for
+/// fentry programs, so it costs a few instructions, not a call.
+#[inline(always)]
+fn pointer_arg(ctx: &FEntryContext, n: u32) -> Option<u64> {
+    let mut value = 0u64;
+    // SAFETY: `value` is a valid u64 on this stack; the helper checks `n` against the
+    // function's argument count.
+    let status = unsafe { bpf_get_func_arg(ctx.as_ptr(), n, &mut value) };
+    (status == 0).then_some(value)
+}
+
 /// `__mod_memcg_lruvec_state(struct lruvec *lruvec, enum node_stat_item idx, int val)`.
 #[fentry(function = "__mod_memcg_lruvec_state")]
 pub fn fentry_memcg_lruvec_state(ctx: FEntryContext) -> i32 {
-    on_stat_update(Owner::Lruvec(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
+    if let Some(lruvec) = pointer_arg(&ctx, 0) {
+        on_stat_update(Owner::Lruvec(lruvec), ctx.arg(1), ctx.arg(2));
+    }
     0
 }
 
 /// `__mod_memcg_state(struct mem_cgroup *memcg, int idx, int val)`.
 #[fentry(function = "__mod_memcg_state")]
 pub fn fentry_memcg_state(ctx: FEntryContext) -> i32 {
-    on_stat_update(Owner::Memcg(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
+    if let Some(memcg) = pointer_arg(&ctx, 0) {
+        on_stat_update(Owner::Memcg(memcg), ctx.arg(1), ctx.arg(2));
+    }
     0
 }
 
@@ -92,7 +111,9 @@ pub fn fentry_memcg_state(ctx: FEntryContext) -> i32 {
 /// count)`.
 #[fentry(function = "__count_memcg_events")]
 pub fn fentry_memcg_events(ctx: FEntryContext) -> i32 {
-    on_event_count(ctx.arg(0), ctx.arg(1), ctx.arg(2));
+    if let Some(memcg) = pointer_arg(&ctx, 0) {
+        on_event_count(memcg, ctx.arg(1), ctx.arg(2));
+    }
     0
 }
 

@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask setup | build | test | demo | bench overhead|forecast | lint`.
+//! Project tasks: `cargo xtask setup | build | test | demo | bench overhead|forecast | lint |
+//! vm-test`.
 //!
 //! Every task that builds runs `setup` first, so a new machine needs nothing but the two
 //! commands in the README.
@@ -8,6 +9,7 @@ mod demo;
 mod memcg;
 mod setup;
 mod test;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -24,7 +26,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install the eBPF toolchain (nightly rust-src, bpf-linker) and the container test tools
-    /// (runc, busybox-static); idempotent.
+    /// (runc, busybox-static), and the VM test tools (qemu-system-x86 from backports, cpio);
+    /// idempotent.
     Setup,
     /// Set up, then build the profiler and the test workloads (release).
     Build,
@@ -44,6 +47,10 @@ enum Task {
     },
     /// rustfmt --check and clippy, for the workspace and for the eBPF crate.
     Lint,
+    /// Set up, build, and run the profiler end to end on stock Debian 6.1 and 6.12 kernels
+    /// booted under QEMU (software emulation, cgroup v2): a leak to its OOM kill, and the
+    /// page-fault overhead of a watch.
+    VmTest(vm::Options),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
         Task::Demo => demo::run(),
         Task::Bench { which } => bench::run(which),
         Task::Lint => build::lint(),
+        Task::VmTest(options) => vm::run(options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

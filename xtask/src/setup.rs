@@ -7,7 +7,12 @@
 //! shared/docs/ENVIRONMENT.md), with an rpath to it so it runs without LD_LIBRARY_PATH.
 //!
 //! The container end-to-end tests need `runc` and a static `busybox` (for the container's
-//! rootfs) from the Debian archive.
+//! rootfs) from the Debian archive, installed with `chromium` and `fonts-dejavu-core` for the
+//! headless browser checks of the HTML report (tests/src/browser.rs).
+//!
+//! `cargo xtask vm-test` boots stock kernels under QEMU: it needs `qemu-system-x86` from the
+//! release's backports suite (the image's `qemu-utils` comes from there, and the release's own
+//! qemu conflicts with it), and `cpio` to pack the initramfs.
 use std::{
     env, fs,
     io::Read as _,
@@ -135,19 +140,30 @@ pub fn run() -> Result<()> {
     if !bpf_linker_works() {
         bail!("bpf-linker was installed but does not start; is ~/.cargo/bin on PATH?");
     }
-    ensure_container_tools()
+    ensure_container_tools()?;
+    ensure_vm_tools()
 }
 
 /// The Debian packages behind the tools the runc tests use: the OCI runtime, and a busybox
-/// that runs in a rootfs without a libc (the `busybox` package's binary is dynamic).
-const CONTAINER_PACKAGES: [&str; 2] = ["runc", "busybox-static"];
+/// that runs in a rootfs without a libc (the `busybox` package's binary is dynamic); and the
+/// headless browser (and a font for it) that checks the HTML report.
+const CONTAINER_PACKAGES: [&str; 4] = ["runc", "busybox-static", "chromium", "fonts-dejavu-core"];
 
-/// Installs runc and busybox-static with apt-get unless `runc` and `busybox` are on PATH.
+/// What [`CONTAINER_PACKAGES`] put on PATH.
+const CONTAINER_TOOLS: [&str; 3] = ["runc", "busybox", "chromium"];
+/// What `fonts-dejavu-core` installs.
+const BROWSER_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// Installs [`CONTAINER_PACKAGES`] with apt-get unless their tools and font are there.
 fn ensure_container_tools() -> Result<()> {
-    let missing: Vec<&str> = ["runc", "busybox"]
+    let mut missing: Vec<&str> = CONTAINER_TOOLS
         .into_iter()
         .filter(|tool| find_in_path(tool).is_none())
         .collect();
+    // The browser renders the report's text with it (the charts carry their own font).
+    if !Path::new(BROWSER_FONT).is_file() {
+        missing.push(BROWSER_FONT);
+    }
     if !missing.is_empty() {
         eprintln!(
             "xtask setup: {} not on PATH; installing {} with apt-get",
@@ -155,7 +171,7 @@ fn ensure_container_tools() -> Result<()> {
             CONTAINER_PACKAGES.join(" ")
         );
         install_container_packages()?;
-        if let Some(tool) = ["runc", "busybox"]
+        if let Some(tool) = CONTAINER_TOOLS
             .into_iter()
             .find(|tool| find_in_path(tool).is_none())
         {
@@ -284,4 +300,53 @@ fn install_bpf_linker() -> Result<()> {
             .env("LLVM_PREFIX", &prefix)
             .env("RUSTFLAGS", rpath),
     )
+}
+
+/// Installs what `cargo xtask vm-test` needs unless it is on PATH: `qemu-system-x86_64` (from
+/// the backports suite, added on the mirror the machine already uses) and `cpio`.
+fn ensure_vm_tools() -> Result<()> {
+    let has_qemu = find_in_path("qemu-system-x86_64").is_some();
+    let has_cpio = find_in_path("cpio").is_some();
+    if has_qemu && has_cpio {
+        return Ok(());
+    }
+    let apt = |args: &[&str]| {
+        run_cmd(
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    if !has_cpio {
+        eprintln!("xtask setup: cpio not on PATH; installing it with apt-get");
+        if apt(&["install", "-y", "--no-install-recommends", "cpio"]).is_err() {
+            apt(&["update"]).context("updating the apt package lists (needs root)")?;
+            apt(&["install", "-y", "--no-install-recommends", "cpio"])
+                .context("installing cpio with apt-get (needs root)")?;
+        }
+    }
+    if !has_qemu {
+        let suite = crate::vm::backports::ensure_source()?;
+        eprintln!(
+            "xtask setup: qemu-system-x86_64 not on PATH; installing qemu-system-x86 from {suite}"
+        );
+        apt(&["update"]).context("updating the apt package lists (needs root)")?;
+        // `-t` prefers the suite for the package and its dependencies (qemu-system-data, ...),
+        // which must match the backported qemu-utils already installed.
+        apt(&[
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "-t",
+            &suite,
+            "qemu-system-x86",
+        ])
+        .with_context(|| format!("installing qemu-system-x86 from {suite} (needs root)"))?;
+    }
+    for tool in ["qemu-system-x86_64", "cpio"] {
+        if find_in_path(tool).is_none() {
+            bail!("installed the VM tools but `{tool}` is still not on PATH");
+        }
+    }
+    Ok(())
 }

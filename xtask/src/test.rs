@@ -1,9 +1,10 @@
-//! `cargo xtask test`: every test, the root end-to-end ones included.
+//! `cargo xtask test`: every test, the root end-to-end ones included, then the kernel matrix
+//! (`cargo xtask vm-test`: the end-to-end checks on stock 6.1 and 6.12 kernels under QEMU).
 use std::process::Command;
 
 use anyhow::{Context as _, Result};
 
-use crate::{build, setup};
+use crate::{build, setup, vm};
 
 /// Sets up, builds the release binaries, and runs `cargo test` on the whole workspace with the
 /// end-to-end tests pointed at the fresh profiler binary and the static workload (for the
@@ -14,7 +15,7 @@ pub fn run(extra: &[String]) -> Result<()> {
     let root = build::workspace_root();
     // Release, so the test build reuses the artifacts just built, and the end-to-end tests get
     // the same binary a user would run.
-    setup::run_cmd(
+    let host = setup::run_cmd(
         Command::new("cargo")
             .current_dir(&root)
             .args([
@@ -29,5 +30,12 @@ pub fn run(extra: &[String]) -> Result<()> {
             .env("PROFILER_BIN", &bins.profiler)
             .env("PROFILER_STATIC_WORKLOAD", &bins.static_workload),
     )
-    .context("tests failed")
+    .context("tests failed");
+    // The matrix runs even when a host test failed: both verdicts belong in one CI log.
+    let matrix = vm::run(vm::Options::default()).context("the kernel matrix failed");
+    match (host, matrix) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(host), Err(matrix)) => Err(host.context(format!("and {matrix:#}"))),
+    }
 }

@@ -16,14 +16,18 @@ use crate::{
 
 #[derive(Serialize)]
 struct Doctor {
-    kernel: String,
+    /// The probe report has `kernel` and `mode` too: these two are only written without one,
+    /// so the JSON never holds a key twice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<String>,
     btf_present: bool,
     own_memory_cgroup: Option<String>,
     cgroup_version: Option<String>,
     missing_capabilities: Vec<&'static str>,
     #[serde(flatten)]
     probe: Option<ProbeReport>,
-    mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<String>,
     probe_error: Option<String>,
     /// Where `watch --pod/--container/--all` looks for containers, and what it finds there.
     cgroup_root: String,
@@ -71,15 +75,12 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         containers_found: inventory.containers.len(),
         pods_named: inventory.pod_names().len(),
         pod_logs: roots.pod_logs.display().to_string(),
-        kernel: probe::kernel_release(),
+        kernel: probe.is_none().then(probe::kernel_release),
         btf_present: Path::new(VMLINUX_BTF).exists(),
         own_memory_cgroup: own.map(|p| p.display().to_string()),
         cgroup_version: version,
         missing_capabilities: missing,
-        mode: probe
-            .as_ref()
-            .map(|r| r.mode.to_string())
-            .unwrap_or_else(|| "unknown".into()),
+        mode: probe.is_none().then(|| "unknown".to_string()),
         probe,
         probe_error,
     };
@@ -87,7 +88,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&doctor)?);
         return Ok(());
     }
-    println!("kernel:          {}", doctor.kernel);
+    println!("kernel:          {}", probe::kernel_release());
     println!(
         "BTF:             {}",
         if doctor.btf_present {

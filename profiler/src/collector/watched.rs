@@ -269,6 +269,10 @@ impl Watched {
         let changed = self.refresh_subtree(maps.as_deref_mut())?;
         let now = Instant::now();
         let counters = match maps.as_deref_mut() {
+            // Maps exist whenever any program attached (the OOM or reclaim hooks, say), but
+            // without a charge-path hook the counters stay at zero: a rate of 0 would be a
+            // lie, so polling reports none.
+            Some(_) if mode == ChargeMode::Polling => None,
             Some(maps) => {
                 let current = maps.counters(self.slot)?;
                 let before = std::mem::replace(&mut self.previous, current);

@@ -1,0 +1,264 @@
+//! The judgement on real guests' results ports, and on variations of them:
+//! `testdata/guest-6.12-polling.txt` (Debian's 6.12.117, a profiler from before the fentry and
+//! kprobe charge paths, so polling; a 64 MiB leak killed as pid 192) and
+//! `testdata/guest-6.1-kprobe.txt` (Debian's 6.1.192 with the kprobe charge path; fentry
+//! refused by the verifier; the leak killed as pid 157), both from before samples carried PSI;
+//! `testdata/guest-6.1-fentry.txt` (Debian's 6.1.192, fentry charge path, PSI in the samples;
+//! the leak killed as pid 156).
+use super::*;
+
+const RECORDED: &str = include_str!("../testdata/guest-6.12-polling.txt");
+const KPROBE: &str = include_str!("../testdata/guest-6.1-kprobe.txt");
+const FENTRY: &str = include_str!("../testdata/guest-6.1-fentry.txt");
+const CHARGES: &str = "the charge path sees the charges";
+const PSI: &str = "samples carry PSI (memory.pressure)";
+
+fn check_named<'a>(verdict: &'a Verdict, prefix: &str) -> &'a Check {
+    verdict
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no check named {prefix}…"))
+}
+
+fn failed(verdict: &Verdict) -> Vec<&'static str> {
+    verdict
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.name)
+        .collect()
+}
+
+#[test]
+fn recorded_guest_parses() {
+    let report = GuestReport::parse(RECORDED);
+    assert!(report.done);
+    assert_eq!(report.fact("kernel"), Some("6.12.117+deb12-cloud-amd64"));
+    assert_eq!(report.fact("workload_pid"), Some("192"));
+    assert_eq!(report.fact("memcg_tracepoints"), Some(""));
+    assert_eq!(report.json_lines("watch").len(), 15);
+    assert!(report.json_document("doctor").is_some());
+    assert_eq!(report.overhead.len(), 8);
+}
+
+#[test]
+fn recorded_polling_guest_fails_the_charge_path_checks() {
+    // Polling: no charge rates and not a charge-path mode; and that profiler predates PSI.
+    let verdict = judge(&GuestReport::parse(RECORDED));
+    assert_eq!(
+        failed(&verdict),
+        vec![CHARGES, PSI, NOT_POLLING],
+        "{verdict:#?}"
+    );
+    assert_eq!(verdict.mode.as_deref(), Some("polling"));
+    assert!(verdict
+        .mode_reason
+        .as_deref()
+        .is_some_and(|r| r.contains("mod_memcg_lruvec_state")));
+    assert_eq!(verdict.hooks.len(), 6);
+    let growth = check_named(&verdict, "samples follow");
+    assert!(
+        growth.detail.starts_with("8 samples before the kill"),
+        "{}",
+        growth.detail
+    );
+    let kill = check_named(&verdict, "oom_kill names");
+    assert!(kill.detail.contains("pid 192"), "{}", kill.detail);
+    assert!(kill.detail.contains(r#"source "bpf""#), "{}", kill.detail);
+    let overhead = verdict.overhead.expect("overhead");
+    assert_eq!(overhead.rounds, 4);
+    assert!((overhead.ratio.0 - 1.0).abs() < 0.02, "{overhead:?}");
+    assert!(overhead.ratio.1 <= overhead.ratio.0 && overhead.ratio.0 <= overhead.ratio.2);
+}
+
+#[test]
+fn a_hooked_charge_path_passes_everything() {
+    let verdict = judge(&GuestReport::parse(FENTRY));
+    assert!(verdict.passed(), "{:?}", failed(&verdict));
+    assert_eq!(verdict.mode.as_deref(), Some("fentry"));
+    let charges = check_named(&verdict, CHARGES);
+    assert!(charges.detail.contains("ratio 1.0"), "{}", charges.detail);
+}
+
+#[test]
+fn hooks_that_see_no_charge_fail() {
+    // A hooked function whose calls were inlined: attached, and every rate zero.
+    let text = regex_free_zero_rates(FENTRY);
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![CHARGES], "{verdict:#?}");
+}
+
+/// `FENTRY` with every `charge_rate_bytes_per_s` set to 0.
+fn regex_free_zero_rates(text: &str) -> String {
+    let key = r#""charge_rate_bytes_per_s":"#;
+    text.lines()
+        .map(|line| match line.find(key) {
+            Some(at) => {
+                let start = at + key.len();
+                let end = line[start..].find(',').map_or(line.len(), |e| start + e);
+                format!("{}0.0{}", &line[..start], &line[end..])
+            }
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn samples_without_psi_fail_on_v2() {
+    let text = FENTRY.replace(r#""psi_some_avg10":0.0"#, r#""psi_some_avg10":null"#);
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![PSI], "{verdict:#?}");
+}
+
+#[test]
+fn doctor_and_watch_disagreeing_on_the_mode_fails() {
+    // The watch fell back while doctor did not: still polling where it matters.
+    let text = FENTRY.replace(r#""mode":"fentry""#, r#""mode":"polling""#);
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![NOT_POLLING]);
+}
+
+#[test]
+fn a_kill_of_another_pid_fails() {
+    let text = RECORDED.replace("=== kv workload_pid 192", "=== kv workload_pid 193");
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(
+        failed(&verdict),
+        vec![
+            CHARGES,
+            PSI,
+            "oom_kill names the workload's pid and cgroup",
+            NOT_POLLING
+        ]
+    );
+    let kill = check_named(&verdict, "oom_kill names");
+    assert!(
+        kill.detail.contains("no oom_kill with pid 193"),
+        "{}",
+        kill.detail
+    );
+    assert!(kill.detail.contains("(pid 192 cgroup"), "{}", kill.detail);
+}
+
+#[test]
+fn a_kill_the_kernel_did_not_make_fails() {
+    // The profiler's line alone is not enough: the workload must have died of the kill.
+    let text = RECORDED.replace("=== kv workload_status 137", "=== kv workload_status 0");
+    let verdict = judge(&GuestReport::parse(&text));
+    assert!(!check_named(&verdict, "oom_kill names").passed);
+}
+
+#[test]
+fn samples_that_do_not_follow_the_growth_fail() {
+    // Only the first sample and the ones after the kill: nothing rises before it.
+    let kept: Vec<&str> = RECORDED
+        .lines()
+        .filter(|l| !l.contains(r#""type":"sample","usage_bytes":"#) || l.contains("863436"))
+        .collect();
+    let verdict = judge(&GuestReport::parse(&kept.join("\n")));
+    let growth = check_named(&verdict, "samples follow");
+    assert!(!growth.passed);
+    assert!(growth.detail.starts_with("1 samples"), "{}", growth.detail);
+
+    // A sample that falls by more than 5 % of the limit on the way up.
+    let mut lines: Vec<String> = RECORDED.lines().map(str::to_owned).collect();
+    let fourth = lines
+        .iter()
+        .position(|l| l.contains(r#""usage_bytes":3170304"#))
+        .expect("the fourth sample");
+    lines[fourth] = lines[fourth].replace(r#""usage_bytes":3170304"#, r#""usage_bytes":1000"#);
+    let verdict = judge(&GuestReport::parse(&lines.join("\n")));
+    let growth = check_named(&verdict, "samples follow");
+    assert!(!growth.passed);
+    assert!(growth.detail.contains("1 drops"), "{}", growth.detail);
+}
+
+#[test]
+fn results_cut_anywhere_never_pass_and_never_panic() {
+    let lines: Vec<&str> = RECORDED.lines().collect();
+    for end in 0..lines.len() - 1 {
+        let verdict = judge(&GuestReport::parse(&lines[..end].join("\n")));
+        assert!(!verdict.passed(), "cut after {end} lines");
+        assert!(!check_named(&verdict, "guest sent every result").passed);
+    }
+}
+
+#[test]
+fn overhead_pairs_rounds_and_skips_missing_figures() {
+    let text = "=== overhead none 1 100\n=== overhead watch 1 90\n\
+                === overhead watch 2 99\n=== overhead none 2 100\n\
+                === overhead none 3 100\n=== overhead watch 3\n\
+                === overhead none 4 0\n=== overhead watch 4 5\n";
+    let overhead = super::overhead(&GuestReport::parse(text)).expect("two rounds");
+    assert_eq!(overhead.rounds, 2);
+    assert_eq!(overhead.ratio.1, 0.9);
+    assert_eq!(overhead.ratio.2, 0.99);
+    assert!((overhead.ratio.0 - 0.945).abs() < 1e-9);
+    assert_eq!(overhead.watch, 94.5);
+    assert!(super::overhead(&GuestReport::parse("=== overhead none 1 5\n")).is_none());
+}
+
+#[test]
+fn parse_ignores_noise_and_keeps_a_section_cut_short() {
+    let text = "garbage\r\n=== kv a 1 2\r\n=== begin s\r\nx\r\n=== end other\r\ny\r\n";
+    let report = GuestReport::parse(text);
+    assert_eq!(report.fact("a"), Some("1 2"));
+    assert_eq!(
+        report.sections.get("s").map(Vec::as_slice),
+        Some(["x".to_owned(), "=== end other".to_owned(), "y".to_owned()].as_slice())
+    );
+    assert!(!report.done);
+}
+
+#[test]
+fn recorded_kprobe_guest_passes_with_brief_hook_details() {
+    let verdict = judge(&GuestReport::parse(KPROBE));
+    // That profiler predates PSI in samples; everything else passes.
+    assert_eq!(failed(&verdict), vec![PSI]);
+    assert_eq!(verdict.mode.as_deref(), Some("kprobe"));
+    assert_eq!(verdict.hooks.len(), 12);
+    assert!(verdict
+        .hooks
+        .contains(&"kprobe __mod_memcg_lruvec_state: attached".to_owned()));
+    let fentry = verdict
+        .hooks
+        .iter()
+        .find(|h| h.starts_with("fentry __mod_memcg_state"))
+        .expect("the fentry hook");
+    assert!(
+        fentry.ends_with(
+            "verifier: math between ptr_ pointer and -7046029254386353131 is not allowed: \
+             Invalid argument (os error 22))"
+        ),
+        "{fentry}"
+    );
+    let reason = verdict.mode_reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("kprobe __mod_memcg_lruvec_state attached"),
+        "{reason}"
+    );
+    assert!(reason.len() < 600, "{reason}");
+    let kill = check_named(&verdict, "oom_kill names");
+    assert!(kill.detail.contains("pid 157"), "{}", kill.detail);
+    let overhead = verdict.overhead.expect("overhead");
+    assert!((overhead.ratio.0 - 0.961).abs() < 0.005, "{overhead:?}");
+}
+
+#[test]
+fn brief_keeps_the_verifier_complaint_only() {
+    let detail = "load: failed. Verifier output: 0: R1=ctx()\n1: (bf) r2 = r1\n\
+                  math on a pointer is not allowed\nverification time 5 usec\n\
+                  processed 2 insns\n: Invalid argument (os error 22); kprobe: ok";
+    assert_eq!(
+        brief(detail),
+        "load: failed. verifier: math on a pointer is not allowed: Invalid argument (os error 22); \
+         kprobe: ok"
+    );
+    assert_eq!(brief("plain\n text"), "plain text");
+    assert_eq!(
+        brief("cut Verifier output: 0: R1\n1: x"),
+        "cut verifier: 1: x"
+    );
+}
