@@ -50,6 +50,27 @@ wait_watch_start() {
         sleep 0.2
     done
 }
+# Waits up to $2 seconds for pid $1 to exit. If it does not, the guest reports what the
+# process is stuck on (its kernel stack and wait channel) and the kernel log's tail, kills it,
+# and goes on: a hang becomes a named failure, not a timeout with nothing to read. Returns the
+# process's exit status.
+wait_or_report() {
+    n=0
+    while kill -0 "$1" 2>/dev/null; do
+        n=$((n + 1))
+        if [ "$n" -gt $(($2 * 5)) ]; then
+            kv hang "$3: pid $1 still running after $2 s (wchan $(cat /proc/$1/wchan 2>/dev/null))"
+            section hang_stack "/proc/$1/stack"
+            dmesg | tail -n 60 > /tmp/dmesg.tail
+            section hang_dmesg /tmp/dmesg.tail
+            say "$3: pid $1 hung; killed"
+            kill -9 "$1" 2>/dev/null
+            break
+        fi
+        sleep 0.2
+    done
+    wait "$1" 2>/dev/null
+}
 poweroff_now() {
     exec 3>&-    # closing the port waits until its output has gone out
     sleep 1
@@ -119,13 +140,37 @@ else
     say "profiler watch did not start"
 fi
 kill -INT "$WATCH" 2>/dev/null
-wait "$WATCH"
+wait_or_report "$WATCH" 60 "profiler watch after SIGINT"
 kv watch_status $?
 section watch /tmp/watch.json
 section watch_stderr /tmp/watch.err
 section leak_output /tmp/leak.out
 say "watch sent (up $(cut -d' ' -f1 /proc/uptime) s); overhead: $ROUNDS rounds"
 kv rounds "$ROUNDS"
+
+# The kprobe fallback, forced: fentry is the mode on these kernels, so without this run the
+# kprobe programs would never meet a real charge path. A 32 MiB growth under a 64 MiB limit.
+K=/sys/fs/cgroup/vmtest-kprobe
+mkdir "$K"
+echo "${LIMIT_MIB}M" > "$K/memory.max"
+kv kprobe_cgroup "$K"
+profiler watch --mode kprobe --cgroup "$K" --json --interval 1s > /tmp/kprobe.json 2> /tmp/kprobe.err &
+KW=$!
+if wait_watch_start "$KW" /tmp/kprobe.json 180; then
+    # `grow` holds its memory once grown (until killed): 8 steps of 250 ms, then two more
+    # samples so the last rates cover the end of the growth.
+    in_cgroup "$K" workload grow --step-mib 4 --steps 8 --interval-ms 250 > /dev/null 2>&1 &
+    GROW=$!
+    sleep 4.5
+    kill -9 "$GROW" 2>/dev/null
+    wait "$GROW"
+fi
+kill -INT "$KW" 2>/dev/null
+wait_or_report "$KW" 60 "profiler watch --mode kprobe after SIGINT"
+kv kprobe_status $?
+section kprobe_watch /tmp/kprobe.json
+section kprobe_stderr /tmp/kprobe.err
+say "kprobe run done (up $(cut -d' ' -f1 /proc/uptime) s)"
 
 # Overhead: the page-fault workload with and without `profiler watch` on its cgroup, the
 # order alternating round by round so drift in the emulator hits both alike.
@@ -154,7 +199,7 @@ while [ "$round" -le "$ROUNDS" ]; do
             fi
             put "overhead $mode $round $(pagefault)"
             kill -INT "$P" 2>/dev/null
-            wait "$P"
+            wait_or_report "$P" 60 "round $round: profiler watch after SIGINT"
         else
             put "overhead $mode $round $(pagefault)"
         fi

@@ -10,6 +10,7 @@ use std::{
     collections::VecDeque,
     fs,
     io::{BufRead as _, BufReader, Write as _},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{Arc, Mutex},
@@ -102,6 +103,16 @@ pub fn run(boot: &Boot) -> Result<Run> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec. If xtask
+    // dies (Ctrl-C, a CI timeout), QEMU goes with it instead of emulating on unowned.
+    unsafe {
+        qemu.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let started = Instant::now();
     let mut child = qemu.spawn().context("starting qemu-system-x86_64")?;
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));

@@ -243,6 +243,17 @@ pub fn judge(report: &GuestReport) -> Verdict {
     checks.push(charge_check(&lines, cgroup));
     checks.push(psi_check(&lines, cgroup));
     checks.push(kill_check(report, &lines, cgroup));
+    checks.push(kprobe_check(report));
+    let stack = report.one_line("hang_stack");
+    check(
+        &mut checks,
+        "nothing hung",
+        report.fact("hang").is_none(),
+        match report.fact("hang") {
+            Some(hang) => format!("{hang}; kernel stack: {stack}"),
+            None => "every process ended when told to".into(),
+        },
+    );
 
     let end = of_type("end").next_back();
     let end_reason = end.and_then(|e| e.get("reason")).and_then(Value::as_str);
@@ -412,6 +423,40 @@ fn charge_check(lines: &[Value], cgroup: &str) -> Check {
             "{:.1} MiB charged by the hooks while usage grew {:.1} MiB (ratio {ratio:.2}, goal 0.5..4)",
             charged / MIB,
             grown / MIB
+        ),
+    }
+}
+
+/// The forced `--mode kprobe` run: its samples say `kprobe` and its hooks see the growth.
+fn kprobe_check(report: &GuestReport) -> Check {
+    let name = "--mode kprobe works and sees the charges";
+    let cgroup = report.fact("kprobe_cgroup").unwrap_or("?");
+    let lines = report.json_lines("kprobe_watch");
+    let modes: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.get("type").and_then(Value::as_str) == Some("sample"))
+        .filter_map(|l| l.get("mode").and_then(Value::as_str))
+        .collect();
+    let charges = charge_check(&lines, cgroup);
+    let all_kprobe = !modes.is_empty() && modes.iter().all(|m| *m == "kprobe");
+    Check {
+        name,
+        passed: all_kprobe && charges.passed && report.fact("kprobe_status") == Some("0"),
+        detail: format!(
+            "{} samples, modes {:?}, exit status {}; {}{}",
+            modes.len(),
+            {
+                let mut m = modes.clone();
+                m.dedup();
+                m
+            },
+            report.fact("kprobe_status").unwrap_or("?"),
+            charges.detail,
+            if all_kprobe {
+                String::new()
+            } else {
+                format!("; stderr: {}", report.one_line("kprobe_stderr"))
+            }
         ),
     }
 }

@@ -3,15 +3,17 @@
 //! kprobe charge paths, so polling; a 64 MiB leak killed as pid 192) and
 //! `testdata/guest-6.1-kprobe.txt` (Debian's 6.1.192 with the kprobe charge path; fentry
 //! refused by the verifier; the leak killed as pid 157), both from before samples carried PSI;
-//! `testdata/guest-6.1-fentry.txt` (Debian's 6.1.192, fentry charge path, PSI in the samples;
-//! the leak killed as pid 156).
+//! `testdata/guest-6.12-fentry.txt` (Debian's 6.12.117, fentry charge path, PSI in the samples,
+//! the forced kprobe run; the leak killed as pid 196). The first two predate PSI in samples and
+//! the kprobe run.
 use super::*;
 
 const RECORDED: &str = include_str!("../testdata/guest-6.12-polling.txt");
 const KPROBE: &str = include_str!("../testdata/guest-6.1-kprobe.txt");
-const FENTRY: &str = include_str!("../testdata/guest-6.1-fentry.txt");
+const FENTRY: &str = include_str!("../testdata/guest-6.12-fentry.txt");
 const CHARGES: &str = "the charge path sees the charges";
 const PSI: &str = "samples carry PSI (memory.pressure)";
+const KPROBE_RUN: &str = "--mode kprobe works and sees the charges";
 
 fn check_named<'a>(verdict: &'a Verdict, prefix: &str) -> &'a Check {
     verdict
@@ -48,7 +50,7 @@ fn recorded_polling_guest_fails_the_charge_path_checks() {
     let verdict = judge(&GuestReport::parse(RECORDED));
     assert_eq!(
         failed(&verdict),
-        vec![CHARGES, PSI, NOT_POLLING],
+        vec![CHARGES, PSI, KPROBE_RUN, NOT_POLLING],
         "{verdict:#?}"
     );
     assert_eq!(verdict.mode.as_deref(), Some("polling"));
@@ -86,7 +88,7 @@ fn hooks_that_see_no_charge_fail() {
     // A hooked function whose calls were inlined: attached, and every rate zero.
     let text = regex_free_zero_rates(FENTRY);
     let verdict = judge(&GuestReport::parse(&text));
-    assert_eq!(failed(&verdict), vec![CHARGES], "{verdict:#?}");
+    assert_eq!(failed(&verdict), vec![CHARGES, KPROBE_RUN], "{verdict:#?}");
 }
 
 /// `FENTRY` with every `charge_rate_bytes_per_s` set to 0.
@@ -130,6 +132,7 @@ fn a_kill_of_another_pid_fails() {
             CHARGES,
             PSI,
             "oom_kill names the workload's pid and cgroup",
+            KPROBE_RUN,
             NOT_POLLING
         ]
     );
@@ -215,8 +218,8 @@ fn parse_ignores_noise_and_keeps_a_section_cut_short() {
 #[test]
 fn recorded_kprobe_guest_passes_with_brief_hook_details() {
     let verdict = judge(&GuestReport::parse(KPROBE));
-    // That profiler predates PSI in samples; everything else passes.
-    assert_eq!(failed(&verdict), vec![PSI]);
+    // That profiler predates PSI in samples and the kprobe run; everything else passes.
+    assert_eq!(failed(&verdict), vec![PSI, KPROBE_RUN]);
     assert_eq!(verdict.mode.as_deref(), Some("kprobe"));
     assert_eq!(verdict.hooks.len(), 12);
     assert!(verdict
@@ -260,5 +263,22 @@ fn brief_keeps_the_verifier_complaint_only() {
     assert_eq!(
         brief("cut Verifier output: 0: R1\n1: x"),
         "cut verifier: 1: x"
+    );
+}
+
+#[test]
+fn a_hung_process_fails_with_its_kernel_stack() {
+    let text = FENTRY.replace(
+        "=== kv rounds 4",
+        "=== kv rounds 4\n=== kv hang round 4: pid 300 still running after 60 s (wchan x)\n\
+         === begin hang_stack\n[<0>] synchronize_rcu_tasks+0x1/0x2\n=== end hang_stack",
+    );
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec!["nothing hung"], "{verdict:#?}");
+    let hung = check_named(&verdict, "nothing hung");
+    assert!(
+        hung.detail.contains("synchronize_rcu_tasks"),
+        "{}",
+        hung.detail
     );
 }
