@@ -104,13 +104,25 @@ fn render(
     })
 }
 
-/// Text in `colour`, ending at its anchor (`to_the_left`) or starting there.
-fn label_style(size: u32, colour: RGBColor, to_the_left: bool) -> TextStyle<'static> {
-    let h = if to_the_left { HPos::Right } else { HPos::Left };
-    (FAMILY, size)
+/// A label beside a vertical mark at `x`: `pad` to its left, ending there (`to_the_left`, for
+/// marks in the right half, so the text stays inside the chart), or `pad` to its right.
+fn beside(
+    text: String,
+    (x, y): (f64, f64),
+    pad: f64,
+    to_the_left: bool,
+    (size, colour): (u32, RGBColor),
+) -> Text<'static, (f64, f64), String> {
+    let (x, h) = if to_the_left {
+        (x - pad, HPos::Right)
+    } else {
+        (x + pad, HPos::Left)
+    };
+    let style = (FAMILY, size)
         .into_font()
         .color(&colour)
-        .pos(Pos::new(h, VPos::Top))
+        .pos(Pos::new(h, VPos::Top));
+    Text::new(text, (x, y), style)
 }
 
 /// `12:05` or `1:02:05` for seconds since the start.
@@ -277,17 +289,12 @@ pub fn memory_chart(container: &Container, title: &str) -> Result<Png, ChartErro
                 ))
                 .map_err(draw_error)?;
             chart
-                .draw_series([Text::new(
+                .draw_series([beside(
                     mark.warning.level.clone(),
-                    (
-                        if mark.t > x_mid {
-                            mark.t - x_pad
-                        } else {
-                            mark.t + x_pad
-                        },
-                        y_top * 0.995,
-                    ),
-                    label_style(13, colour, mark.t > x_mid),
+                    (mark.t, y_top * 0.995),
+                    x_pad,
+                    mark.t > x_mid,
+                    (13, colour),
                 )])
                 .map_err(draw_error)?;
             // The forecast at the warning: from the unreclaimable memory then to the limit at
@@ -327,17 +334,12 @@ pub fn memory_chart(container: &Container, title: &str) -> Result<Png, ChartErro
                 .map_err(draw_error)?;
             let label = format!("OOM kill: {} ({})", kill.event.comm, kill.event.pid);
             chart
-                .draw_series([Text::new(
+                .draw_series([beside(
                     label,
-                    (
-                        if kill.t > x_mid {
-                            kill.t - x_pad
-                        } else {
-                            kill.t + x_pad
-                        },
-                        y_top * 0.96,
-                    ),
-                    label_style(14, KILL, kill.t > x_mid),
+                    (kill.t, y_top * 0.96),
+                    x_pad,
+                    kill.t > x_mid,
+                    (14, KILL),
                 )])
                 .map_err(draw_error)?;
         }
@@ -424,17 +426,12 @@ pub fn percentile_chart(container: &Container, title: &str) -> Result<Png, Chart
                 ))
                 .map_err(draw_error)?;
             chart
-                .draw_series([Text::new(
+                .draw_series([beside(
                     format!("{name} {x:.0} MiB"),
-                    (
-                        if x > high / 2.0 {
-                            x - high * 0.004
-                        } else {
-                            x + high * 0.004
-                        },
-                        top * (0.95 - 0.08 * i as f64),
-                    ),
-                    label_style(14, colour, x > high / 2.0),
+                    (x, top * (0.95 - 0.08 * i as f64)),
+                    high * 0.004,
+                    x > high / 2.0,
+                    (14, colour),
                 )])
                 .map_err(draw_error)?;
         }
