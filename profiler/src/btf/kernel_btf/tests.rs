@@ -296,6 +296,48 @@ fn tracepoint_prototype_and_functions() {
     assert!(btf.has_function("demo_fn"));
     assert!(!btf.has_function("btf_trace_demo"));
     assert!(!btf.has_function("nope"));
+    // A function's own parameters: all of them (no context argument to drop).
+    assert_eq!(
+        btf.function_params("demo_fn").ok().flatten(),
+        Some(vec![
+            "void *".to_string(),
+            "struct outer *".to_string(),
+            "const inner_t".to_string()
+        ])
+    );
+    assert!(matches!(btf.function_params("nope"), Ok(None)));
+    // A typedef of that name is not a function.
+    assert!(matches!(btf.function_params("btf_trace_demo"), Ok(None)));
+}
+
+/// The charge-path functions the fentry and kprobe modes hook, on the running kernel: under
+/// one of their names (6.18 dropped the `__`), with the first parameter the mode expects.
+#[test]
+fn the_running_kernel_has_the_charge_path_functions() {
+    let Ok(btf) = KernelBtf::load(std::path::Path::new(crate::btf::VMLINUX_BTF)) else {
+        eprintln!("no kernel BTF here; skipped");
+        return;
+    };
+    for (names, first) in [
+        (
+            ["__mod_memcg_lruvec_state", "mod_memcg_lruvec_state"],
+            "struct lruvec *",
+        ),
+        (
+            ["__mod_memcg_state", "mod_memcg_state"],
+            "struct mem_cgroup *",
+        ),
+        (
+            ["__count_memcg_events", "count_memcg_events"],
+            "struct mem_cgroup *",
+        ),
+    ] {
+        let found = names
+            .iter()
+            .find_map(|n| btf.function_params(n).ok().flatten());
+        let params = found.unwrap_or_else(|| panic!("none of {names:?} in the kernel's BTF"));
+        assert_eq!(params.first().map(String::as_str), Some(first), "{names:?}");
+    }
 }
 
 #[test]
