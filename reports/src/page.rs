@@ -113,10 +113,23 @@ pub fn render(input: &Input<'_>) -> String {
     html.element("<h1>", format!("Memory report: {node}"), "</h1>\n");
     meta(&mut html, input);
     damage(&mut html, input);
-    overview(&mut html, input);
+    // One recommendation per container, for the overview and its own section.
+    let advice: Vec<Recommendation> = input
+        .timeline
+        .containers
+        .iter()
+        .map(|c| recommend(&history(c)))
+        .collect();
+    overview(&mut html, input, &advice);
     kills(&mut html, input.timeline);
-    for (index, container) in input.timeline.containers.iter().enumerate() {
-        details(&mut html, container, input.charts.get(index), input.header);
+    for ((index, container), advice) in input.timeline.containers.iter().enumerate().zip(&advice) {
+        details(
+            &mut html,
+            container,
+            input.charts.get(index),
+            advice,
+            input.header,
+        );
     }
     page_end(&mut html);
     html.finish()
@@ -205,7 +218,7 @@ fn damage(html: &mut Html, input: &Input<'_>) {
     }
 }
 
-fn overview(html: &mut Html, input: &Input<'_>) {
+fn overview(html: &mut Html, input: &Input<'_>, advice: &[Recommendation]) {
     html.raw("<h2>Containers</h2>\n");
     if input.timeline.containers.is_empty() {
         html.raw("<p>The recording holds no samples of any container.</p>\n");
@@ -226,11 +239,11 @@ fn overview(html: &mut Html, input: &Input<'_>) {
             "Recommended request",
             "Recommended limit",
         ]);
-    for container in &input.timeline.containers {
+    for (container, advice) in input.timeline.containers.iter().zip(advice) {
         let ws: Vec<u64> = container.points.iter().map(|p| p.working_set).collect();
         let peak = container.points.iter().map(|p| p.usage).max();
-        let (request, limit) = match recommend(&history(container)) {
-            Recommendation::Figures { request, limit, .. } => (mib(request), mib(limit)),
+        let (request, limit) = match advice {
+            Recommendation::Figures { request, limit, .. } => (mib(*request), mib(*limit)),
             Recommendation::NotEnoughHistory { .. } => {
                 ("not enough history".into(), "not enough history".into())
             }
@@ -364,7 +377,13 @@ fn kills(html: &mut Html, timeline: &Timeline) {
     }
 }
 
-fn details(html: &mut Html, container: &Container, charts: Option<&Charts>, header: &Header) {
+fn details(
+    html: &mut Html,
+    container: &Container,
+    charts: Option<&Charts>,
+    advice: &Recommendation,
+    header: &Header,
+) {
     html.raw("<section class=\"container\">\n")
         .element("<h2>", container.name(), "</h2>\n");
     let id = &container.identity;
@@ -403,7 +422,7 @@ fn details(html: &mut Html, container: &Container, charts: Option<&Charts>, head
         );
     }
     html.raw("<h3>Recommendation</h3>\n");
-    match recommend(&history(container)) {
+    match advice {
         Recommendation::Figures {
             request,
             limit,
@@ -413,8 +432,8 @@ fn details(html: &mut Html, container: &Container, charts: Option<&Charts>, head
                 "<p>",
                 format!(
                     "memory request {}, memory limit {}",
-                    mib(request),
-                    mib(limit)
+                    mib(*request),
+                    mib(*limit)
                 ),
                 "</p>\n",
             )

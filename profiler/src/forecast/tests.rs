@@ -198,22 +198,34 @@ fn no_limit_no_forecast() {
     }
 }
 
-#[test]
-fn reclaim_near_the_limit_widens_the_interval_to_now() {
+/// A 1 MiB/s leak from 60 MiB towards a 128 MiB limit, 60 samples; `pressure` fills in the
+/// kernel's signals for a sample given whether it is at ≥ 90 % of the limit.
+fn leak_to_the_limit(pressure: impl Fn(bool, &mut Observation)) -> Forecast {
     let mut f = Forecaster::new();
     let mut last = Forecast::default();
     for i in 0..60u32 {
         let t = f64::from(i);
         let value = 60.0 * MIB + t * MIB;
-        last = f.observe(Observation {
+        let mut obs = Observation {
             t,
             unreclaimable: value as u64,
             limit: Some(LIMIT),
-            reclaim_stall_us: Some(if value >= 0.9 * LIMIT as f64 { 1500 } else { 0 }),
-            limit_hits: Some(0),
+            reclaim_stall_us: None,
+            limit_hits: None,
             psi_some_avg10: None,
-        });
+        };
+        pressure(value >= 0.9 * LIMIT as f64, &mut obs);
+        last = f.observe(obs);
     }
+    last
+}
+
+#[test]
+fn reclaim_near_the_limit_widens_the_interval_to_now() {
+    let last = leak_to_the_limit(|near, obs| {
+        obs.reclaim_stall_us = Some(if near { 1500 } else { 0 });
+        obs.limit_hits = Some(0);
+    });
     // 119 MiB of 128 MiB, growing 1 MiB/s, the kernel reclaiming: the kill can come now.
     assert_eq!(last.low_s, Some(0.0), "{last:?}");
     assert!(
@@ -230,25 +242,7 @@ fn memory_pressure_near_the_limit_widens_the_interval_to_now() {
     // The same leak, on cgroup v2 with PSI and no charge-path stall figure: tasks waiting for
     // memory near the limit are the kernel's own sign that the kill can come now.
     let observe = |psi: f64| {
-        let mut f = Forecaster::new();
-        let mut last = Forecast::default();
-        for i in 0..60u32 {
-            let t = f64::from(i);
-            let value = 60.0 * MIB + t * MIB;
-            last = f.observe(Observation {
-                t,
-                unreclaimable: value as u64,
-                limit: Some(LIMIT),
-                reclaim_stall_us: None,
-                limit_hits: None,
-                psi_some_avg10: Some(if value >= 0.9 * LIMIT as f64 {
-                    psi
-                } else {
-                    0.0
-                }),
-            });
-        }
-        last
+        leak_to_the_limit(|near, obs| obs.psi_some_avg10 = Some(if near { psi } else { 0.0 }))
     };
     let pressed = observe(12.5);
     assert_eq!(pressed.low_s, Some(0.0), "{pressed:?}");
