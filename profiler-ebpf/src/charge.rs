@@ -19,9 +19,9 @@ use aya_ebpf::{
 };
 use profiler_common::{BurstEvent, RingEventHeader, RingEventKind, BUDGET_BATCH_PAGES};
 
-use crate::layout::{
-    count_lost_event, memcg_cgroup_id, memcg_of_lruvec, slot_of_lruvec, slot_of_memcg, BUDGETS,
-    CHARGE_LAYOUT, COUNTERS, EVENTS,
+use crate::{
+    maps::{count_lost_event, BUDGETS, CHARGE_LAYOUT, COUNTERS, EVENTS},
+    memcg::{memcg_cgroup_id, memcg_of_lruvec, slot_of_lruvec, slot_of_memcg},
 };
 
 /// Whose stat changed: the tracepoints and `__mod_memcg_state` name the memcg,

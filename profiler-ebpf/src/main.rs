@@ -1,10 +1,15 @@
 //! Kernel programs of the profiler.
 //!
-//! Three families of raw tracepoints, all filtered to the cgroups user space asked for:
-//! - the memcg charge path (`mod_memcg_state`, `mod_memcg_lruvec_state`, `count_memcg_events`):
-//!   per-CPU counters per watched cgroup, and a burst event when a cgroup spends its budget;
-//! - memcg reclaim (`mm_vmscan_memcg_reclaim_begin/end`): passes and stall time per cgroup;
-//! - OOM kills (`mark_victim`): the victim, its RSS and its own memory cgroup.
+//! Three families of programs, all filtered to the cgroups user space asked for:
+//! - the memcg charge path (`charge`): every memcg stat update, through the `memcg:*` raw
+//!   tracepoints, or fentry or kprobes on the functions they sit in (user space attaches one
+//!   of the three): per-CPU counters per watched cgroup, and a burst event when a cgroup
+//!   spends its budget;
+//! - memcg reclaim (`reclaim`, `mm_vmscan_memcg_reclaim_begin/end`): passes and stall time per
+//!   cgroup;
+//! - OOM kills (`oom`, `mark_victim`): the victim, its RSS and its own memory cgroup.
+//!
+//! `maps` holds what they share with user space; `memcg` finds the watched slot of a memcg.
 //!
 //! There are no CO-RE relocations in Rust eBPF: every enum value and struct offset comes from
 //! user space (read from the running kernel's BTF) through the `Global`s below, overridden at
@@ -20,7 +25,8 @@
 
 mod charge;
 mod floor;
-mod layout;
+mod maps;
+mod memcg;
 mod oom;
 mod reclaim;
 

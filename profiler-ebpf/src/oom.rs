@@ -19,8 +19,9 @@ use profiler_common::{
     read_error, OomVictim, RingEventHeader, RingEventKind, TaskLayout, COMM_LEN,
 };
 
-use crate::layout::{
-    count_lost_event, memcg_cgroup_id, read_at, task_memcg, CHARGE_LAYOUT, EVENTS, TASK_LAYOUT,
+use crate::{
+    maps::{count_lost_event, CHARGE_LAYOUT, EVENTS, TASK_LAYOUT},
+    memcg::{memcg_cgroup_id, read_at, task_memcg},
 };
 
 /// `oom:mark_victim`.

@@ -13,7 +13,10 @@ use aya_ebpf::{
 };
 use profiler_common::ReclaimStart;
 
-use crate::layout::{slot_of_memcg, task_memcg, CHARGE_LAYOUT, COUNTERS, TASK_LAYOUT};
+use crate::{
+    maps::{CHARGE_LAYOUT, COUNTERS, TASK_LAYOUT},
+    memcg::{slot_of_memcg, task_memcg},
+};
 
 /// Reclaim passes in progress, by thread id.
 #[map]

@@ -19,8 +19,8 @@ pub enum BtfError {
     },
     /// The BTF file exists but could not be read or parsed.
     #[error(
-        "cannot read kernel BTF from {}: {source}; check that the file is readable (run as root) \
-         and is a raw BTF blob such as /sys/kernel/btf/vmlinux",
+        "cannot read kernel BTF from {} (check that the file is readable, as root, and is a raw \
+         BTF blob such as /sys/kernel/btf/vmlinux)",
         path.display()
     )]
     Parse {
@@ -32,8 +32,8 @@ pub enum BtfError {
     },
     /// The BTF data is internally inconsistent (a type id or string that does not resolve).
     #[error(
-        "kernel BTF is inconsistent while resolving {what}: {source}; the BTF blob is corrupt \
-         or uses an encoding btf-rs does not understand"
+        "kernel BTF is inconsistent while resolving {what} (the BTF blob is corrupt or uses an \
+         encoding btf-rs does not understand)"
     )]
     Lookup {
         /// What was being resolved.

@@ -1,118 +1,50 @@
-//! What each kernel program needs, resolved from BTF: the stat item numbers the charge-path
-//! programs filter on, the `mem_cgroup` → cgroup id pointer chain, and the `task_struct` reads
-//! of the OOM-victim program.
+//! What each kernel program needs, resolved from BTF straight into the layouts the programs
+//! read ([`ChargeLayout`], [`TaskLayout`]): the stat item numbers the charge-path programs
+//! filter on, the `mem_cgroup` → cgroup id pointer chain, and the `task_struct` reads of the
+//! OOM-victim and reclaim programs.
 //!
 //! Each resolver fails on its own, so the loader can disable one feature at a time; the error
-//! names the type, member or enum this kernel lacks.
+//! names the type, member or enum this kernel lacks. Every pointer a program follows is
+//! checked to be a pointer, and every value it reads to have the width it reads.
+
+use profiler_common::{ChargeLayout, TaskLayout, ITEM_NONE};
 
 use super::{BtfError, KernelBtf, MemberType};
 
-/// [`TaskOffsets::rss_layout`]: `mm_struct.rss_stat` is an array of `struct percpu_counter`
-/// (Linux 6.2 and later).
-pub const RSS_LAYOUT_PERCPU_COUNTERS: u32 = 0;
-/// [`TaskOffsets::rss_layout`]: `mm_struct.rss_stat` is a `struct mm_rss_stat` holding
-/// `atomic_long_t count[NR_MM_COUNTERS]` (before Linux 6.2).
-pub const RSS_LAYOUT_ATOMIC_ARRAY: u32 = 1;
+/// Size of a pointer in the kernel (the profiler runs natively, so as wide as ours).
+const POINTER_SIZE: u32 = std::mem::size_of::<u64>() as u32;
 
-/// Item numbers the charge-path programs filter on (the `item` argument of the
-/// `mod_memcg_state`, `mod_memcg_lruvec_state` and `count_memcg_events` tracepoints).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct MemcgItems {
-    /// `NR_ANON_MAPPED` in `enum node_stat_item`.
-    pub nr_anon_mapped: u32,
-    /// `NR_FILE_PAGES` in `enum node_stat_item`.
-    pub nr_file_pages: u32,
-    /// `NR_SHMEM` in `enum node_stat_item`.
-    pub nr_shmem: u32,
-    /// `MEMCG_KMEM` in `enum memcg_stat_item`, when this kernel has it.
-    pub memcg_kmem: Option<u32>,
-    /// `PGMAJFAULT` in `enum vm_event_item`, when this kernel has it.
-    pub pgmajfault: Option<u32>,
-}
-
-/// Resolves [`MemcgItems`]; fails only when one of the three required items is missing.
-pub fn memcg_items(btf: &KernelBtf) -> Result<MemcgItems, BtfError> {
-    Ok(MemcgItems {
-        nr_anon_mapped: enum_u32(btf, "node_stat_item", "NR_ANON_MAPPED")?,
-        nr_file_pages: enum_u32(btf, "node_stat_item", "NR_FILE_PAGES")?,
-        nr_shmem: enum_u32(btf, "node_stat_item", "NR_SHMEM")?,
-        memcg_kmem: optional(enum_u32(btf, "memcg_stat_item", "MEMCG_KMEM"))?,
-        pgmajfault: optional(enum_u32(btf, "vm_event_item", "PGMAJFAULT"))?,
-    })
-}
-
-/// Offsets of the pointer chain from a `struct mem_cgroup *` to its cgroup id:
-/// `id = *(u64 *)(*(kn **)(*(cgroup **)(memcg + css_cgroup) + cgroup_kn) + kn_id)`,
-/// i.e. `memcg->css.cgroup->kn->id`, the inode number of the cgroup's directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct MemcgIdOffsets {
-    /// `offsetof(struct mem_cgroup, css) + offsetof(struct cgroup_subsys_state, cgroup)`.
-    pub css_cgroup: u32,
-    /// `offsetof(struct cgroup, kn)`.
-    pub cgroup_kn: u32,
-    /// `offsetof(struct kernfs_node, id)`; the value there is 8 bytes.
-    pub kn_id: u32,
-}
-
-/// Resolves [`MemcgIdOffsets`], checking that the two links are pointers and the id is 8 bytes.
-pub fn memcg_id_offsets(btf: &KernelBtf) -> Result<MemcgIdOffsets, BtfError> {
-    expect_pointer(btf, "mem_cgroup", &["css", "cgroup"])?;
+/// Resolves the charge-path programs' [`ChargeLayout`]: the item numbers they filter on (the
+/// `item` argument of `mod_memcg_state`, `mod_memcg_lruvec_state` and `count_memcg_events`),
+/// the chain `memcg->css.cgroup->kn->id` (the inode number of the cgroup's directory), and
+/// where an lruvec's memcg is. Fails when one of the three required items or a link of the
+/// chain is missing; `MEMCG_KMEM` and `PGMAJFAULT` are optional ([`ITEM_NONE`] without them).
+pub fn charge_layout(btf: &KernelBtf) -> Result<ChargeLayout, BtfError> {
+    expect_pointer(btf, "cgroup_subsys_state", &["cgroup"])?;
     expect_pointer(btf, "cgroup", &["kn"])?;
     expect_size(btf, "kernfs_node", &["id"], 8)?;
-    Ok(MemcgIdOffsets {
-        css_cgroup: btf.member_offset("mem_cgroup", &["css", "cgroup"])?,
+    expect_pointer(btf, "mem_cgroup_per_node", &["memcg"])?;
+    Ok(ChargeLayout {
+        item_anon: enum_u32(btf, "node_stat_item", "NR_ANON_MAPPED")?,
+        item_file: enum_u32(btf, "node_stat_item", "NR_FILE_PAGES")?,
+        item_shmem: enum_u32(btf, "node_stat_item", "NR_SHMEM")?,
+        item_kmem: optional(enum_u32(btf, "memcg_stat_item", "MEMCG_KMEM"))?.unwrap_or(ITEM_NONE),
+        event_pgmajfault: optional(enum_u32(btf, "vm_event_item", "PGMAJFAULT"))?
+            .unwrap_or(ITEM_NONE),
+        memcg_css: btf.member_offset("mem_cgroup", &["css"])?,
+        css_cgroup: btf.member_offset("cgroup_subsys_state", &["cgroup"])?,
         cgroup_kn: btf.member_offset("cgroup", &["kn"])?,
         kn_id: btf.member_offset("kernfs_node", &["id"])?,
+        pn_lruvec: btf.member_offset("mem_cgroup_per_node", &["lruvec"])?,
+        pn_memcg: btf.member_offset("mem_cgroup_per_node", &["memcg"])?,
+        _pad: 0,
     })
 }
 
-/// Everything the OOM-victim program reads from a `struct task_struct` and what hangs off it.
-///
-/// RSS counter `i` (one of `mm_filepages`, `mm_anonpages`, `mm_shmempages`) of a task is the
-/// 8-byte value at `mm + mm_rss_stat + i * rss_stride + rss_count`; with
-/// [`RSS_LAYOUT_PERCPU_COUNTERS`] it is the counter's approximate (not yet folded) sum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct TaskOffsets {
-    /// `task_struct.pid` (4 bytes).
-    pub pid: u32,
-    /// `task_struct.tgid` (4 bytes).
-    pub tgid: u32,
-    /// `task_struct.comm` (a `char` array).
-    pub comm: u32,
-    /// `task_struct.cgroups` (`struct css_set __rcu *`).
-    pub cgroups: u32,
-    /// `css_set.subsys` (array of `struct cgroup_subsys_state *`, indexed by subsystem id).
-    pub css_set_subsys: u32,
-    /// Value of `memory_cgrp_id` in `enum cgroup_subsys_id`: the memory controller's index in
-    /// `css_set.subsys`.
-    pub memory_cgrp_id: u32,
-    /// `task_struct.mm` (`struct mm_struct *`, NULL for kernel threads).
-    pub mm: u32,
-    /// `task_struct.signal` (`struct signal_struct *`).
-    pub signal: u32,
-    /// `signal_struct.oom_score_adj` (2 bytes, signed).
-    pub oom_score_adj: u32,
-    /// Offset in `mm_struct` of the first RSS counter element.
-    pub mm_rss_stat: u32,
-    /// [`RSS_LAYOUT_PERCPU_COUNTERS`] or [`RSS_LAYOUT_ATOMIC_ARRAY`].
-    pub rss_layout: u32,
-    /// Bytes between consecutive RSS counters.
-    pub rss_stride: u32,
-    /// Offset of the 8-byte value inside one counter: `percpu_counter.count`, or 0 for
-    /// `atomic_long_t`.
-    pub rss_count: u32,
-    /// Index of `MM_FILEPAGES` among the RSS counters.
-    pub mm_filepages: u32,
-    /// Index of `MM_ANONPAGES` among the RSS counters.
-    pub mm_anonpages: u32,
-    /// Index of `MM_SHMEMPAGES` among the RSS counters.
-    pub mm_shmempages: u32,
-    /// `mm_struct.total_vm` (pages, 8 bytes).
-    pub mm_total_vm: u32,
-}
-
-/// Resolves [`TaskOffsets`], checking pointer members, value widths and the RSS counter layout.
-pub fn task_offsets(btf: &KernelBtf) -> Result<TaskOffsets, BtfError> {
+/// Resolves the task-based programs' [`TaskLayout`], checking pointer members, value widths
+/// and the RSS counter layout (an array of `percpu_counter` since Linux 6.2, of
+/// `atomic_long_t` in a `struct mm_rss_stat` before).
+pub fn task_layout(btf: &KernelBtf) -> Result<TaskLayout, BtfError> {
     for member in ["cgroups", "mm", "signal"] {
         expect_pointer(btf, "task_struct", &[member])?;
     }
@@ -154,33 +86,57 @@ pub fn task_offsets(btf: &KernelBtf) -> Result<TaskOffsets, BtfError> {
         }
     };
 
-    Ok(TaskOffsets {
+    Ok(TaskLayout {
         pid: btf.member_offset("task_struct", &["pid"])?,
         tgid: btf.member_offset("task_struct", &["tgid"])?,
         comm: btf.member_offset("task_struct", &["comm"])?,
         cgroups: btf.member_offset("task_struct", &["cgroups"])?,
-        css_set_subsys: btf.member_offset("css_set", &["subsys"])?,
-        memory_cgrp_id,
+        // The memory controller's entry of `css_set.subsys[]`, an array of pointers.
+        css_set_memory: btf.member_offset("css_set", &["subsys"])? + memory_cgrp_id * POINTER_SIZE,
         mm: btf.member_offset("task_struct", &["mm"])?,
         signal: btf.member_offset("task_struct", &["signal"])?,
         oom_score_adj: btf.member_offset("signal_struct", &["oom_score_adj"])?,
         mm_rss_stat: rss.offset,
-        rss_layout: rss.layout,
         rss_stride: rss.stride,
         rss_count: rss.count,
         mm_filepages: index("MM_FILEPAGES")?,
         mm_anonpages: index("MM_ANONPAGES")?,
         mm_shmempages: index("MM_SHMEMPAGES")?,
         mm_total_vm: btf.member_offset("mm_struct", &["total_vm"])?,
+        valid: 1,
+        _pad: [0; 4],
     })
 }
 
-/// Where and how `mm_struct` keeps its RSS counters.
+/// Whether the `oom:mark_victim` tracepoint hands its program the victim's `task_struct`
+/// (Linux 6.8 and later), which the OOM-victim program reads with [`TaskLayout`]; before, it
+/// passes only the pid.
+pub fn mark_victim_takes_the_task(btf: &KernelBtf) -> Result<(), BtfError> {
+    match btf.tracepoint_params("mark_victim")? {
+        Some(params)
+            if params
+                .first()
+                .is_some_and(|p| p.starts_with("struct task_struct")) =>
+        {
+            Ok(())
+        }
+        Some(params) => Err(BtfError::Unsupported(format!(
+            "mark_victim takes ({}), not the task (kernels before 6.8)",
+            params.join(", ")
+        ))),
+        None => Err(BtfError::Unsupported(
+            "the kernel has no mark_victim tracepoint".into(),
+        )),
+    }
+}
+
+/// Where `mm_struct` keeps its RSS counters: counter `i`'s 8-byte value is at
+/// `offset + i * stride + count`.
 struct RssCounters {
     offset: u32,
-    layout: u32,
     stride: u32,
     count: u32,
+    /// How many counters there are (`NR_MM_COUNTERS`).
     len: u32,
 }
 
@@ -188,12 +144,12 @@ fn rss_counters(btf: &KernelBtf) -> Result<RssCounters, BtfError> {
     let rss = btf.member_type_info("mm_struct", &["rss_stat"])?;
     let rss_offset = btf.member_offset("mm_struct", &["rss_stat"])?;
     match rss.array {
-        // Linux 6.2+: struct percpu_counter rss_stat[NR_MM_COUNTERS];
+        // Linux 6.2+: struct percpu_counter rss_stat[NR_MM_COUNTERS]; the program reads the
+        // counter's approximate (not yet folded) sum.
         Some((len, stride)) if rss.type_name == "percpu_counter" => {
             expect_size(btf, "percpu_counter", &["count"], 8)?;
             Ok(RssCounters {
                 offset: rss_offset,
-                layout: RSS_LAYOUT_PERCPU_COUNTERS,
                 stride,
                 count: btf.member_offset("percpu_counter", &["count"])?,
                 len,
@@ -218,7 +174,6 @@ fn rss_counters(btf: &KernelBtf) -> Result<RssCounters, BtfError> {
             }
             Ok(RssCounters {
                 offset: rss_offset + btf.member_offset("mm_rss_stat", &["count"])?,
-                layout: RSS_LAYOUT_ATOMIC_ARRAY,
                 stride,
                 // atomic_long_t is `struct { s64 counter; }`: the value is its first byte.
                 count: 0,

@@ -6,17 +6,16 @@
 //! hard-coded: a kernel that differs yields a [`BtfError`] naming the missing type, member or
 //! enum, and the loader disables only the feature that needed it.
 //!
-//! [`KernelBtf`] answers generic questions (enum values, member offsets, sizes, tracepoint
-//! prototypes); [`memcg_items`], [`memcg_id_offsets`] and [`task_offsets`] turn those into what
-//! each program needs.
+//! [`KernelBtf`] answers generic questions (enum values, member offsets, sizes, function and
+//! tracepoint prototypes); [`charge_layout`], [`task_layout`] and
+//! [`mark_victim_takes_the_task`] turn those into what each program needs.
 
 mod error;
 mod kernel_btf;
 mod layout;
+#[cfg(test)]
+mod test_blob;
 
 pub use error::BtfError;
 pub use kernel_btf::{KernelBtf, MemberType, VMLINUX_BTF};
-pub use layout::{
-    memcg_id_offsets, memcg_items, task_offsets, MemcgIdOffsets, MemcgItems, TaskOffsets,
-    RSS_LAYOUT_ATOMIC_ARRAY, RSS_LAYOUT_PERCPU_COUNTERS,
-};
+pub use layout::{charge_layout, mark_victim_takes_the_task, task_layout};

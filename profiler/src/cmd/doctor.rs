@@ -11,7 +11,7 @@ use crate::{
     mode::ModeRequest,
     pods::{self, Inventory, NodeRoots},
     privilege,
-    probe::{self, HookStatus, ProbeReport},
+    probe::{self, ProbeReport},
 };
 
 #[derive(Serialize)]
@@ -120,20 +120,19 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     }
     if let Some(report) = &doctor.probe {
         println!("hooks:");
-        for hook in &report.hooks {
-            let status = match hook.status {
-                HookStatus::Attached => "attached",
-                HookStatus::Skipped => "skipped",
-                HookStatus::Failed => "failed",
-            };
+        for hook in &report.decision.hooks {
+            let status = hook.status.as_str();
             let name = format!("{} {}", hook.kind, hook.hook);
             match &hook.detail {
                 Some(d) => println!("  {name:<48} {status}: {d}"),
                 None => println!("  {name:<48} {status}"),
             }
         }
-        println!("mode:            {} ({})", report.mode, report.mode_reason);
-        println!("OOM kills from:  {}", report.oom_reason);
+        println!(
+            "mode:            {} ({})",
+            report.decision.mode, report.decision.mode_reason
+        );
+        println!("OOM kills from:  {}", report.decision.oom_reason);
     } else {
         println!("mode:            unknown");
     }

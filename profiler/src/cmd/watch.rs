@@ -61,10 +61,17 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     let started = collector::unix_now();
     let (probes, report) = probe::start(args.mode, &args.btf)?;
     if let Err(why) = &report.btf {
-        eprintln!("warning: {why}; falling back to {} mode", report.mode);
+        eprintln!(
+            "warning: {why}; falling back to {} mode",
+            report.decision.mode
+        );
     }
-    log::info!("mode {}: {}", report.mode, report.mode_reason);
-    log::info!("OOM kills: {}", report.oom_reason);
+    log::info!(
+        "mode {}: {}",
+        report.decision.mode,
+        report.decision.mode_reason
+    );
+    log::info!("OOM kills: {}", report.decision.oom_reason);
 
     let stdout = io::stdout().lock();
     let mut sink: Box<dyn Sink> = if args.json {

@@ -136,7 +136,7 @@ pub async fn run(
         }
         None => None,
     };
-    let mut kmsg = match report.oom_source {
+    let mut kmsg = match report.decision.oom_source {
         OomSource::Kmsg => Some(KmsgOomWatcher::open()?),
         OomSource::MarkVictim => None,
     };
@@ -145,7 +145,7 @@ pub async fn run(
         watched: Vec::new(),
         sink,
         maps,
-        mode: report.mode,
+        mode: report.decision.mode,
         page_size: page_size(),
         lost_reported: 0,
         targets,

@@ -5,6 +5,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use profiler_common::KernelEvent;
+
 use super::{
     boot_ns_to_unix,
     targets::{lineage_key, Lineages, Slots, Targets},
@@ -19,7 +21,7 @@ use crate::{
     mode::ChargeMode,
     output::Sink,
     pods::{Discovery, Identity, LogTree, NodeRoots, RuntimeNames, Selection},
-    probe::{KernelEvent, KernelMaps},
+    probe::KernelMaps,
     record::{
         Burst, KillSource, LostEvents, OomKill, Record, RecordBody, SummaryRecord, Warning,
         WatchStart,

@@ -119,6 +119,7 @@ mod tests {
     use super::*;
     use crate::{
         mode::{ChargeMode, OomSource},
+        probe::Decision,
         record::{End, EndReason, Sample},
     };
 
@@ -148,11 +149,13 @@ mod tests {
             probe: ProbeReport {
                 kernel: "6.18".into(),
                 btf: Ok(()),
-                hooks: Vec::new(),
-                mode: ChargeMode::Tracepoint,
-                mode_reason: "test".into(),
-                oom_source: OomSource::MarkVictim,
-                oom_reason: "test".into(),
+                decision: Decision {
+                    hooks: Vec::new(),
+                    mode: ChargeMode::Tracepoint,
+                    mode_reason: "test".into(),
+                    oom_source: OomSource::MarkVictim,
+                    oom_reason: "test".into(),
+                },
             },
         }
     }

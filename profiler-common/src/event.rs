@@ -1,0 +1,226 @@
+//! Records the kernel programs put in the `EVENTS` ring buffer, and (with the `user` feature)
+//! their decoding in user space.
+
+/// Length of a task's command name in the kernel (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// Kind of a ring buffer record. The discriminants are part of the kernel/user contract.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingEventKind {
+    /// A watched cgroup spent its burst budget: see [`BurstEvent`].
+    Burst = 1,
+    /// The kernel chose an OOM victim: see [`OomVictim`].
+    OomVictim = 2,
+}
+
+/// Header at the start of every ring buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingEventHeader {
+    /// A [`RingEventKind`] discriminant.
+    pub kind: u32,
+    /// Explicit padding (always zero).
+    pub _pad: u32,
+    /// `bpf_ktime_get_boot_ns()` when the kernel produced the record.
+    pub ktime_ns: u64,
+}
+
+/// A burst: the cgroup in `slot` charged its whole budget before user space's next sync.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BurstEvent {
+    /// Common header, kind [`RingEventKind::Burst`].
+    pub header: RingEventHeader,
+    /// Slot of the watched cgroup.
+    pub slot: u32,
+    /// Explicit padding (always zero).
+    pub _pad: u32,
+    /// The budget that was spent, pages.
+    pub budget_pages: i64,
+    /// Cgroup id (kernfs inode) of the memcg that made the charge that spent it.
+    pub cgroup_id: u64,
+}
+
+/// The victim the OOM killer marked (`oom:mark_victim`), with what the kernel knew of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OomVictim {
+    /// Common header, kind [`RingEventKind::OomVictim`].
+    pub header: RingEventHeader,
+    /// Cgroup id (kernfs inode) of the victim's own memory cgroup.
+    pub cgroup_id: u64,
+    /// Thread group id (the "pid" users see) of the victim.
+    pub tgid: u32,
+    /// Thread id of the victim task.
+    pub pid: u32,
+    /// Anonymous RSS, pages.
+    pub anon_rss_pages: i64,
+    /// File-backed RSS, pages.
+    pub file_rss_pages: i64,
+    /// Shared-memory RSS, pages.
+    pub shmem_rss_pages: i64,
+    /// Virtual size, pages.
+    pub total_vm_pages: u64,
+    /// `oom_score_adj` of the victim (-1000 ..= 1000).
+    pub oom_score_adj: i32,
+    /// Bit 0: the cgroup chain could not be read; bit 1: the mm could not be read.
+    pub read_errors: u32,
+    /// Command name, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Bits of [`OomVictim::read_errors`].
+pub mod read_error {
+    /// The victim's cgroup could not be read.
+    pub const CGROUP: u32 = 1;
+    /// The victim's memory counters could not be read.
+    pub const MM: u32 = 2;
+}
+
+// The layouts are part of the kernel/user contract: fail the build if padding creeps in.
+const _: () = assert!(core::mem::size_of::<RingEventHeader>() == 16);
+const _: () = assert!(core::mem::size_of::<BurstEvent>() == 40);
+const _: () = assert!(core::mem::size_of::<OomVictim>() == 88);
+
+#[cfg(feature = "user")]
+pub use user::KernelEvent;
+
+#[cfg(feature = "user")]
+mod user {
+    use core::mem::size_of;
+
+    use super::{BurstEvent, OomVictim, RingEventHeader, RingEventKind};
+
+    /// A ring buffer record, decoded.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum KernelEvent {
+        /// A watched cgroup spent its burst budget.
+        Burst(BurstEvent),
+        /// The OOM killer marked a victim.
+        OomVictim(OomVictim),
+        /// A record this version does not know (a newer kernel object, or corruption).
+        Unknown {
+            /// The kind field of the header (0 when the record is shorter than a header).
+            kind: u32,
+            /// Record length.
+            len: usize,
+        },
+    }
+
+    impl KernelEvent {
+        /// Decodes one ring buffer record; a record too short for its kind, or of a kind this
+        /// version does not know, is [`KernelEvent::Unknown`], never misread.
+        pub fn decode(bytes: &[u8]) -> KernelEvent {
+            let kind = read::<RingEventHeader>(bytes).map(|h| h.kind).unwrap_or(0);
+            let event = if kind == RingEventKind::Burst as u32 {
+                read::<BurstEvent>(bytes).map(KernelEvent::Burst)
+            } else if kind == RingEventKind::OomVictim as u32 {
+                read::<OomVictim>(bytes).map(KernelEvent::OomVictim)
+            } else {
+                None
+            };
+            event.unwrap_or(KernelEvent::Unknown {
+                kind,
+                len: bytes.len(),
+            })
+        }
+    }
+
+    /// Reads a `T` from the start of `bytes`, if they are long enough.
+    fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
+        if bytes.len() < size_of::<T>() {
+            return None;
+        }
+        // SAFETY: length checked; `T` is one of the `#[repr(C)]` plain-integer record types of
+        // this module, for which every bit pattern is valid; read_unaligned needs no alignment.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        extern crate std;
+        use std::vec::Vec;
+
+        use super::*;
+        use crate::event::COMM_LEN;
+
+        fn bytes_of<T>(value: &T) -> Vec<u8> {
+            // SAFETY: test helper over the plain-integer record types of this module.
+            unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+                .to_vec()
+        }
+
+        fn burst() -> BurstEvent {
+            BurstEvent {
+                header: RingEventHeader {
+                    kind: RingEventKind::Burst as u32,
+                    _pad: 0,
+                    ktime_ns: 9,
+                },
+                slot: 3,
+                _pad: 0,
+                budget_pages: 512,
+                cgroup_id: 77,
+            }
+        }
+
+        #[test]
+        fn decodes_a_victim() {
+            let mut comm = [0u8; COMM_LEN];
+            comm[..4].copy_from_slice(b"leak");
+            let victim = OomVictim {
+                header: RingEventHeader {
+                    kind: RingEventKind::OomVictim as u32,
+                    _pad: 0,
+                    ktime_ns: 5,
+                },
+                cgroup_id: 42,
+                tgid: 100,
+                pid: 101,
+                anon_rss_pages: 1000,
+                file_rss_pages: 2,
+                shmem_rss_pages: 3,
+                total_vm_pages: 4000,
+                oom_score_adj: -17,
+                read_errors: 0,
+                comm,
+            };
+            assert_eq!(
+                KernelEvent::decode(&bytes_of(&victim)),
+                KernelEvent::OomVictim(victim)
+            );
+        }
+
+        #[test]
+        fn decodes_a_burst() {
+            let burst = burst();
+            assert_eq!(
+                KernelEvent::decode(&bytes_of(&burst)),
+                KernelEvent::Burst(burst)
+            );
+        }
+
+        #[test]
+        fn short_or_unknown_records_are_reported_not_misread() {
+            let bytes = bytes_of(&burst());
+            assert_eq!(
+                KernelEvent::decode(&bytes[..20]),
+                KernelEvent::Unknown { kind: 1, len: 20 }
+            );
+            let mut other = bytes.clone();
+            other[0] = 99;
+            assert_eq!(
+                KernelEvent::decode(&other),
+                KernelEvent::Unknown {
+                    kind: 99,
+                    len: bytes.len()
+                }
+            );
+            assert_eq!(
+                KernelEvent::decode(&[]),
+                KernelEvent::Unknown { kind: 0, len: 0 }
+            );
+        }
+    }
+}

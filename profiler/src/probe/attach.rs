@@ -1,0 +1,118 @@
+//! Loading and attaching one hook's program: the only place that asks the kernel, behind the
+//! [`Attacher`] trait so the mode choice can be decided (and tested) without one.
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use aya::{
+    programs::{FEntry, KProbe, RawTracePoint},
+    Ebpf, EbpfLoader,
+};
+use profiler_common::{ChargeLayout, TaskLayout};
+
+use super::{
+    hooks::{Hook, HookKind},
+    AttachError, ProbeError, PROGRAMS,
+};
+
+/// Attaches and detaches the programs of hooks.
+pub(crate) trait Attacher {
+    /// Loads `hook`'s program and attaches it to `target` (a name [`Hook::resolve_target`]
+    /// gave).
+    fn attach(&mut self, hook: &Hook, target: &'static str) -> Result<(), AttachError>;
+
+    /// Unloads a program that attached, with its links.
+    fn detach(&mut self, hook: &Hook);
+}
+
+/// The real attacher: the profiler's object loaded into the kernel with this kernel's
+/// layouts, attaching through aya.
+pub(crate) struct EbpfAttacher {
+    ebpf: Ebpf,
+    btf_path: PathBuf,
+    /// The kernel's BTF in aya's form (the same file, parsed by aya), for fentry; parsed the
+    /// first time a fentry hook is tried.
+    aya_btf: Option<Result<aya::Btf, Arc<aya::BtfError>>>,
+}
+
+impl EbpfAttacher {
+    /// Loads the object (no program yet) with the layouts the programs read as load-time
+    /// constants.
+    pub(crate) fn load(
+        charge: &ChargeLayout,
+        task: &TaskLayout,
+        btf_path: &Path,
+    ) -> Result<Self, ProbeError> {
+        let mut loader = EbpfLoader::new();
+        loader.override_global("CHARGE_LAYOUT", charge, true);
+        loader.override_global("TASK_LAYOUT", task, true);
+        Ok(Self {
+            ebpf: loader.load(PROGRAMS)?,
+            btf_path: btf_path.to_path_buf(),
+            aya_btf: None,
+        })
+    }
+
+    /// The loaded object, with whatever stayed attached.
+    pub(crate) fn into_ebpf(self) -> Ebpf {
+        self.ebpf
+    }
+}
+
+impl Attacher for EbpfAttacher {
+    fn attach(&mut self, hook: &Hook, target: &'static str) -> Result<(), AttachError> {
+        let program = self
+            .ebpf
+            .program_mut(hook.program)
+            .ok_or(AttachError::MissingProgram(hook.program))?;
+        match hook.kind {
+            HookKind::RawTracepoint => {
+                let program: &mut RawTracePoint =
+                    program.try_into().map_err(AttachError::ProgramType)?;
+                program.load().map_err(AttachError::Load)?;
+                program.attach(target).map_err(AttachError::Attach)?;
+            }
+            HookKind::Fentry => {
+                let btf = aya_btf(&mut self.aya_btf, &self.btf_path)?;
+                let program: &mut FEntry = program.try_into().map_err(AttachError::ProgramType)?;
+                program.load(target, btf).map_err(AttachError::Load)?;
+                program.attach().map_err(AttachError::Attach)?;
+            }
+            HookKind::Kprobe => {
+                let program: &mut KProbe = program.try_into().map_err(AttachError::ProgramType)?;
+                program.load().map_err(AttachError::Load)?;
+                program.attach(target, 0).map_err(AttachError::Attach)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn detach(&mut self, hook: &Hook) {
+        let Some(program) = self.ebpf.program_mut(hook.program) else {
+            return;
+        };
+        // Unloading detaches every link; an error leaves nothing worse than before.
+        let _unloaded = match hook.kind {
+            HookKind::RawTracepoint => {
+                <&mut RawTracePoint>::try_from(program).map(|p| p.unload().is_ok())
+            }
+            HookKind::Fentry => <&mut FEntry>::try_from(program).map(|p| p.unload().is_ok()),
+            HookKind::Kprobe => <&mut KProbe>::try_from(program).map(|p| p.unload().is_ok()),
+        };
+    }
+}
+
+/// The kernel's BTF in aya's form, parsed on first use and kept (also when it failed: every
+/// fentry hook then reports the same reason).
+fn aya_btf<'a>(
+    parsed: &'a mut Option<Result<aya::Btf, Arc<aya::BtfError>>>,
+    path: &Path,
+) -> Result<&'a aya::Btf, AttachError> {
+    parsed
+        .get_or_insert_with(|| {
+            aya::Btf::parse_file(path, aya::Endianness::default()).map_err(Arc::new)
+        })
+        .as_ref()
+        .map_err(|e| AttachError::AyaBtf(Arc::clone(e)))
+}
