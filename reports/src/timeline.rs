@@ -213,12 +213,12 @@ impl Timeline {
                 event,
             }),
             Body::Warning(warning) => container.warnings.push(WarningMark { t, warning }),
-            Body::WatchStart {}
+            Body::WatchStart(_)
             | Body::Burst {}
             | Body::Summary {}
             | Body::LostEvents { .. }
             | Body::CgroupGone {}
-            | Body::End {}
+            | Body::End(_)
             | Body::Other => {}
         }
     }

@@ -1,0 +1,357 @@
+//! One line of `profiler watch --json`, as in a recording after its header.
+//!
+//! Every line has `ts`, `cgroup` (null for node-wide lines) and `type`; lines about a cgroup
+//! also name its owner. The fields below are the ones the readers use; the profiler writes
+//! more (`profiler/src/record.rs`).
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Who a cgroup belongs to.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct Identity {
+    /// Namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Pod.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Container name.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Container id.
+    #[serde(default)]
+    pub container_id: Option<String>,
+    /// QoS class.
+    #[serde(default)]
+    pub qos: Option<String>,
+}
+
+/// A `watch_start` line.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct WatchStart {
+    /// `v1` or `v2`.
+    #[serde(default)]
+    pub cgroup_version: Option<String>,
+    /// The limit that applies, bytes; `None` when unlimited.
+    #[serde(default)]
+    pub limit_bytes: Option<u64>,
+    /// How the charge path is observed (`tracepoint`, `fentry`, `kprobe`, `polling`).
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// A `sample` line.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Sample {
+    /// Bytes.
+    pub usage_bytes: u64,
+    /// Bytes.
+    pub working_set_bytes: u64,
+    /// Page cache (shmem included), bytes.
+    #[serde(default)]
+    pub file_bytes: Option<u64>,
+    /// Shared memory and tmpfs, bytes.
+    #[serde(default)]
+    pub shmem_bytes: Option<u64>,
+    /// Bytes (recordings before the forecast lack it).
+    #[serde(default)]
+    pub unreclaimable_bytes: Option<u64>,
+    /// Bytes.
+    #[serde(default)]
+    pub limit_bytes: Option<u64>,
+    /// Microseconds since the watch started.
+    #[serde(default)]
+    pub reclaim_stall_us: Option<u64>,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_seconds: Option<f64>,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_low_seconds: Option<f64>,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_high_seconds: Option<f64>,
+    /// Bytes per second charged since the previous sample.
+    #[serde(default)]
+    pub charge_rate_bytes_per_s: Option<f64>,
+    /// PSI `some avg10` of `memory.pressure`, percent (null without PSI, absent before the
+    /// profiler read it).
+    #[serde(default)]
+    pub psi_some_avg10: Option<f64>,
+    /// `ok`, `warning`, `critical` (absent before the forecast).
+    #[serde(default)]
+    pub risk: Option<String>,
+    /// Kills so far.
+    #[serde(default)]
+    pub oom_kills: u64,
+    /// Restarts so far.
+    #[serde(default)]
+    pub restarts: u64,
+    /// How the charge path is observed.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// An `oom_kill` line.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct OomKill {
+    /// Victim pid.
+    pub pid: u32,
+    /// Victim command, verbatim (untrusted: escape before showing).
+    pub comm: String,
+    /// Bytes.
+    #[serde(default)]
+    pub anon_rss_bytes: Option<u64>,
+    /// Bytes.
+    #[serde(default)]
+    pub file_rss_bytes: Option<u64>,
+    /// Bytes.
+    #[serde(default)]
+    pub shmem_rss_bytes: Option<u64>,
+    /// Bytes.
+    #[serde(default)]
+    pub total_vm_bytes: Option<u64>,
+    /// The victim's `oom_score_adj`.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
+    /// The victim's own cgroup.
+    #[serde(default)]
+    pub victim_cgroup: Option<String>,
+    /// Bytes.
+    #[serde(default)]
+    pub limit_bytes: Option<u64>,
+    /// Where the kill was learned from: `bpf` or `kmsg`.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A `warning` line.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Warning {
+    /// `warning`, `critical`, `cleared`.
+    pub level: String,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_seconds: Option<f64>,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_low_seconds: Option<f64>,
+    /// Seconds.
+    #[serde(default)]
+    pub eta_high_seconds: Option<f64>,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+    /// Bytes when it was given.
+    #[serde(default)]
+    pub unreclaimable_bytes: Option<u64>,
+    /// Bytes when it was given.
+    #[serde(default)]
+    pub usage_bytes: Option<u64>,
+    /// Bytes when it was given.
+    #[serde(default)]
+    pub limit_bytes: Option<u64>,
+}
+
+/// An `end` line.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct End {
+    /// `duration`, `signal` or `all_gone`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What a line says.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    /// A cgroup joined the watch.
+    WatchStart(WatchStart),
+    /// Figures of one round.
+    Sample(Sample),
+    /// A kill.
+    OomKill(OomKill),
+    /// A change of warning level.
+    Warning(Warning),
+    /// More was charged between two samples than the burst budget (shown by the samples).
+    Burst {},
+    /// Distributions of one cgroup (the report computes its own from the samples).
+    Summary {},
+    /// Kernel records were lost.
+    LostEvents {
+        /// How many.
+        #[serde(default)]
+        count: u64,
+    },
+    /// The cgroup was removed.
+    CgroupGone {},
+    /// The watch ended.
+    End(End),
+    /// A line type this reader does not know (from a newer profiler).
+    #[serde(other)]
+    Other,
+}
+
+impl Body {
+    /// The charge-path mode the line names: `watch_start` and `sample` lines carry one.
+    pub fn mode(&self) -> Option<&str> {
+        match self {
+            Body::WatchStart(start) => start.mode.as_deref(),
+            Body::Sample(sample) => sample.mode.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// One line of `profiler watch --json`, or of a recording after its header.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Line {
+    /// Unix seconds.
+    pub ts: f64,
+    /// The watched cgroup; `None` for node-wide lines.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// Who the cgroup belongs to.
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// What it says.
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// Why a line does not read.
+#[derive(Debug, Error)]
+pub enum LineError {
+    /// Not a JSON object (with a string `type`, if any).
+    #[error("not a JSON record: {source}")]
+    NotARecord {
+        /// What the JSON reader said.
+        source: serde_json::Error,
+    },
+    /// A JSON object without `type`.
+    #[error("no \"type\": {source}")]
+    NoType {
+        /// What the JSON reader said.
+        source: serde_json::Error,
+    },
+    /// A line of a known type (or of any type, when its `ts` is wrong) missing a field it
+    /// must have, or with a field of the wrong kind.
+    #[error("a {kind} line that does not read: {source}")]
+    Bad {
+        /// Its `type`.
+        kind: String,
+        /// What the JSON reader said.
+        source: serde_json::Error,
+    },
+}
+
+/// Just the `type` of a line, to say which kind of line did not read.
+#[derive(Deserialize)]
+struct Tag {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+impl Line {
+    /// Reads one line of `profiler watch --json`.
+    pub fn parse(text: &str) -> Result<Line, LineError> {
+        serde_json::from_str(text).map_err(|source| match serde_json::from_str::<Tag>(text) {
+            Err(_) => LineError::NotARecord { source },
+            Ok(Tag { kind: None }) => LineError::NoType { source },
+            Ok(Tag { kind: Some(kind) }) => LineError::Bad { kind, source },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as `profiler watch --json` writes them (from a VM test of 6.12 with fentry).
+    const WATCH_START: &str = r#"{"ts":1796063858.4087234,"cgroup":"/sys/fs/cgroup/vmtest","namespace":null,"pod":null,"pod_uid":null,"container":null,"container_id":null,"qos":null,"runtime":null,"type":"watch_start","cgroup_id":27,"cgroup_version":"v2","limit_bytes":67108864,"limit_source":"cgroup","mode":"fentry"}"#;
+    const SAMPLE: &str = r#"{"ts":1796063859.410997,"cgroup":"/sys/fs/cgroup/vmtest","namespace":null,"pod":null,"pod_uid":null,"container":null,"container_id":null,"qos":null,"runtime":null,"type":"sample","usage_bytes":8634368,"working_set_bytes":8634368,"anon_bytes":8478720,"file_bytes":8192,"shmem_bytes":4096,"kernel_bytes":73728,"unreclaimable_bytes":8560640,"limit_bytes":67108864,"limit_pct":12.87,"charge_rate_bytes_per_s":8560153.496989977,"uncharge_rate_bytes_per_s":24504.2561936736,"reclaim_count":0,"reclaim_stall_us":0,"limit_source":"cgroup","oom_kills":0,"restarts":0,"failcnt":null,"psi_some_avg10":0.5,"psi_full_avg10":0.0,"eta_seconds":null,"eta_low_seconds":null,"eta_high_seconds":null,"risk":"ok","mode":"fentry"}"#;
+    const KILL: &str = r#"{"ts":1796063866.4806268,"cgroup":"/sys/fs/cgroup/vmtest","namespace":null,"pod":null,"pod_uid":null,"container":null,"container_id":null,"qos":null,"runtime":null,"type":"oom_kill","victim_cgroup":"/sys/fs/cgroup/vmtest","pid":196,"comm":"leaky","anon_rss_bytes":66805760,"file_rss_bytes":0,"shmem_rss_bytes":1314816,"total_vm_bytes":69054464,"oom_score_adj":0,"limit_bytes":67108864,"source":"bpf"}"#;
+    const END: &str = r#"{"ts":1796063869.5089698,"cgroup":null,"type":"end","reason":"signal"}"#;
+
+    fn parse(text: &str) -> Line {
+        Line::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn watch_lines_read_with_the_fields_the_verdicts_use() {
+        let start = parse(WATCH_START);
+        assert_eq!(start.cgroup.as_deref(), Some("/sys/fs/cgroup/vmtest"));
+        assert_eq!(
+            start.body,
+            Body::WatchStart(WatchStart {
+                cgroup_version: Some("v2".into()),
+                limit_bytes: Some(64 << 20),
+                mode: Some("fentry".into()),
+            })
+        );
+        assert_eq!(start.body.mode(), Some("fentry"));
+
+        let sample = parse(SAMPLE);
+        let Body::Sample(s) = &sample.body else {
+            panic!("a sample: {:?}", sample.body);
+        };
+        assert_eq!((s.file_bytes, s.shmem_bytes), (Some(8192), Some(4096)));
+        assert_eq!(s.psi_some_avg10, Some(0.5));
+        assert_eq!(s.charge_rate_bytes_per_s, Some(8560153.496989977));
+        assert_eq!((s.eta_seconds, s.risk.as_deref()), (None, Some("ok")));
+        assert_eq!(sample.body.mode(), Some("fentry"));
+
+        let Body::OomKill(k) = parse(KILL).body else {
+            panic!("a kill");
+        };
+        assert_eq!((k.pid, k.comm.as_str()), (196, "leaky"));
+        assert_eq!(k.victim_cgroup.as_deref(), Some("/sys/fs/cgroup/vmtest"));
+        assert_eq!(k.source.as_deref(), Some("bpf"));
+
+        let end = parse(END);
+        assert_eq!(end.cgroup, None);
+        assert_eq!(
+            end.body,
+            Body::End(End {
+                reason: Some("signal".into())
+            })
+        );
+        assert_eq!(end.body.mode(), None);
+    }
+
+    #[test]
+    fn fields_older_profilers_lack_are_none() {
+        let sample = parse(
+            r#"{"ts":1,"cgroup":"/c","type":"sample","usage_bytes":1,"working_set_bytes":1}"#,
+        );
+        let Body::Sample(s) = sample.body else {
+            panic!("a sample");
+        };
+        assert_eq!(
+            (s.file_bytes, s.psi_some_avg10, s.risk, s.mode),
+            (None, None, None, None)
+        );
+        let start = parse(r#"{"ts":1,"cgroup":"/c","type":"watch_start"}"#);
+        assert_eq!(start.body, Body::WatchStart(WatchStart::default()));
+    }
+
+    #[test]
+    fn errors_say_what_kind_of_line_did_not_read() {
+        let error = Line::parse("oops").expect_err("not JSON");
+        assert!(matches!(error, LineError::NotARecord { .. }), "{error}");
+        let error = Line::parse(r#"{"ts":1}"#).expect_err("no type");
+        assert!(matches!(error, LineError::NoType { .. }), "{error}");
+        let error = Line::parse(r#"{"type":"sample","ts":1}"#).expect_err("no usage");
+        assert!(
+            error
+                .to_string()
+                .starts_with("a sample line that does not read: missing field"),
+            "{error}"
+        );
+        let error = Line::parse(r#"{"type":"end","ts":"then"}"#).expect_err("a bad ts");
+        assert!(
+            matches!(error, LineError::Bad { ref kind, .. } if kind == "end"),
+            "{error}"
+        );
+    }
+}
