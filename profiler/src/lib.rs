@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod cmd;
 pub mod collector;
+pub mod distributions;
 pub mod forecast;
 pub mod kmsg;
 pub mod mode;

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::{
     cgroup::CgroupVersion,
-    forecast::{risk::Risk, summary::Summary},
+    distributions::Summary,
+    forecast::risk::Risk,
     mode::ChargeMode,
     pods::{Identity, LimitSource},
 };

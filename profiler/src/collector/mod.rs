@@ -1,7 +1,10 @@
 //! The collector: joins the cgroup files (absolute values), the kernel programs' counters
 //! (charge rate, reclaim) and their events (bursts, OOM victims) into records.
-mod hook;
+mod attribution;
+mod on_warning;
+mod outlook;
 mod sample;
+mod slot;
 mod state;
 mod targets;
 mod watched;
@@ -18,16 +21,19 @@ use tokio::{
     signal::unix::{signal, SignalKind},
 };
 
-pub use sample::{build_sample, burst_budget_bytes, Baseline, SampleInputs};
+pub use sample::{
+    build_sample, burst_budget_bytes, observation, Baseline, Prediction, SampleInputs,
+};
 use state::Collector;
 pub use targets::Targets;
+use watched::SampleError;
 
 use crate::{
     forecast::risk::Thresholds,
     kmsg::KmsgOomWatcher,
     mode::OomSource,
     output::Sink,
-    pods::{limit::node_memory, NodeRoots},
+    pods::NodeRoots,
     probe::{ProbeReport, Probes},
     record::{End, EndReason, LostEvents, RecordBody},
 };
@@ -141,24 +147,15 @@ pub async fn run(
         OomSource::MarkVictim => None,
     };
 
-    let mut collector = Collector {
-        watched: Vec::new(),
+    let mut collector = Collector::new(
         sink,
         maps,
-        mode: report.decision.mode,
-        page_size: page_size(),
-        lost_reported: 0,
+        report.decision.mode,
         targets,
         roots,
-        slots: targets::Slots::new(profiler_common::MAX_SLOTS),
-        lineages: targets::Lineages::default(),
-        node_memory: node_memory(),
-        refused: Vec::new(),
-        ever_watched: false,
-        limits: crate::cgroup::LimitCache::default(),
         thresholds,
         on_warning,
-    };
+    );
     collector.start()?;
 
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);

@@ -1,10 +1,14 @@
-//! Pure arithmetic of the collector: samples from snapshots and counter deltas, burst budgets.
+//! Pure arithmetic of the collector: what the forecaster observes and the `sample` record, from
+//! snapshots and counter deltas; burst budgets.
 use std::time::Duration;
 
 use profiler_common::SlotCounters;
 
 use crate::{
-    cgroup::MemorySnapshot, forecast::risk::Risk, mode::ChargeMode, pods::LimitSource,
+    cgroup::MemorySnapshot,
+    forecast::{risk::Risk, Forecast, Observation},
+    mode::ChargeMode,
+    pods::LimitSource,
     record::Sample,
 };
 
@@ -63,8 +67,52 @@ pub struct SampleInputs<'a> {
     pub mode: ChargeMode,
 }
 
-/// Builds one `sample` record.
-pub fn build_sample(inp: SampleInputs<'_>) -> Sample {
+/// What the forecast of this sample says, and the warning level after it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction<'a> {
+    /// The forecast made from this sample's figures.
+    pub forecast: &'a Forecast,
+    /// The warning level after it.
+    pub risk: Risk,
+}
+
+/// Reclaim stall since the watch started, µs (charge-path modes only).
+fn reclaim_stall_us(inp: &SampleInputs<'_>) -> Option<u64> {
+    inp.counters.map(|(now, _)| now.reclaim_ns / 1_000)
+}
+
+/// v1 `memory.failcnt` since the watch started.
+fn failcnt(inp: &SampleInputs<'_>) -> Option<u64> {
+    match (inp.snapshot.failcnt, inp.baseline.failcnt) {
+        (Some(now), Some(start)) => Some(now.saturating_sub(start)),
+        _ => None,
+    }
+}
+
+/// What the forecaster gets from this sample at `t`, given the reclaim stall and `failcnt`
+/// of the previous sample (`None` at the first): their increase since.
+pub fn observation(
+    inp: &SampleInputs<'_>,
+    t: f64,
+    previous_stall_us: Option<u64>,
+    previous_failcnt: Option<u64>,
+) -> Observation {
+    let increase = |now: Option<u64>, before: Option<u64>| match (now, before) {
+        (Some(now), Some(before)) => Some(now.saturating_sub(before)),
+        _ => None,
+    };
+    Observation {
+        t,
+        unreclaimable: unreclaimable_bytes(inp.snapshot),
+        limit: inp.limit_bytes,
+        reclaim_stall_us: increase(reclaim_stall_us(inp), previous_stall_us),
+        limit_hits: increase(failcnt(inp), previous_failcnt),
+        psi_some_avg10: inp.snapshot.psi.map(|p| p.some_avg10),
+    }
+}
+
+/// Builds one `sample` record, with its forecast.
+pub fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) -> Sample {
     let s = inp.snapshot;
     let secs = inp.elapsed.as_secs_f64();
     let rate = |pages: u64| {
@@ -74,24 +122,19 @@ pub fn build_sample(inp: SampleInputs<'_>) -> Sample {
             None
         }
     };
-    let (charge_rate, uncharge_rate, reclaim_count, reclaim_stall_us) = match inp.counters {
+    let (charge_rate, uncharge_rate, reclaim_count) = match inp.counters {
         Some((now, before)) => (
             rate(now.charged_pages.saturating_sub(before.charged_pages)),
             rate(now.uncharged_pages.saturating_sub(before.uncharged_pages)),
             Some(now.reclaim_count),
-            Some(now.reclaim_ns / 1_000),
         ),
-        None => (None, None, None, None),
+        None => (None, None, None),
     };
     // The kernel's own counter sees every kill, also those whose report was lost; the reports
     // cover cgroups whose kernel keeps no counter. Take whichever saw more.
     let counted = match (s.oom_kills, inp.baseline.oom_kills) {
         (Some(now), Some(start)) => now.saturating_sub(start),
         _ => 0,
-    };
-    let failcnt = match (s.failcnt, inp.baseline.failcnt) {
-        (Some(now), Some(start)) => Some(now.saturating_sub(start)),
-        _ => None,
     };
     Sample {
         usage_bytes: s.usage_bytes,
@@ -110,17 +153,16 @@ pub fn build_sample(inp: SampleInputs<'_>) -> Sample {
         charge_rate_bytes_per_s: charge_rate,
         uncharge_rate_bytes_per_s: uncharge_rate,
         reclaim_count,
-        reclaim_stall_us,
+        reclaim_stall_us: reclaim_stall_us(&inp),
         oom_kills: counted.max(inp.kills_reported),
         restarts: inp.restarts,
-        failcnt,
+        failcnt: failcnt(&inp),
         psi_some_avg10: s.psi.map(|p| p.some_avg10),
         psi_full_avg10: s.psi.map(|p| p.full_avg10),
-        // Filled in by the forecaster.
-        eta_seconds: None,
-        eta_low_seconds: None,
-        eta_high_seconds: None,
-        risk: Risk::Ok,
+        eta_seconds: prediction.forecast.eta_s,
+        eta_low_seconds: prediction.forecast.low_s,
+        eta_high_seconds: prediction.forecast.high_s,
+        risk: prediction.risk,
         mode: inp.mode,
     }
 }
@@ -168,6 +210,72 @@ mod tests {
         }
     }
 
+    /// No forecast: the container is still being learnt.
+    fn quiet() -> Prediction<'static> {
+        static LEARNING: Forecast = Forecast {
+            eta_s: None,
+            low_s: None,
+            high_s: None,
+            reason: String::new(),
+            learning: true,
+        };
+        Prediction {
+            forecast: &LEARNING,
+            risk: Risk::Ok,
+        }
+    }
+
+    #[test]
+    fn the_forecast_is_part_of_the_sample() {
+        let s = snapshot(32 * MIB);
+        let forecast = Forecast {
+            eta_s: Some(42.0),
+            low_s: Some(30.0),
+            high_s: None,
+            reason: "growth".into(),
+            learning: false,
+        };
+        let sample = build_sample(
+            inputs(&s),
+            Prediction {
+                forecast: &forecast,
+                risk: Risk::Critical,
+            },
+        );
+        assert_eq!(
+            (
+                sample.eta_seconds,
+                sample.eta_low_seconds,
+                sample.eta_high_seconds
+            ),
+            (Some(42.0), Some(30.0), None)
+        );
+        assert_eq!(sample.risk, Risk::Critical);
+    }
+
+    #[test]
+    fn the_forecaster_observes_what_changed_since_the_previous_sample() {
+        let s = snapshot(32 * MIB);
+        let now = SlotCounters {
+            reclaim_ns: 9_000_000,
+            ..Default::default()
+        };
+        let inp = SampleInputs {
+            counters: Some((now, SlotCounters::default())),
+            mode: ChargeMode::Tracepoint,
+            ..inputs(&s)
+        };
+        // failcnt 10 against a baseline of 4: 6 since the start, 2 since the previous sample.
+        let seen = observation(&inp, 7.0, Some(8_500), Some(4));
+        assert_eq!(seen.t, 7.0);
+        assert_eq!(seen.unreclaimable, 16 * MIB);
+        assert_eq!(seen.limit, Some(64 * MIB));
+        assert_eq!(seen.reclaim_stall_us, Some(500));
+        assert_eq!(seen.limit_hits, Some(2));
+        let first = observation(&inp, 7.0, None, None);
+        assert_eq!((first.reclaim_stall_us, first.limit_hits), (None, None));
+    }
+
     #[test]
     fn budget_is_half_the_headroom_with_a_floor() {
         assert_eq!(burst_budget_bytes(0, Some(256 * MIB)), Some(128 * MIB));
@@ -185,7 +293,7 @@ mod tests {
     #[test]
     fn polling_sample_has_no_kernel_rates() {
         let s = snapshot(32 * MIB);
-        let sample = build_sample(inputs(&s));
+        let sample = build_sample(inputs(&s), quiet());
         assert_eq!(sample.charge_rate_bytes_per_s, None);
         assert_eq!(sample.reclaim_count, None);
         assert_eq!(sample.limit_pct, Some(50.0));
@@ -209,11 +317,14 @@ mod tests {
             reclaim_ns: 9_000_000,
             ..Default::default()
         };
-        let sample = build_sample(SampleInputs {
-            counters: Some((now, before)),
-            mode: ChargeMode::Tracepoint,
-            ..inputs(&s)
-        });
+        let sample = build_sample(
+            SampleInputs {
+                counters: Some((now, before)),
+                mode: ChargeMode::Tracepoint,
+                ..inputs(&s)
+            },
+            quiet(),
+        );
         // 2560 pages of 4 KiB in half a second: 20 MiB/s.
         assert_eq!(sample.charge_rate_bytes_per_s, Some(20.0 * MIB as f64));
         assert_eq!(sample.uncharge_rate_bytes_per_s, Some(2.0 * MIB as f64));
@@ -225,21 +336,27 @@ mod tests {
     fn reported_kills_count_when_the_kernel_keeps_no_counter() {
         let mut s = snapshot(MIB * 2);
         s.oom_kills = None;
-        let sample = build_sample(SampleInputs {
-            kills_reported: 2,
-            restarts: 0,
-            ..inputs(&s)
-        });
+        let sample = build_sample(
+            SampleInputs {
+                kills_reported: 2,
+                restarts: 0,
+                ..inputs(&s)
+            },
+            quiet(),
+        );
         assert_eq!(sample.oom_kills, 2);
     }
 
     #[test]
     fn unlimited_cgroup_has_no_percentage() {
         let s = snapshot(MIB * 2);
-        let sample = build_sample(SampleInputs {
-            limit_bytes: None,
-            ..inputs(&s)
-        });
+        let sample = build_sample(
+            SampleInputs {
+                limit_bytes: None,
+                ..inputs(&s)
+            },
+            quiet(),
+        );
         assert_eq!(sample.limit_pct, None);
     }
 }

@@ -1,59 +1,95 @@
-//! The collector's state between events: the watched cgroups, their kernel slots, and what
-//! each pod container went through.
-use std::{
-    os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
-};
+//! The collector's state between events, and its rounds: the watched cgroups joining, sampled
+//! and leaving, with what each pod container went through. Kernel events are attributed in
+//! `attribution`.
+use std::{os::unix::fs::MetadataExt, path::PathBuf};
 
-use profiler_common::KernelEvent;
+use profiler_common::MAX_SLOTS;
 
 use super::{
-    boot_ns_to_unix,
+    on_warning, page_size,
     targets::{lineage_key, Lineages, Slots, Targets},
     unix_now,
-    watched::{self, Watched},
+    watched::{Round, SampleError, Watched},
     CollectError,
 };
 use crate::{
     cgroup::{LimitCache, MemoryCgroup},
     forecast::risk::Thresholds,
-    kmsg::KmsgOomKill,
     mode::ChargeMode,
     output::Sink,
-    pods::{Discovery, Identity, LogTree, NodeRoots, RuntimeNames, Selection},
+    pods::{limit::node_memory, Discovery, Identity, LogTree, NodeRoots, RuntimeNames, Selection},
     probe::KernelMaps,
-    record::{
-        Burst, KillSource, LostEvents, OomKill, Record, RecordBody, SummaryRecord, Warning,
-        WatchStart,
-    },
+    record::{LostEvents, Record, RecordBody, SummaryRecord, Warning, WatchStart},
 };
 
+/// The collector between events: what it watches, the kernel maps, and where records go.
 pub(super) struct Collector<'s> {
-    pub watched: Vec<Watched>,
-    pub sink: &'s mut dyn Sink,
-    pub maps: Option<KernelMaps>,
-    pub mode: ChargeMode,
-    pub page_size: u64,
-    pub lost_reported: u64,
-    pub targets: Targets,
+    /// Every watched cgroup, those reported gone in the last round included.
+    pub(super) watched: Vec<Watched>,
+    /// Where records go.
+    sink: &'s mut dyn Sink,
+    /// The kernel programs' maps (`None` in polling mode without programs).
+    pub(super) maps: Option<KernelMaps>,
+    /// How the charge path is observed.
+    mode: ChargeMode,
+    /// The machine's page size.
+    pub(super) page_size: u64,
+    /// Ring buffer records lost, as reported so far.
+    lost_reported: u64,
+    /// What to watch.
+    targets: Targets,
     /// Where fixed cgroups' owners are looked up (discovered ones carry theirs).
-    pub roots: NodeRoots,
-    pub slots: Slots,
-    pub lineages: Lineages,
-    pub node_memory: Option<u64>,
+    roots: NodeRoots,
+    /// The free kernel slots.
+    slots: Slots,
+    /// What each pod container went through, across restarts.
+    pub(super) lineages: Lineages,
+    /// The node's memory: the limit where no cgroup has one.
+    node_memory: Option<u64>,
     /// Cgroups the slots ran out for, each warned about once.
-    pub refused: Vec<PathBuf>,
+    refused: Vec<PathBuf>,
     /// Whether anything was watched yet.
-    pub ever_watched: bool,
+    ever_watched: bool,
     /// Ancestors' limits, read once per round.
-    pub limits: LimitCache,
+    limits: LimitCache,
     /// ETA thresholds of the warning levels.
-    pub thresholds: Thresholds,
+    thresholds: Thresholds,
     /// `--on-warning`.
-    pub on_warning: Option<String>,
+    on_warning: Option<String>,
 }
 
-impl Collector<'_> {
+impl<'s> Collector<'s> {
+    /// A collector that watches `targets`, writing to `sink`; nothing is watched before
+    /// [`start`](Self::start).
+    pub(super) fn new(
+        sink: &'s mut dyn Sink,
+        maps: Option<KernelMaps>,
+        mode: ChargeMode,
+        targets: Targets,
+        roots: NodeRoots,
+        thresholds: Thresholds,
+        on_warning: Option<String>,
+    ) -> Self {
+        Self {
+            watched: Vec::new(),
+            sink,
+            maps,
+            mode,
+            page_size: page_size(),
+            lost_reported: 0,
+            targets,
+            roots,
+            slots: Slots::new(MAX_SLOTS),
+            lineages: Lineages::default(),
+            node_memory: node_memory(),
+            refused: Vec::new(),
+            ever_watched: false,
+            limits: LimitCache::default(),
+            thresholds,
+            on_warning,
+        }
+    }
+
     /// A node-wide record.
     pub fn emit_node(&mut self, body: RecordBody) -> Result<(), CollectError> {
         let record = Record {
@@ -66,11 +102,16 @@ impl Collector<'_> {
     }
 
     /// A record about watched cgroup `index`.
-    fn emit_about(&mut self, ts: f64, index: usize, body: RecordBody) -> Result<(), CollectError> {
+    pub(super) fn emit_about(
+        &mut self,
+        ts: f64,
+        index: usize,
+        body: RecordBody,
+    ) -> Result<(), CollectError> {
         let w = &self.watched[index];
         let record = Record {
             ts,
-            cgroup: Some(w.path()),
+            cgroup: Some(w.cgroup.path().to_path_buf()),
             identity: Some(w.identity.clone()),
             body,
         };
@@ -110,7 +151,7 @@ impl Collector<'_> {
                 log::warn!(
                     "not watching {}: at most {} cgroups can be watched at once",
                     cgroup.path().display(),
-                    profiler_common::MAX_SLOTS
+                    MAX_SLOTS
                 );
                 self.refused.push(cgroup.path().to_path_buf());
             }
@@ -129,14 +170,13 @@ impl Collector<'_> {
         }
         let mut w = Watched::new(cgroup, slot, identity, self.node_memory, &mut self.limits);
         if let Some(maps) = self.maps.as_mut() {
-            w.attach(maps)?;
-            w.arm(maps, self.page_size)?;
+            w.attach(maps, self.page_size)?;
         }
         let start = WatchStart {
             cgroup_id: w.cgroup.id(),
             cgroup_version: w.cgroup.version(),
-            limit_bytes: w.limit,
-            limit_source: w.limit_source,
+            limit_bytes: w.limit.bytes,
+            limit_source: w.limit.source,
             mode: self.mode,
         };
         self.watched.push(w);
@@ -215,7 +255,7 @@ impl Collector<'_> {
         while i < self.watched.len() {
             if self.watched[i].gone {
                 let w = self.watched.swap_remove(i);
-                self.slots.give_back(w.slot);
+                self.slots.give_back(w.slot.index());
             } else {
                 i += 1;
             }
@@ -226,14 +266,14 @@ impl Collector<'_> {
         let (mut changed, exists) = self.discover()?;
         for i in 0..before {
             let history = self.history(i);
-            let outcome = self.watched[i].sample(
-                self.maps.as_mut(),
-                self.mode,
-                self.page_size,
-                history,
-                &mut self.limits,
-                &self.thresholds,
-            );
+            let mut round = Round {
+                maps: self.maps.as_mut(),
+                mode: self.mode,
+                page_size: self.page_size,
+                limits: &mut self.limits,
+                thresholds: &self.thresholds,
+            };
+            let outcome = self.watched[i].sample(&mut round, history);
             match outcome {
                 Ok(out) => {
                     changed |= out.subtree_changed;
@@ -256,13 +296,13 @@ impl Collector<'_> {
                         self.emit_warning(i, warning)?;
                     }
                 }
-                Err(watched::SampleError::Gone) => {
+                Err(SampleError::Gone) => {
                     changed = true;
                     self.retire(i)?;
                 }
-                Err(watched::SampleError::Kernel(e)) => return Err(e.into()),
-                Err(watched::SampleError::Read(e)) => {
-                    log::warn!("{}: {e}", self.watched[i].path().display());
+                Err(SampleError::Kernel(e)) => return Err(e.into()),
+                Err(SampleError::Read(e)) => {
+                    log::warn!("{}: {e}", self.watched[i].cgroup.path().display());
                 }
             }
         }
@@ -299,7 +339,7 @@ impl Collector<'_> {
     /// its summary. It leaves the list (and frees its slot) at the next round.
     fn retire(&mut self, index: usize) -> Result<(), CollectError> {
         if let Some(maps) = self.maps.as_mut() {
-            self.watched[index].detach(maps)?;
+            self.watched[index].slot.detach(maps)?;
         }
         self.watched[index].gone = true;
         self.emit_about(unix_now(), index, RecordBody::CgroupGone)?;
@@ -311,13 +351,13 @@ impl Collector<'_> {
         let w = &self.watched[index];
         let record = Record {
             ts: unix_now(),
-            cgroup: Some(w.path()),
+            cgroup: Some(w.cgroup.path().to_path_buf()),
             identity: Some(w.identity.clone()),
             body: RecordBody::Warning(warning),
         };
         self.sink.emit(&record).map_err(CollectError::Output)?;
         if let Some(command) = &self.on_warning {
-            super::hook::run_hook(command, &record);
+            on_warning::run(command, &record);
         }
         Ok(())
     }
@@ -330,8 +370,8 @@ impl Collector<'_> {
             duration_s: (unix_now() - w.started).max(0.0),
             summary: w.distributions.summary(),
             oom_kills: kills,
-            warnings: w.warnings_raised,
-            worst_risk: w.worst_risk,
+            warnings: w.outlook.warnings_raised(),
+            worst_risk: w.outlook.worst(),
         });
         self.emit_about(unix_now(), index, body)
     }
@@ -354,148 +394,4 @@ impl Collector<'_> {
             None => (w.kills_reported, 0),
         }
     }
-
-    /// Counts a kill in watched cgroup `index`; its forecast starts over (what it followed
-    /// is gone).
-    fn count_kill(&mut self, index: usize) {
-        let w = &mut self.watched[index];
-        w.forecaster.reset();
-        match lineage_key(&w.identity) {
-            Some(key) => self.lineages.add_kill(&key),
-            None => w.kills_reported += 1,
-        }
-    }
-
-    pub fn on_kernel_event(&mut self, event: KernelEvent) -> Result<(), CollectError> {
-        match event {
-            KernelEvent::Burst(burst) => {
-                let Some(index) = self
-                    .watched
-                    .iter()
-                    .position(|w| w.slot == burst.slot && !w.gone)
-                else {
-                    return Ok(());
-                };
-                let w = &mut self.watched[index];
-                if w.burst_seen {
-                    return Ok(());
-                }
-                w.burst_seen = true;
-                let usage = w.cgroup.read_snapshot().ok().map(|s| s.usage_bytes);
-                let body = RecordBody::Burst(Burst {
-                    budget_bytes: u64::try_from(burst.budget_pages).unwrap_or(0) * self.page_size,
-                    usage_bytes: usage,
-                    limit_bytes: w.limit,
-                });
-                self.emit_about(boot_ns_to_unix(burst.header.ktime_ns), index, body)
-            }
-            KernelEvent::OomVictim(v) => {
-                let Some((index, victim_path)) = self.find_by_id(v.cgroup_id)? else {
-                    log::debug!(
-                        "OOM kill of pid {} in cgroup {} (not watched)",
-                        v.tgid,
-                        v.cgroup_id
-                    );
-                    return Ok(());
-                };
-                let comm_len = v.comm.iter().position(|&b| b == 0).unwrap_or(v.comm.len());
-                let page = self.page_size;
-                let pages = |p: i64| u64::try_from(p).ok().map(|p| p * page);
-                self.count_kill(index);
-                let kill = OomKill {
-                    limit_bytes: limit_of(&victim_path).or(self.watched[index].limit),
-                    victim_cgroup: Some(victim_path),
-                    pid: v.tgid,
-                    comm: String::from_utf8_lossy(&v.comm[..comm_len]).into_owned(),
-                    anon_rss_bytes: pages(v.anon_rss_pages),
-                    file_rss_bytes: pages(v.file_rss_pages),
-                    shmem_rss_bytes: pages(v.shmem_rss_pages),
-                    total_vm_bytes: Some(v.total_vm_pages * page),
-                    oom_score_adj: Some(v.oom_score_adj),
-                    source: KillSource::Bpf,
-                };
-                self.emit_about(
-                    boot_ns_to_unix(v.header.ktime_ns),
-                    index,
-                    RecordBody::OomKill(kill),
-                )
-            }
-            KernelEvent::Unknown { kind, len } => {
-                log::warn!("unknown kernel record kind {kind} ({len} bytes) ignored");
-                Ok(())
-            }
-        }
-    }
-
-    pub fn on_kmsg_kill(&mut self, kill: KmsgOomKill) -> Result<(), CollectError> {
-        let Some(task_memcg) = kill.task_memcg.as_deref() else {
-            log::debug!("kernel log kill of pid {} names no memcg", kill.pid);
-            return Ok(());
-        };
-        let relative = task_memcg.trim_start_matches('/');
-        let find = |ws: &[Watched]| {
-            ws.iter()
-                .enumerate()
-                .find_map(|(i, w)| w.find_by_suffix(relative).map(|p| (i, p)))
-        };
-        let mut found = find(&self.watched);
-        if found.is_none() {
-            // A container that started since the last look.
-            self.discover()?;
-            found = find(&self.watched);
-        }
-        let Some((index, victim_path)) = found else {
-            log::debug!(
-                "kernel log kill of pid {} in {task_memcg} (not watched)",
-                kill.pid
-            );
-            return Ok(());
-        };
-        self.count_kill(index);
-        let body = RecordBody::OomKill(OomKill {
-            limit_bytes: limit_of(&victim_path).or(self.watched[index].limit),
-            victim_cgroup: Some(victim_path),
-            pid: kill.pid,
-            comm: kill.comm,
-            anon_rss_bytes: kill.anon_rss_bytes,
-            file_rss_bytes: kill.file_rss_bytes,
-            shmem_rss_bytes: kill.shmem_rss_bytes,
-            total_vm_bytes: kill.total_vm_bytes,
-            oom_score_adj: kill.oom_score_adj,
-            source: KillSource::Kmsg,
-        });
-        self.emit_about(unix_now(), index, body)
-    }
-
-    /// The watched cgroup whose subtree holds cgroup `id`, and that cgroup's path. Cgroups
-    /// reported gone in the last round still count (a kill races with the runtime removing
-    /// the container's cgroup). A cgroup created since the last sample is found by walking
-    /// the subtrees, and looking for new containers, again.
-    fn find_by_id(&mut self, id: u64) -> Result<Option<(usize, PathBuf)>, CollectError> {
-        let lookup = |ws: &[Watched]| {
-            ws.iter()
-                .enumerate()
-                .find_map(|(i, w)| w.subtree.get(&id).map(|p| (i, p.clone())))
-        };
-        if let Some(found) = lookup(&self.watched) {
-            return Ok(Some(found));
-        }
-        let mut changed = false;
-        for w in self.watched.iter_mut().filter(|w| !w.gone) {
-            changed |= w.refresh_subtree(self.maps.as_mut()).unwrap_or(false);
-        }
-        changed |= self.discover()?.0;
-        if changed {
-            if let Some(maps) = self.maps.as_mut() {
-                maps.bump_generation()?;
-            }
-        }
-        Ok(lookup(&self.watched))
-    }
-}
-
-fn limit_of(path: &Path) -> Option<u64> {
-    MemoryCgroup::open(path)
-        .ok()
-        .and_then(|c| c.effective_limit().ok().flatten())
 }

@@ -21,7 +21,6 @@
 //! a leak.
 pub mod fit;
 pub mod risk;
-pub mod summary;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -10,10 +10,8 @@ use std::{
 
 use super::{bytes, Sink};
 use crate::{
-    forecast::{
-        risk::Risk,
-        summary::{Distributions, Percentiles, SampleFigures},
-    },
+    distributions::{Distributions, Percentiles, SampleFigures},
+    forecast::risk::Risk,
     record::{Record, RecordBody, Sample, WarningLevel},
 };
 

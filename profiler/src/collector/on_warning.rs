@@ -4,8 +4,8 @@ use std::{os::fd::AsFd, process::Stdio};
 
 use crate::record::{Record, RecordBody};
 
-/// The environment a hook gets for a `warning` record.
-pub fn hook_env(record: &Record) -> Vec<(&'static str, String)> {
+/// The environment the command gets for a `warning` record.
+pub(super) fn environment(record: &Record) -> Vec<(&'static str, String)> {
     let RecordBody::Warning(w) = &record.body else {
         return Vec::new();
     };
@@ -49,10 +49,10 @@ pub fn hook_env(record: &Record) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Starts `sh -c CMD` with the warning's details and does not wait for it: a slow hook must
+/// Starts `sh -c CMD` with the warning's details and does not wait for it: a slow command must
 /// not hold up the watch. Its output goes to stderr, never into the JSON on stdout; its exit
 /// is collected in the background and a failure logged.
-pub fn run_hook(command: &str, record: &Record) {
+pub(super) fn run(command: &str, record: &Record) {
     let stdout = match std::io::stderr().as_fd().try_clone_to_owned() {
         Ok(fd) => Stdio::from(fd),
         Err(_) => Stdio::null(),
@@ -60,7 +60,7 @@ pub fn run_hook(command: &str, record: &Record) {
     let spawned = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
-        .envs(hook_env(record))
+        .envs(environment(record))
         .stdin(Stdio::null())
         .stdout(stdout)
         .spawn();
