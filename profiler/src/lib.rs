@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cmd;
 pub mod collector;
 pub mod distributions;
+pub mod errors;
 pub mod forecast;
 pub mod kmsg;
 pub mod mode;

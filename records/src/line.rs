@@ -223,25 +223,25 @@ pub struct Line {
 #[derive(Debug, Error)]
 pub enum LineError {
     /// Not a JSON object (with a string `type`, if any).
-    #[error("not a JSON record: {source}")]
+    #[error("not a JSON record: {error}")]
     NotARecord {
         /// What the JSON reader said.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// A JSON object without `type`.
-    #[error("no \"type\": {source}")]
+    #[error("no \"type\": {error}")]
     NoType {
         /// What the JSON reader said.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// A line of a known type (or of any type, when its `ts` is wrong) missing a field it
     /// must have, or with a field of the wrong kind.
-    #[error("a {kind} line that does not read: {source}")]
+    #[error("a {kind} line that does not read: {error}")]
     Bad {
         /// Its `type`.
         kind: String,
         /// What the JSON reader said.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
@@ -255,10 +255,10 @@ struct Tag {
 impl Line {
     /// Reads one line of `profiler watch --json`.
     pub fn parse(text: &str) -> Result<Line, LineError> {
-        serde_json::from_str(text).map_err(|source| match serde_json::from_str::<Tag>(text) {
-            Err(_) => LineError::NotARecord { source },
-            Ok(Tag { kind: None }) => LineError::NoType { source },
-            Ok(Tag { kind: Some(kind) }) => LineError::Bad { kind, source },
+        serde_json::from_str(text).map_err(|error| match serde_json::from_str::<Tag>(text) {
+            Err(_) => LineError::NotARecord { error },
+            Ok(Tag { kind: None }) => LineError::NoType { error },
+            Ok(Tag { kind: Some(kind) }) => LineError::Bad { kind, error },
         })
     }
 }

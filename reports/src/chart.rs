@@ -52,7 +52,7 @@ pub enum ChartError {
     #[error("drawing the chart failed: {0}")]
     Draw(String),
     /// The PNG encoder failed.
-    #[error("encoding the chart as PNG failed: {0}")]
+    #[error("encoding the chart as PNG failed")]
     Encode(#[from] png::EncodingError),
 }
 

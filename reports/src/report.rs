@@ -31,9 +31,7 @@ pub struct Written {
 #[derive(Debug, Error)]
 pub enum ReportError {
     /// The output directory cannot be written.
-    #[error(
-        "cannot write the report into {dir}: {source}; choose a writable directory with -o DIR"
-    )]
+    #[error("cannot write the report into {dir} (choose a writable directory with -o DIR)")]
     OutputDir {
         /// The directory.
         dir: PathBuf,
@@ -41,7 +39,7 @@ pub enum ReportError {
         source: std::io::Error,
     },
     /// The recording cannot be opened.
-    #[error("cannot open the recording {path}: {source}")]
+    #[error("cannot open the recording {path}")]
     Open {
         /// The recording.
         path: PathBuf,
@@ -49,12 +47,12 @@ pub enum ReportError {
         source: std::io::Error,
     },
     /// The recording does not read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         /// The recording.
         path: PathBuf,
-        /// Why.
-        source: ReadError,
+        /// Why (shown in the message: it is about the file's contents, not a cause below).
+        error: ReadError,
     },
     /// Not one line after the header reads.
     #[error(
@@ -69,10 +67,10 @@ pub enum ReportError {
         reason: String,
     },
     /// A chart could not be drawn.
-    #[error("{0}")]
+    #[error(transparent)]
     Chart(#[from] ChartError),
     /// A file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         /// The file.
         path: PathBuf,
@@ -98,9 +96,9 @@ pub fn write_report(recording: &Path, dir: &Path) -> Result<Written, ReportError
             .get_or_insert_with(|| Timeline::new(header.started))
             .add(line);
     })
-    .map_err(|source| ReportError::Read {
+    .map_err(|error| ReportError::Read {
         path: recording.to_owned(),
-        source,
+        error,
     })?;
     let timeline = timeline.unwrap_or_else(|| Timeline::new(scanned.header.started));
     if scanned.lines == 0 {

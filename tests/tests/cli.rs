@@ -1,7 +1,8 @@
 //! The command line: errors for bad input and missing privileges, and `doctor`.
 
 use profiler_e2e::{
-    run, run_profiler, start_test, unprivileged_profiler_command, TestCgroup, MIB, PATIENCE,
+    run, run_profiler, start_test, unprivileged_profiler_command, TempDir, TestCgroup, MIB,
+    PATIENCE,
 };
 
 /// Test 8a: a directory that is not a memory cgroup is refused.
@@ -35,6 +36,27 @@ fn without_privileges_the_error_says_what_is_needed() {
     ]);
     let finished = run(command, PATIENCE);
     finished.expect_error(&["CAP_BPF", "sudo"]);
+}
+
+/// Test 8d: without privileges, `watch --all` on a node with no container says what is
+/// missing, and not first that it is waiting for containers.
+#[test]
+fn without_privileges_watch_all_does_not_wait_first() {
+    let _test = start_test!();
+    let empty = TempDir::new("no-containers");
+    let command = unprivileged_profiler_command(&[
+        "watch",
+        "--all",
+        "--cgroup-root",
+        &empty.path().display().to_string(),
+        "--duration",
+        "5s",
+    ]);
+    let finished = run(command, PATIENCE);
+    finished.expect_error(&["CAP_BPF", "sudo"]);
+    if finished.stderr.contains("waiting") {
+        finished.fail("expected no \"waiting\" message before the missing privileges");
+    }
 }
 
 /// Test 11: `doctor` names the chosen mode, which is tracepoint on this kernel.

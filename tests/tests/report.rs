@@ -280,8 +280,13 @@ fn bad_input_is_refused_with_a_message() {
     let unwritable = a_file.join("out").display().to_string();
     run_profiler(&["report", "/nonexistent.rec", "-o", &unwritable], PATIENCE)
         .expect_error(&["cannot write the report into", "-o DIR"]);
-    run_profiler(&["report", "/nonexistent.rec", "-o", &out], PATIENCE)
-        .expect_error(&["cannot open the recording /nonexistent.rec"]);
+    let missing = run_profiler(&["report", "/nonexistent.rec", "-o", &out], PATIENCE);
+    missing.expect_error(&["cannot open the recording /nonexistent.rec"]);
+    // The system's reason ends the message, once.
+    let reason = "No such file or directory (os error 2)";
+    if missing.stderr.matches(reason).count() != 1 {
+        missing.fail(format_args!("expected {reason:?} exactly once on stderr"));
+    }
     let empty = dir.join("empty.rec");
     std::fs::write(&empty, b"").expect("write");
     run_profiler(

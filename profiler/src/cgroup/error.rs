@@ -51,7 +51,9 @@ pub enum CgroupError {
     },
 
     /// A cgroup or proc file could not be read for a reason other than the cgroup being gone.
-    #[error("cannot read {path}: {source}; check that it is readable by this user (cgroup files may need root)")]
+    #[error(
+        "cannot read {path} (check that it is readable by this user: cgroup files may need root)"
+    )]
     Io {
         /// The file or directory that failed.
         path: PathBuf,

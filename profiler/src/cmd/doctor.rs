@@ -8,6 +8,7 @@ use crate::{
     btf::VMLINUX_BTF,
     cgroup,
     cli::DoctorArgs,
+    errors,
     mode::ModeRequest,
     pods::{self, Inventory, NodeRoots},
     privilege,
@@ -52,7 +53,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         match probe::start(ModeRequest::Auto, Path::new(VMLINUX_BTF)) {
             // Dropping the probes right away detaches everything that was attached to check.
             Ok((_probes, report)) => (Some(report), None),
-            Err(e) => (None, Some(probe::error_chain(&e))),
+            Err(e) => (None, Some(errors::chain(&e))),
         }
     } else {
         (

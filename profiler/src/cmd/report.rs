@@ -24,7 +24,8 @@ pub fn run(args: ReportArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| default_dir(&args.recording));
     let written = reports::write_report(&args.recording, &dir)
-        .with_context(|| format!("no report written for {}", args.recording.display()))?;
+        // Every error names the file it is about.
+        .context("no report written")?;
     match &written.damage {
         Some(Damage::BadLine { line, reason }) => eprintln!(
             "warning: {} is damaged: line {line} is not a record ({reason}); the report shows \

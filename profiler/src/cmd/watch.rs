@@ -41,12 +41,17 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         container_logs: args.container_logs.clone(),
         runtime_state: args.runtime_state.clone(),
     };
-    let targets = if args.cgroups.is_empty() {
-        Targets::Discovered(discover(&args, roots.clone())?)
+    let (targets, waiting) = if args.cgroups.is_empty() {
+        let (discovery, waiting) = discover(&args, roots.clone())?;
+        (Targets::Discovered(discovery), waiting)
     } else {
-        Targets::Fixed(fixed_cgroups(&args.cgroups)?)
+        (Targets::Fixed(fixed_cgroups(&args.cgroups)?), None)
     };
+    // A user without the privileges learns that first, not that the watch is waiting.
     privilege::require_tracing("profiler watch", "watch")?;
+    if let Some(waiting) = waiting {
+        eprintln!("{waiting}");
+    }
     // Before anything is loaded: an unwritable recording is an error now, not after a watch.
     let record_file = match &args.record {
         Some(path) => Some(File::create(path).with_context(|| {
@@ -129,8 +134,8 @@ fn fixed_cgroups(paths: &[PathBuf]) -> Result<Vec<MemoryCgroup>> {
 
 /// Resolves `--pod`, `--container` or `--all` against the node as it is now. Unknown names
 /// are errors; a known pod with no container running is waited for (or an error with
-/// `--no-wait`).
-fn discover(args: &WatchArgs, roots: NodeRoots) -> Result<Discovery> {
+/// `--no-wait`): then the second value is what to tell the user.
+fn discover(args: &WatchArgs, roots: NodeRoots) -> Result<(Discovery, Option<String>)> {
     let selector = match (&args.pod, &args.container) {
         (Some(pod), container) => Selector::Pod {
             name: pod.clone(),
@@ -148,7 +153,10 @@ fn discover(args: &WatchArgs, roots: NodeRoots) -> Result<Discovery> {
         &roots.cgroup_root.display().to_string(),
     )?;
     let discovery = Discovery { roots, selection };
-    if discovery.matching(&inventory).next().is_none() {
+    if discovery.matching(&inventory).next().is_some() {
+        return Ok((discovery, None));
+    }
+    let waiting = {
         let root = discovery.roots.cgroup_root.display();
         let what = match &discovery.selection {
             Selection::All => format!("no container found under {root}"),
@@ -162,22 +170,22 @@ fn discover(args: &WatchArgs, roots: NodeRoots) -> Result<Discovery> {
             bail!("{what} (--no-wait was given)");
         }
         match &discovery.selection {
-            Selection::All => eprintln!("{what}; waiting for containers to start"),
+            Selection::All => format!("{what}; waiting for containers to start"),
             Selection::Pod {
                 namespace,
                 name,
                 container: None,
-            } => eprintln!(
+            } => format!(
                 "waiting for a container of pod {namespace}/{name} to start under {root} \
                  (--no-wait fails instead)"
             ),
-            other => eprintln!(
+            other => format!(
                 "waiting for {} to start under {root} (--no-wait fails instead)",
                 other.describe()
             ),
         }
-    }
-    Ok(discovery)
+    };
+    Ok((discovery, Some(waiting)))
 }
 
 fn check_dir(path: &Path, flag: &str) -> Result<PathBuf> {

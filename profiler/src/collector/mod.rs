@@ -60,13 +60,13 @@ pub struct WatchOptions {
 #[derive(Debug, Error)]
 pub enum CollectError {
     /// Writing the output failed (other than a closed pipe, which ends the watch quietly).
-    #[error("writing output failed: {0}")]
+    #[error("writing output failed")]
     Output(#[source] io::Error),
     /// A map of the kernel programs could not be read or written.
-    #[error("talking to the kernel programs failed: {0}")]
+    #[error("talking to the kernel programs failed")]
     Kernel(#[from] aya::maps::MapError),
     /// Setting up signal handling or the event loop failed.
-    #[error("setting up the event loop failed: {0}")]
+    #[error("setting up the event loop failed")]
     Setup(#[source] io::Error),
     /// The kernel log could not be read for OOM kills.
     #[error(transparent)]
@@ -196,7 +196,10 @@ pub async fn run(
                 match kill {
                     Ok(kill) => collector.on_kmsg_kill(kill)?,
                     Err(e) => {
-                        log::warn!("reading the kernel log failed, OOM kills are no longer reported: {e}");
+                        log::warn!(
+                            "reading the kernel log failed, OOM kills are no longer reported: {}",
+                            crate::errors::chain(&e)
+                        );
                         kmsg = None;
                     }
                 }

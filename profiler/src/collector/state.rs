@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     cgroup::{LimitCache, MemoryCgroup},
+    errors,
     forecast::risk::Thresholds,
     mode::ChargeMode,
     output::Sink,
@@ -237,7 +238,7 @@ impl<'s> Collector<'s> {
                     }
                     // Gone again already, or not a memory cgroup (e.g. v2 without memory
                     // enabled below its parent): nothing to watch there.
-                    Err(e) => log::debug!("not watching {}: {e}", path.display()),
+                    Err(e) => log::debug!("not watching {}: {}", path.display(), errors::chain(&e)),
                 },
             }
         }
@@ -302,7 +303,11 @@ impl<'s> Collector<'s> {
                 }
                 Err(SampleError::Kernel(e)) => return Err(e.into()),
                 Err(SampleError::Read(e)) => {
-                    log::warn!("{}: {e}", self.watched[i].cgroup.path().display());
+                    log::warn!(
+                        "{}: {}",
+                        self.watched[i].cgroup.path().display(),
+                        errors::chain(&e)
+                    );
                 }
             }
         }

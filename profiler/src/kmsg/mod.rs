@@ -32,8 +32,8 @@ const PENDING_CONSTRAINTS: usize = 16;
 pub enum KmsgError {
     /// `/dev/kmsg` could not be opened.
     #[error(
-        "cannot open {}: {source}; reading the kernel log needs root (CAP_SYSLOG) or \
-         kernel.dmesg_restrict=0",
+        "cannot open {} (reading the kernel log needs root, CAP_SYSLOG, or \
+         kernel.dmesg_restrict=0)",
         path.display()
     )]
     Open {
@@ -45,8 +45,8 @@ pub enum KmsgError {
     },
     /// Seeking to the end of the log failed.
     #[error(
-        "cannot seek to the end of {}: {source}; the kernel log device does not support \
-         SEEK_END (kernel older than 3.5?)",
+        "cannot seek to the end of {} (a kernel log device without SEEK_END: a kernel older \
+         than 3.5?)",
         path.display()
     )]
     Seek {
@@ -63,7 +63,7 @@ pub enum KmsgError {
     )]
     NoRuntime,
     /// Registering the descriptor with the tokio reactor failed.
-    #[error("cannot watch {} for new records: {source}", path.display())]
+    #[error("cannot watch {} for new records", path.display())]
     Register {
         /// The device path.
         path: PathBuf,
@@ -72,7 +72,7 @@ pub enum KmsgError {
         source: io::Error,
     },
     /// `read(2)` on the log device failed.
-    #[error("reading a record from {} failed: {source}", path.display())]
+    #[error("reading a record from {} failed", path.display())]
     Read {
         /// The device path.
         path: PathBuf,

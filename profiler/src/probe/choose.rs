@@ -15,13 +15,13 @@
 use profiler_common::{ChargeLayout, TaskLayout};
 
 use super::{
-    error_chain,
     hooks::{Hook, HookRole, CHARGE_MODES, HOOKS},
     report::{Decision, HookReport, HookStatus},
     AttachError, Attacher, ProbeError, TargetError, Unavailable,
 };
 use crate::{
     btf::{self, BtfError, KernelBtf},
+    errors::chain as error_chain,
     mode::{ChargeMode, OomSource},
 };
 

@@ -23,7 +23,7 @@ pub enum TargetError {
     },
 }
 
-/// Why one hook did not attach. Rendered with its sources ([`super::error_chain`]): aya's
+/// Why one hook did not attach. Rendered with its sources ([`crate::errors::chain`]): aya's
 /// verifier errors carry the verifier log in theirs.
 #[derive(Debug, Error)]
 pub enum AttachError {

@@ -238,7 +238,7 @@ impl Hook {
                 }
                 Ok(Some(params)) => seen.push(format!("{name}({})", params.join(", "))),
                 Ok(None) => {}
-                Err(e) => seen.push(format!("{name}: {e}")),
+                Err(e) => seen.push(format!("{name}: {}", crate::errors::chain(&e))),
             }
         }
         Err(if seen.is_empty() {

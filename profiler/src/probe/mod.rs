@@ -30,7 +30,7 @@ pub use maps::KernelMaps;
 pub use report::{Decision, HookReport, HookStatus, ProbeReport};
 pub use ring::RingReader;
 
-use crate::{btf::KernelBtf, mode::ModeRequest};
+use crate::{btf::KernelBtf, errors::chain as error_chain, mode::ModeRequest};
 
 /// The kernel programs, built by `build.rs` for the BPF target.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
@@ -143,16 +143,4 @@ pub fn start(
         }),
         report,
     ))
-}
-
-/// An error and its sources on one line (aya's verifier errors carry the log in the source).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
