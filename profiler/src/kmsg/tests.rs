@@ -341,8 +341,9 @@ impl Drop for OomCgroup {
     }
 }
 
-/// Needs root, the v1 memory controller and a real OOM kill (this machine).
+/// A real OOM kill in a child of this process's v1 memory cgroup, read from the kernel log.
 #[tokio::test(flavor = "current_thread")]
+#[ignore = "host tier (cargo xtask test): causes a real OOM kill in a child cgroup v1 memcg, as root"]
 async fn real_memcg_oom_kill_is_reported() {
     let mut watcher = match KmsgOomWatcher::open() {
         Ok(watcher) => watcher,
