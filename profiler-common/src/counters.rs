@@ -131,7 +131,7 @@ mod user {
 }
 
 // The layouts are part of the kernel/user contract: fail the build if padding creeps in.
-const _: () = assert!(core::mem::size_of::<SlotCounters>() == 96);
-const _: () = assert!(core::mem::size_of::<BurstBudget>() == 24);
-const _: () = assert!(core::mem::size_of::<MemcgSlot>() == 16);
-const _: () = assert!(core::mem::size_of::<ReclaimStart>() == 16);
+const _: () = assert!(size_of::<SlotCounters>() == 96);
+const _: () = assert!(size_of::<BurstBudget>() == 24);
+const _: () = assert!(size_of::<MemcgSlot>() == 16);
+const _: () = assert!(size_of::<ReclaimStart>() == 16);

@@ -79,9 +79,9 @@ pub mod read_error {
 }
 
 // The layouts are part of the kernel/user contract: fail the build if padding creeps in.
-const _: () = assert!(core::mem::size_of::<RingEventHeader>() == 16);
-const _: () = assert!(core::mem::size_of::<BurstEvent>() == 40);
-const _: () = assert!(core::mem::size_of::<OomVictim>() == 88);
+const _: () = assert!(size_of::<RingEventHeader>() == 16);
+const _: () = assert!(size_of::<BurstEvent>() == 40);
+const _: () = assert!(size_of::<OomVictim>() == 88);
 
 #[cfg(feature = "user")]
 pub use user::KernelEvent;

@@ -140,5 +140,5 @@ mod user {
 }
 
 // The layouts are part of the kernel/user contract: fail the build if padding creeps in.
-const _: () = assert!(core::mem::size_of::<ChargeLayout>() == 48);
-const _: () = assert!(core::mem::size_of::<TaskLayout>() == 80);
+const _: () = assert!(size_of::<ChargeLayout>() == 48);
+const _: () = assert!(size_of::<TaskLayout>() == 80);

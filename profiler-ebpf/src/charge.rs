@@ -56,21 +56,21 @@ impl Owner {
 //   field:u64 id;  field:int item;  field:int val;
 /// `memcg:mod_memcg_lruvec_state`: anon, file and shmem pages of a memcg's LRU vectors.
 #[raw_tracepoint(tracepoint = "mod_memcg_lruvec_state")]
-pub fn memcg_lruvec_state(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn memcg_lruvec_state(ctx: RawTracePointContext) -> i32 {
     on_stat_update(Owner::Memcg(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
     0
 }
 
 /// `memcg:mod_memcg_state`: memcg-wide items, of which the kernel-memory charge (`MEMCG_KMEM`).
 #[raw_tracepoint(tracepoint = "mod_memcg_state")]
-pub fn memcg_state(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn memcg_state(ctx: RawTracePointContext) -> i32 {
     on_stat_update(Owner::Memcg(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
     0
 }
 
 /// `memcg:count_memcg_events` (struct mem_cgroup *, int item, unsigned long count): major faults.
 #[raw_tracepoint(tracepoint = "count_memcg_events")]
-pub fn memcg_events(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn memcg_events(ctx: RawTracePointContext) -> i32 {
     on_event_count(ctx.arg(0), ctx.arg(1), ctx.arg(2));
     0
 }
@@ -91,7 +91,7 @@ fn pointer_arg(ctx: &FEntryContext, n: u32) -> Option<u64> {
 
 /// `__mod_memcg_lruvec_state(struct lruvec *lruvec, enum node_stat_item idx, int val)`.
 #[fentry(function = "__mod_memcg_lruvec_state")]
-pub fn fentry_memcg_lruvec_state(ctx: FEntryContext) -> i32 {
+pub(crate) fn fentry_memcg_lruvec_state(ctx: FEntryContext) -> i32 {
     if let Some(lruvec) = pointer_arg(&ctx, 0) {
         on_stat_update(Owner::Lruvec(lruvec), ctx.arg(1), ctx.arg(2));
     }
@@ -100,7 +100,7 @@ pub fn fentry_memcg_lruvec_state(ctx: FEntryContext) -> i32 {
 
 /// `__mod_memcg_state(struct mem_cgroup *memcg, int idx, int val)`.
 #[fentry(function = "__mod_memcg_state")]
-pub fn fentry_memcg_state(ctx: FEntryContext) -> i32 {
+pub(crate) fn fentry_memcg_state(ctx: FEntryContext) -> i32 {
     if let Some(memcg) = pointer_arg(&ctx, 0) {
         on_stat_update(Owner::Memcg(memcg), ctx.arg(1), ctx.arg(2));
     }
@@ -110,7 +110,7 @@ pub fn fentry_memcg_state(ctx: FEntryContext) -> i32 {
 /// `__count_memcg_events(struct mem_cgroup *memcg, enum vm_event_item idx, unsigned long
 /// count)`.
 #[fentry(function = "__count_memcg_events")]
-pub fn fentry_memcg_events(ctx: FEntryContext) -> i32 {
+pub(crate) fn fentry_memcg_events(ctx: FEntryContext) -> i32 {
     if let Some(memcg) = pointer_arg(&ctx, 0) {
         on_event_count(memcg, ctx.arg(1), ctx.arg(2));
     }
@@ -119,7 +119,7 @@ pub fn fentry_memcg_events(ctx: FEntryContext) -> i32 {
 
 /// [`fentry_memcg_lruvec_state`] as a kprobe.
 #[kprobe]
-pub fn kprobe_memcg_lruvec_state(ctx: ProbeContext) -> u32 {
+pub(crate) fn kprobe_memcg_lruvec_state(ctx: ProbeContext) -> u32 {
     if let (Some(lruvec), Some(item), Some(val)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
         on_stat_update(Owner::Lruvec(lruvec), item, val);
     }
@@ -128,7 +128,7 @@ pub fn kprobe_memcg_lruvec_state(ctx: ProbeContext) -> u32 {
 
 /// [`fentry_memcg_state`] as a kprobe.
 #[kprobe]
-pub fn kprobe_memcg_state(ctx: ProbeContext) -> u32 {
+pub(crate) fn kprobe_memcg_state(ctx: ProbeContext) -> u32 {
     if let (Some(memcg), Some(item), Some(val)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
         on_stat_update(Owner::Memcg(memcg), item, val);
     }
@@ -137,7 +137,7 @@ pub fn kprobe_memcg_state(ctx: ProbeContext) -> u32 {
 
 /// [`fentry_memcg_events`] as a kprobe.
 #[kprobe]
-pub fn kprobe_memcg_events(ctx: ProbeContext) -> u32 {
+pub(crate) fn kprobe_memcg_events(ctx: ProbeContext) -> u32 {
     if let (Some(memcg), Some(item), Some(count)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
         on_event_count(memcg, item, count);
     }

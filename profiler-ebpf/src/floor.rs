@@ -4,18 +4,18 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 
 /// Floor on `mod_memcg_lruvec_state`.
 #[raw_tracepoint(tracepoint = "mod_memcg_lruvec_state")]
-pub fn floor_lruvec_state(_ctx: RawTracePointContext) -> i32 {
+pub(crate) fn floor_lruvec_state(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
 /// Floor on `mod_memcg_state`.
 #[raw_tracepoint(tracepoint = "mod_memcg_state")]
-pub fn floor_state(_ctx: RawTracePointContext) -> i32 {
+pub(crate) fn floor_state(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
 /// Floor on `count_memcg_events`.
 #[raw_tracepoint(tracepoint = "count_memcg_events")]
-pub fn floor_events(_ctx: RawTracePointContext) -> i32 {
+pub(crate) fn floor_events(_ctx: RawTracePointContext) -> i32 {
     0
 }

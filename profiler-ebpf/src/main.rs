@@ -32,7 +32,7 @@ mod reclaim;
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     // The verifier rejects any program that could reach this; it exists to satisfy `no_std`.
     loop {}
 }

@@ -11,16 +11,16 @@ use profiler_common::{
 
 /// Item numbers and cgroup-id offsets, from the running kernel's BTF (set by the loader).
 #[unsafe(no_mangle)]
-pub static CHARGE_LAYOUT: Global<ChargeLayout> = Global::new(ChargeLayout::UNRESOLVED);
+pub(crate) static CHARGE_LAYOUT: Global<ChargeLayout> = Global::new(ChargeLayout::UNRESOLVED);
 
 /// `task_struct` offsets for the OOM-victim and reclaim programs (set by the loader).
 #[unsafe(no_mangle)]
-pub static TASK_LAYOUT: Global<TaskLayout> = Global::new(TaskLayout::UNRESOLVED);
+pub(crate) static TASK_LAYOUT: Global<TaskLayout> = Global::new(TaskLayout::UNRESOLVED);
 
 /// The filter: cgroup id (kernfs inode) → slot. A watched cgroup and its descendants map to the
 /// watched cgroup's slot. Only user space writes it.
 #[map]
-pub static WATCHED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_WATCHED_IDS, 0);
+pub(crate) static WATCHED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_WATCHED_IDS, 0);
 
 /// `struct mem_cgroup *` → slot, so the hot path does an array access instead of three kernel
 /// reads and a hash lookup. Per CPU, so entries are never written by two CPUs at once; direct
@@ -29,33 +29,33 @@ pub static WATCHED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_WATCHED_ID
 /// under; a memcg freed and reallocated at the same address keeps its old entry until user
 /// space next sees the subtree change and bumps the generation (one interval at most).
 #[map]
-pub static MEMCG_CACHE: PerCpuArray<MemcgSlot> =
+pub(crate) static MEMCG_CACHE: PerCpuArray<MemcgSlot> =
     PerCpuArray::with_max_entries(MEMCG_CACHE_ENTRIES, 0);
 
 /// Watch-set generation, bumped by user space after every change to [`WATCHED`]; cached
 /// entries of an older generation are resolved again.
 #[map]
-pub static GENERATION: Array<u32> = Array::with_max_entries(1, 0);
+pub(crate) static GENERATION: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-CPU counters of each slot.
 #[map]
-pub static COUNTERS: PerCpuArray<SlotCounters> = PerCpuArray::with_max_entries(MAX_SLOTS, 0);
+pub(crate) static COUNTERS: PerCpuArray<SlotCounters> = PerCpuArray::with_max_entries(MAX_SLOTS, 0);
 
 /// Burst budget of each slot (shared between CPUs, updated atomically).
 #[map]
-pub static BUDGETS: Array<BurstBudget> = Array::with_max_entries(MAX_SLOTS, 0);
+pub(crate) static BUDGETS: Array<BurstBudget> = Array::with_max_entries(MAX_SLOTS, 0);
 
 /// Records for user space: bursts and OOM victims.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 /// Records that did not fit in [`EVENTS`] (index 0), so overflow is reported, never silent.
 #[map]
-pub static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Counts a record that could not be reserved in the ring buffer.
 #[inline(always)]
-pub fn count_lost_event() {
+pub(crate) fn count_lost_event() {
     if let Some(lost) = LOST_EVENTS.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, only this CPU writes it.
         unsafe { *lost += 1 };

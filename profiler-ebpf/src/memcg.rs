@@ -8,14 +8,14 @@ use crate::maps::{CHARGE_LAYOUT, GENERATION, MEMCG_CACHE, WATCHED};
 
 /// Reads a kernel value at `base + offset`.
 #[inline(always)]
-pub fn read_at<T>(base: u64, offset: u32) -> Option<T> {
+pub(crate) fn read_at<T>(base: u64, offset: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel checks the address; a bad pointer is an error, not a fault.
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
 }
 
 /// The cgroup id of a `struct mem_cgroup *`: `memcg->css.cgroup->kn->id`.
 #[inline(always)]
-pub fn memcg_cgroup_id(memcg: u64, layout: &ChargeLayout) -> Option<u64> {
+pub(crate) fn memcg_cgroup_id(memcg: u64, layout: &ChargeLayout) -> Option<u64> {
     let cgroup: u64 = read_at(memcg, layout.memcg_css + layout.css_cgroup)?;
     let kn: u64 = read_at(cgroup, layout.cgroup_kn)?;
     read_at(kn, layout.kn_id)
@@ -27,7 +27,7 @@ pub fn memcg_cgroup_id(memcg: u64, layout: &ChargeLayout) -> Option<u64> {
 /// the current watch set, it costs a read of the generation and one entry of the per-CPU,
 /// direct-mapped cache (no helper call, no kernel read).
 #[inline(always)]
-pub fn slot_of_memcg(memcg: u64) -> Option<u32> {
+pub(crate) fn slot_of_memcg(memcg: u64) -> Option<u32> {
     slot_of(memcg, Some)
 }
 
@@ -35,14 +35,14 @@ pub fn slot_of_memcg(memcg: u64) -> Option<u32> {
 /// kernels without the memcg tracepoints). The cache is keyed by the lruvec itself, so the hot
 /// path is the same single probe; only the slow path goes from the lruvec to its memcg.
 #[inline(always)]
-pub fn slot_of_lruvec(lruvec: u64) -> Option<u32> {
+pub(crate) fn slot_of_lruvec(lruvec: u64) -> Option<u32> {
     slot_of(lruvec, memcg_of_lruvec)
 }
 
 /// The memcg of a memcg's per-node `lruvec`: `container_of(lruvec, struct
 /// mem_cgroup_per_node, lruvec)->memcg`.
 #[inline(always)]
-pub fn memcg_of_lruvec(lruvec: u64) -> Option<u64> {
+pub(crate) fn memcg_of_lruvec(lruvec: u64) -> Option<u64> {
     let layout = CHARGE_LAYOUT.load();
     let per_node = lruvec.checked_sub(layout.pn_lruvec as u64)?;
     read_at(per_node, layout.pn_memcg)
@@ -89,7 +89,11 @@ fn resolve_slot(memcg: u64) -> Option<u32> {
 /// The `struct mem_cgroup *` of a task's memory cgroup: `task->cgroups->subsys[memory]`,
 /// minus the offset of `css` in `mem_cgroup`.
 #[inline(always)]
-pub fn task_memcg(task: u64, task_layout: &TaskLayout, charge: &ChargeLayout) -> Option<u64> {
+pub(crate) fn task_memcg(
+    task: u64,
+    task_layout: &TaskLayout,
+    charge: &ChargeLayout,
+) -> Option<u64> {
     let css_set: u64 = read_at(task, task_layout.cgroups)?;
     let css: u64 = read_at(css_set, task_layout.css_set_memory)?;
     if css == 0 {

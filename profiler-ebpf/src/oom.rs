@@ -26,7 +26,7 @@ use crate::{
 
 /// `oom:mark_victim`.
 #[raw_tracepoint(tracepoint = "mark_victim")]
-pub fn oom_mark_victim(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn oom_mark_victim(ctx: RawTracePointContext) -> i32 {
     let layout = TASK_LAYOUT.load();
     if layout.valid == 0 {
         return 0;

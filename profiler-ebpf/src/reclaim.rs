@@ -24,7 +24,7 @@ static RECLAIM_START: HashMap<u32, ReclaimStart> = HashMap::with_max_entries(409
 
 /// `vmscan:mm_vmscan_memcg_reclaim_begin` (int order, gfp_t gfp_flags).
 #[raw_tracepoint(tracepoint = "mm_vmscan_memcg_reclaim_begin")]
-pub fn memcg_reclaim_begin(_ctx: RawTracePointContext) -> i32 {
+pub(crate) fn memcg_reclaim_begin(_ctx: RawTracePointContext) -> i32 {
     let task_layout = TASK_LAYOUT.load();
     if task_layout.valid == 0 {
         return 0;
@@ -50,7 +50,7 @@ pub fn memcg_reclaim_begin(_ctx: RawTracePointContext) -> i32 {
 
 /// `vmscan:mm_vmscan_memcg_reclaim_end` (unsigned long nr_reclaimed).
 #[raw_tracepoint(tracepoint = "mm_vmscan_memcg_reclaim_end")]
-pub fn memcg_reclaim_end(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn memcg_reclaim_end(ctx: RawTracePointContext) -> i32 {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: copied out at once.
     let Some(start) = (unsafe { RECLAIM_START.get(tid) }).copied() else {

@@ -8,7 +8,7 @@ const SIGFIG: u8 = 2;
 
 /// p50/p90/p99/max of one figure.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     /// Median.
     pub p50: f64,
     /// 90th percentile.
@@ -67,7 +67,7 @@ fn unreachable_sigfig() -> Histogram<u32> {
 
 /// The histograms of one container.
 #[derive(Debug)]
-pub struct Distributions {
+pub(crate) struct Distributions {
     usage: Figure,
     working_set: Figure,
     unreclaimable: Figure,
@@ -91,7 +91,7 @@ impl Default for Distributions {
 
 /// What one sample adds.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SampleFigures {
+pub(crate) struct SampleFigures {
     /// Bytes.
     pub usage: u64,
     /// Bytes.
@@ -106,7 +106,7 @@ pub struct SampleFigures {
 
 /// The `summary` of one container.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Samples taken.
     pub samples: u64,
     /// Usage, bytes.
@@ -123,7 +123,7 @@ pub struct Summary {
 
 impl Distributions {
     /// Records one sample.
-    pub fn record(&mut self, s: SampleFigures) {
+    pub(crate) fn record(&mut self, s: SampleFigures) {
         self.samples += 1;
         self.usage.record(s.usage as f64);
         self.working_set.record(s.working_set as f64);
@@ -137,7 +137,7 @@ impl Distributions {
     }
 
     /// The percentiles so far.
-    pub fn summary(&self) -> Summary {
+    pub(crate) fn summary(&self) -> Summary {
         Summary {
             samples: self.samples,
             usage_bytes: self.usage.percentiles(),

@@ -3,7 +3,7 @@
 
 /// An error and its sources, joined with `: ` (aya's verifier errors carry the log in their
 /// source).
-pub fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -1,18 +1,21 @@
 //! The profiler's user space: kernel layout discovery (BTF), cgroup reading, the kernel
 //! programs' loader and maps, the collector, and the subcommands.
+//!
+//! The binary is a thin shell over [`cli`] (the arguments) and [`cmd`] (one module per
+//! subcommand); everything else is private to this crate, so what nothing uses shows as dead.
 
-pub mod btf;
-pub mod cgroup;
+mod btf;
+mod cgroup;
 pub mod cli;
 pub mod cmd;
-pub mod collector;
-pub mod distributions;
-pub mod errors;
-pub mod forecast;
-pub mod kmsg;
-pub mod mode;
-pub mod output;
-pub mod pods;
-pub mod privilege;
-pub mod probe;
-pub mod record;
+mod collector;
+mod distributions;
+mod errors;
+mod forecast;
+mod kmsg;
+mod mode;
+mod output;
+mod pods;
+mod privilege;
+mod probe;
+mod record;

@@ -34,7 +34,7 @@ impl fmt::Display for ChargeMode {
 /// Where OOM kills come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OomSource {
+pub(crate) enum OomSource {
     /// The `oom:mark_victim` raw tracepoint.
     MarkVictim,
     /// The kernel log (`/dev/kmsg`).

@@ -10,7 +10,7 @@ const CAP_BPF: u32 = 39;
 
 /// Missing privileges, with what to do about it.
 #[derive(Debug, Error)]
-pub enum PrivilegeError {
+pub(crate) enum PrivilegeError {
     /// The effective capability set lacks what BPF tracing needs.
     #[error(
         "{what} needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load its kernel programs, \
@@ -31,14 +31,14 @@ pub enum PrivilegeError {
 }
 
 /// The effective capability mask of this process.
-pub fn effective_capabilities() -> Result<u64, PrivilegeError> {
+pub(crate) fn effective_capabilities() -> Result<u64, PrivilegeError> {
     let status = fs::read_to_string("/proc/self/status")
         .map_err(|e| PrivilegeError::Status(e.to_string()))?;
     parse_cap_eff(&status).ok_or_else(|| PrivilegeError::Status("no CapEff line".into()))
 }
 
 /// The `CapEff:` mask of a `/proc/<pid>/status` text.
-pub fn parse_cap_eff(status: &str) -> Option<u64> {
+pub(crate) fn parse_cap_eff(status: &str) -> Option<u64> {
     let hex = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))?
@@ -47,7 +47,7 @@ pub fn parse_cap_eff(status: &str) -> Option<u64> {
 }
 
 /// Names of the capabilities `caps` lacks for tracing; empty when it has enough.
-pub fn missing_for_tracing(caps: u64) -> Vec<&'static str> {
+pub(crate) fn missing_for_tracing(caps: u64) -> Vec<&'static str> {
     let has = |cap: u32| caps & (1 << cap) != 0;
     let mut missing = Vec::new();
     if !has(CAP_SYS_ADMIN) {
@@ -68,7 +68,10 @@ pub fn missing_for_tracing(caps: u64) -> Vec<&'static str> {
 }
 
 /// Fails with a message naming the missing capabilities unless this process has them.
-pub fn require_tracing(what: &'static str, what_cmd: &'static str) -> Result<(), PrivilegeError> {
+pub(crate) fn require_tracing(
+    what: &'static str,
+    what_cmd: &'static str,
+) -> Result<(), PrivilegeError> {
     let missing = missing_for_tracing(effective_capabilities()?);
     if missing.is_empty() {
         Ok(())

@@ -19,7 +19,7 @@ use crate::{
 
 /// One line of output.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Record {
+pub(crate) struct Record {
     /// Unix time, seconds.
     pub ts: f64,
     /// The watched cgroup the record is about; `None` for node-wide records.
@@ -35,7 +35,7 @@ pub struct Record {
 /// The kinds of record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum RecordBody {
+pub(crate) enum RecordBody {
     /// A cgroup is now watched.
     WatchStart(WatchStart),
     /// Periodic figures of a watched cgroup.
@@ -58,7 +58,7 @@ pub enum RecordBody {
 
 /// Fields of a `watch_start` record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct WatchStart {
+pub(crate) struct WatchStart {
     /// Cgroup id (inode of the cgroup directory).
     pub cgroup_id: u64,
     /// `v1` or `v2`.
@@ -73,7 +73,7 @@ pub struct WatchStart {
 
 /// Fields of a `sample` record.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Memory charged to the cgroup (v1 `memory.usage_in_bytes`, v2 `memory.current`).
     pub usage_bytes: u64,
     /// Usage minus inactive page cache, as kubelet computes it.
@@ -131,7 +131,7 @@ pub struct Sample {
 /// The level a `warning` record announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum WarningLevel {
+pub(crate) enum WarningLevel {
     /// A kill is forecast within `--warn`.
     Warning,
     /// A kill is forecast within `--critical`.
@@ -152,7 +152,7 @@ impl From<Risk> for WarningLevel {
 
 /// Fields of a `warning` record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Warning {
+pub(crate) struct Warning {
     /// The new level.
     pub level: WarningLevel,
     /// The level before.
@@ -175,7 +175,7 @@ pub struct Warning {
 
 /// Fields of a `summary` record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SummaryRecord {
+pub(crate) struct SummaryRecord {
     /// Seconds watched.
     pub duration_s: f64,
     /// Percentiles of each figure.
@@ -191,7 +191,7 @@ pub struct SummaryRecord {
 
 /// Fields of a `burst` record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Burst {
+pub(crate) struct Burst {
     /// The budget the cgroup spent: half its headroom at the previous sample.
     pub budget_bytes: u64,
     /// Usage read right after the burst was reported.
@@ -203,7 +203,7 @@ pub struct Burst {
 /// Where an OOM kill was learned from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum KillSource {
+pub(crate) enum KillSource {
     /// The `oom:mark_victim` tracepoint.
     Bpf,
     /// The kernel log (`/dev/kmsg`).
@@ -212,7 +212,7 @@ pub enum KillSource {
 
 /// Fields of an `oom_kill` record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct OomKill {
+pub(crate) struct OomKill {
     /// The victim's own memory cgroup (the watched one or a descendant).
     pub victim_cgroup: Option<PathBuf>,
     /// Process id (thread group id) of the victim.
@@ -237,7 +237,7 @@ pub struct OomKill {
 
 /// Fields of a `lost_events` record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LostEvents {
+pub(crate) struct LostEvents {
     /// Records lost since the previous report.
     pub count: u64,
     /// `ring_buffer` or `kmsg`.
@@ -247,7 +247,7 @@ pub struct LostEvents {
 /// Why a watch ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum EndReason {
+pub(crate) enum EndReason {
     /// `--duration` elapsed.
     Duration,
     /// SIGINT or SIGTERM.
@@ -258,7 +258,7 @@ pub enum EndReason {
 
 /// Fields of an `end` record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct End {
+pub(crate) struct End {
     /// Why the watch ended.
     pub reason: EndReason,
 }

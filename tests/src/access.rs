@@ -53,7 +53,7 @@ impl AccessWatch {
     /// The accesses since the last call (or since the start).
     #[track_caller]
     pub fn take(&self) -> Vec<Access> {
-        let header = std::mem::size_of::<libc::inotify_event>();
+        let header = size_of::<libc::inotify_event>();
         let mut accesses = Vec::new();
         let mut buffer = vec![0u8; 64 * 1024];
         loop {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::setup::{output_of, run_cmd, NIGHTLY};
 
 /// The workspace root (the parent of xtask/).
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -18,7 +18,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The release binaries the tests, demo and benchmarks run.
-pub struct Binaries {
+pub(crate) struct Binaries {
     /// `profiler`.
     pub profiler: PathBuf,
     /// The test workloads (`workload` from the tests crate).
@@ -28,7 +28,7 @@ pub struct Binaries {
 }
 
 /// Builds the profiler (with its kernel programs) and the workloads, in release mode.
-pub fn run() -> Result<Binaries> {
+pub(crate) fn run() -> Result<Binaries> {
     let root = workspace_root();
     run_cmd(Command::new("cargo").current_dir(&root).args([
         "build",
@@ -86,7 +86,7 @@ fn host_triple() -> Result<String> {
 }
 
 /// Cargo's target directory for the workspace (`target/`, or `$CARGO_TARGET_DIR`).
-pub fn target_dir(root: &Path) -> Result<PathBuf> {
+pub(crate) fn target_dir(root: &Path) -> Result<PathBuf> {
     let metadata = output_of(Command::new("cargo").current_dir(root).args([
         "metadata",
         "--format-version",
@@ -101,9 +101,15 @@ pub fn target_dir(root: &Path) -> Result<PathBuf> {
         .context("cargo metadata names no target_directory")
 }
 
-/// rustfmt and clippy, for the workspace and for the eBPF crate (which only builds for BPF).
-pub fn lint() -> Result<()> {
+/// Sets up, then [`lint_only`].
+pub(crate) fn lint() -> Result<()> {
     crate::setup::run()?;
+    lint_only()
+}
+
+/// rustfmt and clippy (`-D warnings`), for the workspace and for the eBPF crate (which only
+/// builds for BPF), on a machine that is set up.
+pub(crate) fn lint_only() -> Result<()> {
     let root = workspace_root();
     run_cmd(
         Command::new("cargo")

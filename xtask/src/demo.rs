@@ -19,7 +19,7 @@ use crate::{
 const LIMIT: u64 = 128 << 20;
 
 /// Runs the demo.
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     require_root("cargo xtask demo")?;
     setup::run()?;
     let bins = build::run()?;

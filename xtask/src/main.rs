@@ -25,13 +25,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the eBPF toolchain (nightly rust-src, bpf-linker) and the container test tools
-    /// (runc, busybox-static), and the VM test tools (qemu-system-x86 from backports, cpio);
-    /// idempotent.
+    /// Install the eBPF toolchain (nightly rust-src, bpf-linker), the host test tools (runc,
+    /// busybox-static, chromium and a font, bpftool) and the VM test tools (qemu-system-x86
+    /// from backports, cpio); idempotent.
     Setup,
     /// Set up, then build the profiler and the test workloads (release).
     Build,
-    /// Set up, build, then run every test: unit tests and the root end-to-end tests.
+    /// Set up, lint (fails on a warning or an unformatted file), build, then run every test:
+    /// unit tests, the host tier (`#[ignore]`d unit tests that need the host's kernel,
+    /// cgroups or root), the root end-to-end tests, and the kernel matrix (`vm-test`).
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(last = true)]

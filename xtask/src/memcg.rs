@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _, Result};
 /// A simpler twin of `profiler::cgroup::own_memory_cgroup`, on purpose: xtask must build and
 /// run before the eBPF toolchain exists (it installs it), and depending on the `profiler` crate
 /// would run its build script, which needs that toolchain.
-pub fn own_memcg() -> Result<PathBuf> {
+pub(crate) fn own_memcg() -> Result<PathBuf> {
     let text = fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
@@ -37,13 +37,13 @@ pub fn own_memcg() -> Result<PathBuf> {
 /// A memory cgroup that removes itself when dropped. Processes started in it are
 /// [`Process`]es, which kill what they started when dropped; declare them after the cgroup so
 /// they go first.
-pub struct TempMemcg {
+pub(crate) struct TempMemcg {
     path: PathBuf,
     v2: bool,
 }
 
 /// A child process that is killed (by its pid, which it still owns) and reaped when dropped.
-pub struct Process(pub Child);
+pub(crate) struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -55,7 +55,7 @@ impl Drop for Process {
 }
 
 /// Sends SIGINT to a child we started and waits for it.
-pub fn interrupt(child: &mut Child) -> Result<std::process::ExitStatus> {
+pub(crate) fn interrupt(child: &mut Child) -> Result<std::process::ExitStatus> {
     if matches!(child.try_wait(), Ok(None)) {
         let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
         // SAFETY: plain kill(2) on a child we have not reaped, so the pid is still ours.
@@ -66,7 +66,7 @@ pub fn interrupt(child: &mut Child) -> Result<std::process::ExitStatus> {
 
 impl TempMemcg {
     /// Creates `<own memcg>/<prefix>-<pid>-<nanos>` with `limit` bytes.
-    pub fn new(prefix: &str, limit: u64) -> Result<Self> {
+    pub(crate) fn new(prefix: &str, limit: u64) -> Result<Self> {
         let own = own_memcg()?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -88,12 +88,12 @@ impl TempMemcg {
     }
 
     /// The cgroup directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Starts `cmd` inside the cgroup (it joins before exec) and keeps it for cleanup.
-    pub fn spawn(&self, cmd: &mut Command) -> Result<Process> {
+    pub(crate) fn spawn(&self, cmd: &mut Command) -> Result<Process> {
         use std::os::unix::process::CommandExt as _;
         let procs = std::ffi::CString::new(
             self.path
@@ -124,7 +124,7 @@ impl TempMemcg {
     }
 
     /// Whether the kernel has OOM-killed in this cgroup.
-    pub fn oom_kills(&self) -> u64 {
+    pub(crate) fn oom_kills(&self) -> u64 {
         let (file, key) = if self.v2 {
             ("memory.events", "oom_kill ")
         } else {
@@ -158,7 +158,7 @@ impl Drop for TempMemcg {
 }
 
 /// Fails unless running as root (cgroups and BPF need it).
-pub fn require_root(what: &str) -> Result<()> {
+pub(crate) fn require_root(what: &str) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("{what} creates memory cgroups and loads BPF programs: run it as root (sudo -E cargo xtask ...)");

@@ -8,7 +8,8 @@
 //!
 //! The container end-to-end tests need `runc` and a static `busybox` (for the container's
 //! rootfs) from the Debian archive, installed with `chromium` and `fonts-dejavu-core` for the
-//! headless browser checks of the HTML report (tests/src/browser.rs).
+//! headless browser checks of the HTML report (tests/src/browser/), and `bpftool`, which the
+//! host-tier BTF tests compare the profiler's reading of the kernel's BTF with.
 //!
 //! `cargo xtask vm-test` boots stock kernels under QEMU: it needs `qemu-system-x86` from the
 //! release's backports suite (the image's `qemu-utils` comes from there, and the release's own
@@ -24,10 +25,10 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 /// The toolchain the eBPF crate is built with (aya-build's default).
-pub const NIGHTLY: &str = "nightly";
+pub(crate) const NIGHTLY: &str = "nightly";
 
 /// Runs `cmd`, failing with its name when it cannot start or exits non-zero.
-pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run_cmd(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("cannot run {cmd:?}"))?;
@@ -38,7 +39,7 @@ pub fn run_cmd(cmd: &mut Command) -> Result<()> {
 }
 
 /// Runs `cmd` and returns its stdout.
-pub fn output_of(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output_of(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stderr(Stdio::inherit())
         .output()
@@ -110,7 +111,7 @@ fn libllvm(sysroot: &Path) -> Result<PathBuf> {
 }
 
 /// Installs whatever is missing; a second run only checks (a few seconds).
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     if output_of(Command::new("rustup").args(["toolchain", "list"]))?
         .lines()
         .all(|l| !l.starts_with(NIGHTLY))
@@ -140,23 +141,30 @@ pub fn run() -> Result<()> {
     if !bpf_linker_works() {
         bail!("bpf-linker was installed but does not start; is ~/.cargo/bin on PATH?");
     }
-    ensure_container_tools()?;
+    ensure_test_tools()?;
     ensure_vm_tools()
 }
 
-/// The Debian packages behind the tools the runc tests use: the OCI runtime, and a busybox
-/// that runs in a rootfs without a libc (the `busybox` package's binary is dynamic); and the
-/// headless browser (and a font for it) that checks the HTML report.
-const CONTAINER_PACKAGES: [&str; 4] = ["runc", "busybox-static", "chromium", "fonts-dejavu-core"];
+/// The Debian packages behind the tools the host tests use: the OCI runtime, and a busybox
+/// that runs in a rootfs without a libc (the `busybox` package's binary is dynamic), for the
+/// runc tests; the headless browser (and a font for it) that checks the HTML report; and
+/// bpftool, the independent reader of the kernel's BTF the host-tier BTF tests compare with.
+const TEST_PACKAGES: [&str; 5] = [
+    "runc",
+    "busybox-static",
+    "chromium",
+    "fonts-dejavu-core",
+    "bpftool",
+];
 
-/// What [`CONTAINER_PACKAGES`] put on PATH.
-const CONTAINER_TOOLS: [&str; 3] = ["runc", "busybox", "chromium"];
+/// What [`TEST_PACKAGES`] put on PATH.
+const TEST_TOOLS: [&str; 4] = ["runc", "busybox", "chromium", "bpftool"];
 /// What `fonts-dejavu-core` installs.
 const BROWSER_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-/// Installs [`CONTAINER_PACKAGES`] with apt-get unless their tools and font are there.
-fn ensure_container_tools() -> Result<()> {
-    let mut missing: Vec<&str> = CONTAINER_TOOLS
+/// Installs [`TEST_PACKAGES`] with apt-get unless their tools and font are there.
+fn ensure_test_tools() -> Result<()> {
+    let mut missing: Vec<&str> = TEST_TOOLS
         .into_iter()
         .filter(|tool| find_in_path(tool).is_none())
         .collect();
@@ -168,16 +176,16 @@ fn ensure_container_tools() -> Result<()> {
         eprintln!(
             "xtask setup: {} not on PATH; installing {} with apt-get",
             missing.join(" and "),
-            CONTAINER_PACKAGES.join(" ")
+            TEST_PACKAGES.join(" ")
         );
-        install_container_packages()?;
-        if let Some(tool) = CONTAINER_TOOLS
+        apt_install(&TEST_PACKAGES, &[])?;
+        if let Some(tool) = TEST_TOOLS
             .into_iter()
             .find(|tool| find_in_path(tool).is_none())
         {
             bail!(
                 "installed {} but `{tool}` is still not on PATH ({})",
-                CONTAINER_PACKAGES.join(" "),
+                TEST_PACKAGES.join(" "),
                 env::var("PATH").unwrap_or_default()
             );
         }
@@ -190,35 +198,35 @@ fn ensure_container_tools() -> Result<()> {
                 "xtask setup: {} is not statically linked; installing busybox-static",
                 busybox.display()
             );
-            install_container_packages()?;
+            apt_install(&["busybox-static"], &[])?;
         }
     }
     Ok(())
 }
 
-/// `apt-get install`, and on failure (stale package lists on a new machine) `apt-get update`
-/// and one more try.
-fn install_container_packages() -> Result<()> {
-    let install = || {
+/// `apt-get install [OPTIONS] PACKAGES`, and on failure (stale package lists on a new
+/// machine) `apt-get update` and one more try.
+fn apt_install(packages: &[&str], options: &[&str]) -> Result<()> {
+    let apt = |args: &[&str]| {
         run_cmd(
             Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(CONTAINER_PACKAGES)
+                .args(args)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
     };
+    let install = || {
+        let mut args = vec!["install", "-y", "--no-install-recommends"];
+        args.extend_from_slice(options);
+        args.extend_from_slice(packages);
+        apt(&args)
+    };
     if let Err(first) = install() {
         eprintln!("xtask setup: {first:#}; updating the package lists and trying once more");
-        run_cmd(
-            Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-        .context("updating the apt package lists (needs root)")?;
+        apt(&["update"]).context("updating the apt package lists (needs root)")?;
         install().with_context(|| {
             format!(
                 "installing {} with apt-get (needs root)",
-                CONTAINER_PACKAGES.join(" ")
+                packages.join(" ")
             )
         })?;
     }
@@ -310,38 +318,20 @@ fn ensure_vm_tools() -> Result<()> {
     if has_qemu && has_cpio {
         return Ok(());
     }
-    let apt = |args: &[&str]| {
-        run_cmd(
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
     if !has_cpio {
         eprintln!("xtask setup: cpio not on PATH; installing it with apt-get");
-        if apt(&["install", "-y", "--no-install-recommends", "cpio"]).is_err() {
-            apt(&["update"]).context("updating the apt package lists (needs root)")?;
-            apt(&["install", "-y", "--no-install-recommends", "cpio"])
-                .context("installing cpio with apt-get (needs root)")?;
-        }
+        apt_install(&["cpio"], &[])?;
     }
     if !has_qemu {
         let suite = crate::vm::backports::ensure_source()?;
         eprintln!(
             "xtask setup: qemu-system-x86_64 not on PATH; installing qemu-system-x86 from {suite}"
         );
-        apt(&["update"]).context("updating the apt package lists (needs root)")?;
         // `-t` prefers the suite for the package and its dependencies (qemu-system-data, ...),
-        // which must match the backported qemu-utils already installed.
-        apt(&[
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "-t",
-            &suite,
-            "qemu-system-x86",
-        ])
-        .with_context(|| format!("installing qemu-system-x86 from {suite} (needs root)"))?;
+        // which must match the backported qemu-utils already installed. The suite was just
+        // added, so the lists are updated on the first failure.
+        apt_install(&["qemu-system-x86"], &["-t", &suite])
+            .with_context(|| format!("installing qemu-system-x86 from {suite}"))?;
     }
     for tool in ["qemu-system-x86_64", "cpio"] {
         if find_in_path(tool).is_none() {

@@ -1,16 +1,21 @@
-//! `cargo xtask test`: every test, the root end-to-end ones included, then the kernel matrix
-//! (`cargo xtask vm-test`: the end-to-end checks on stock 6.1 and 6.12 kernels under QEMU).
+//! `cargo xtask test`: the lints first (a warning or an unformatted file fails the run), then
+//! every test in three tiers: the unit tests that need nothing (`cargo test` runs them as any
+//! user on any kernel), the host tier (unit tests `#[ignore]`d with the reason: the running
+//! kernel's BTF, its real cgroups, a real OOM kill) and the root end-to-end tests, then the
+//! kernel matrix (`cargo xtask vm-test`: the end-to-end checks on stock 6.1 and 6.12 kernels
+//! under QEMU).
 use std::process::Command;
 
 use anyhow::{Context as _, Result};
 
 use crate::{build, setup, vm};
 
-/// Sets up, builds the release binaries, and runs `cargo test` on the whole workspace with the
-/// end-to-end tests pointed at the fresh profiler binary and the static workload (for the
-/// container tests).
-pub fn run(extra: &[String]) -> Result<()> {
+/// Sets up, lints, builds the release binaries, and runs `cargo test` on the whole workspace,
+/// ignored (host-tier) tests included, with the end-to-end tests pointed at the fresh profiler
+/// binary and the static workload (for the container tests).
+pub(crate) fn run(extra: &[String]) -> Result<()> {
     setup::run()?;
+    build::lint_only().context("lint failed: run `cargo fmt --all` and fix clippy's warnings")?;
     let bins = build::run()?;
     let root = build::workspace_root();
     // Release, so the test build reuses the artifacts just built, and the end-to-end tests get
@@ -26,6 +31,8 @@ pub fn run(extra: &[String]) -> Result<()> {
                 "profiler-ebpf",
             ])
             .arg("--")
+            // The host tier: unit tests that need this machine's kernel, cgroups or root.
+            .arg("--include-ignored")
             .args(extra)
             .env("PROFILER_BIN", &bins.profiler)
             .env("PROFILER_STATIC_WORKLOAD", &bins.static_workload),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// Why a lookup in the kernel's BTF failed. Each variant names the type, member or enum involved
 /// so that the loader can say which feature it disabled and why.
 #[derive(Debug, thiserror::Error)]
-pub enum BtfError {
+pub(crate) enum BtfError {
     /// The BTF file does not exist.
     #[error(
         "no kernel BTF at {}: this kernel was built without CONFIG_DEBUG_INFO_BTF, so kernel \

@@ -7,7 +7,7 @@ use btf_rs::{Btf, BtfType, Member, Struct, Type};
 use super::BtfError;
 
 /// Where the running kernel exposes its own BTF.
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Longest chain of typedef / qualifier / pointer / array types followed before the BTF is
 /// declared malformed (real kernels need fewer than ten; this only stops cycles).
@@ -15,11 +15,11 @@ const MAX_TYPE_DEPTH: u32 = 64;
 
 /// Size of a pointer in the kernel. The profiler runs natively, so the kernel's pointers are as
 /// wide as ours.
-const POINTER_SIZE: u32 = std::mem::size_of::<usize>() as u32;
+const POINTER_SIZE: u32 = size_of::<usize>() as u32;
 
 /// The type of a struct member, as far as a BPF program reading it cares.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct MemberType {
+pub(crate) struct MemberType {
     /// Size in bytes of the whole member (all elements for an array).
     pub size: u32,
     /// `(number of elements, element size in bytes)` when the member is an array.
@@ -31,7 +31,7 @@ pub struct MemberType {
 }
 
 /// The running kernel's BTF, with the lookups the profiler needs.
-pub struct KernelBtf {
+pub(crate) struct KernelBtf {
     btf: Btf,
     /// Variant name -> distinct values, over every enum; built on first use.
     enum_variants: OnceLock<HashMap<String, Vec<i64>>>,
@@ -48,7 +48,7 @@ impl KernelBtf {
     ///
     /// A file that does not exist gives [`BtfError::Missing`] (kernel without
     /// `CONFIG_DEBUG_INFO_BTF`); one that cannot be read or parsed gives [`BtfError::Parse`].
-    pub fn load(path: &Path) -> Result<Self, BtfError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, BtfError> {
         // Read whole, then parse from memory: parsing through the file costs ~130,000 seeks
         // on a 5 MB vmlinux BTF, about 0.2 s of start-up.
         let parsed = match std::fs::read(path) {
@@ -66,8 +66,10 @@ impl KernelBtf {
         })
     }
 
-    /// Parses raw BTF data already in memory (a BTF blob, not an ELF file).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, BtfError> {
+    /// Parses raw BTF data already in memory (a BTF blob, not an ELF file): the hand-built
+    /// kernels of the tests.
+    #[cfg(test)]
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, BtfError> {
         Btf::from_bytes(bytes)
             .map(Self::new)
             .map_err(|source| BtfError::Parse {
@@ -86,7 +88,7 @@ impl KernelBtf {
     /// Value of `variant` in the enum named `enum_name` (`Enum` and `Enum64` kinds).
     ///
     /// Values are returned as `i64`; an unsigned 64-bit value above `i64::MAX` wraps.
-    pub fn enum_value(&self, enum_name: &str, variant: &str) -> Result<i64, BtfError> {
+    pub(crate) fn enum_value(&self, enum_name: &str, variant: &str) -> Result<i64, BtfError> {
         let types = self.types_by_name(enum_name)?;
         let mut found_enum = false;
         for ty in &types {
@@ -116,7 +118,7 @@ impl KernelBtf {
     ///
     /// Several enums defining the name with different values give
     /// [`BtfError::AmbiguousVariant`].
-    pub fn enum_value_any(&self, variant: &str) -> Result<i64, BtfError> {
+    pub(crate) fn enum_value_any(&self, variant: &str) -> Result<i64, BtfError> {
         let index = match self.enum_variants.get() {
             Some(index) => index,
             None => {
@@ -145,19 +147,21 @@ impl KernelBtf {
     /// typedefs and qualifiers are resolved for intermediate members. Every member but the last
     /// must be a struct or union held by value (a pointer needs a separate read). A bitfield
     /// gives [`BtfError::Bitfield`].
-    pub fn member_offset(&self, struct_name: &str, path: &[&str]) -> Result<u32, BtfError> {
+    pub(crate) fn member_offset(&self, struct_name: &str, path: &[&str]) -> Result<u32, BtfError> {
         self.walk(struct_name, path).map(|(offset, _)| offset)
     }
 
-    /// Size in bytes of the struct (or union) named `struct_name`.
-    pub fn struct_size(&self, struct_name: &str) -> Result<u32, BtfError> {
+    /// Size in bytes of the struct (or union) named `struct_name` (the tests check offsets
+    /// against it).
+    #[cfg(test)]
+    pub(crate) fn struct_size(&self, struct_name: &str) -> Result<u32, BtfError> {
         let composite = self.find_composite(struct_name)?;
         self.checked_u32(composite.size() as u64, struct_name)
     }
 
     /// Size, array shape and type name of the member at `path` in `struct_name` (path rules as
     /// for [`KernelBtf::member_offset`]).
-    pub fn member_type_info(
+    pub(crate) fn member_type_info(
         &self,
         struct_name: &str,
         path: &[&str],
@@ -191,7 +195,7 @@ impl KernelBtf {
     ///
     /// They come from the typedef `btf_trace_<name>`, a pointer to the probe's function
     /// prototype. `None` when the kernel has no such tracepoint.
-    pub fn tracepoint_params(&self, name: &str) -> Result<Option<Vec<String>>, BtfError> {
+    pub(crate) fn tracepoint_params(&self, name: &str) -> Result<Option<Vec<String>>, BtfError> {
         let typedef_name = format!("btf_trace_{name}");
         let Some(typedef) = self
             .types_by_name(&typedef_name)?
@@ -241,7 +245,7 @@ impl KernelBtf {
     /// out-of-line copy, which fentry, fexit and kprobes can hook), spelled as
     /// [`tracepoint_params`](Self::tracepoint_params) spells them. `None` when BTF has no such
     /// function.
-    pub fn function_params(&self, name: &str) -> Result<Option<Vec<String>>, BtfError> {
+    pub(crate) fn function_params(&self, name: &str) -> Result<Option<Vec<String>>, BtfError> {
         let Some(func) = self
             .types_by_name(name)?
             .into_iter()
@@ -270,8 +274,10 @@ impl KernelBtf {
             .map(Some)
     }
 
-    /// Whether a function (`FUNC`) named `name` exists, i.e. could be an fentry/fexit target.
-    pub fn has_function(&self, name: &str) -> bool {
+    /// Whether a function (`FUNC`) named `name` exists, i.e. could be an fentry/fexit target
+    /// (the loader asks [`function_params`](Self::function_params), which says more).
+    #[cfg(test)]
+    pub(crate) fn has_function(&self, name: &str) -> bool {
         self.btf
             .resolve_types_by_name(name)
             .map(|types| types.iter().any(|ty| matches!(ty, Type::Func(_))))

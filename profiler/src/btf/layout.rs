@@ -12,14 +12,14 @@ use profiler_common::{ChargeLayout, TaskLayout, ITEM_NONE};
 use super::{BtfError, KernelBtf, MemberType};
 
 /// Size of a pointer in the kernel (the profiler runs natively, so as wide as ours).
-const POINTER_SIZE: u32 = std::mem::size_of::<u64>() as u32;
+const POINTER_SIZE: u32 = size_of::<u64>() as u32;
 
 /// Resolves the charge-path programs' [`ChargeLayout`]: the item numbers they filter on (the
 /// `item` argument of `mod_memcg_state`, `mod_memcg_lruvec_state` and `count_memcg_events`),
 /// the chain `memcg->css.cgroup->kn->id` (the inode number of the cgroup's directory), and
 /// where an lruvec's memcg is. Fails when one of the three required items or a link of the
 /// chain is missing; `MEMCG_KMEM` and `PGMAJFAULT` are optional ([`ITEM_NONE`] without them).
-pub fn charge_layout(btf: &KernelBtf) -> Result<ChargeLayout, BtfError> {
+pub(crate) fn charge_layout(btf: &KernelBtf) -> Result<ChargeLayout, BtfError> {
     expect_pointer(btf, "cgroup_subsys_state", &["cgroup"])?;
     expect_pointer(btf, "cgroup", &["kn"])?;
     expect_size(btf, "kernfs_node", &["id"], 8)?;
@@ -44,7 +44,7 @@ pub fn charge_layout(btf: &KernelBtf) -> Result<ChargeLayout, BtfError> {
 /// Resolves the task-based programs' [`TaskLayout`], checking pointer members, value widths
 /// and the RSS counter layout (an array of `percpu_counter` since Linux 6.2, of
 /// `atomic_long_t` in a `struct mm_rss_stat` before).
-pub fn task_layout(btf: &KernelBtf) -> Result<TaskLayout, BtfError> {
+pub(crate) fn task_layout(btf: &KernelBtf) -> Result<TaskLayout, BtfError> {
     for member in ["cgroups", "mm", "signal"] {
         expect_pointer(btf, "task_struct", &[member])?;
     }
@@ -111,7 +111,7 @@ pub fn task_layout(btf: &KernelBtf) -> Result<TaskLayout, BtfError> {
 /// Whether the `oom:mark_victim` tracepoint hands its program the victim's `task_struct`
 /// (Linux 6.8 and later), which the OOM-victim program reads with [`TaskLayout`]; before, it
 /// passes only the pid.
-pub fn mark_victim_takes_the_task(btf: &KernelBtf) -> Result<(), BtfError> {
+pub(crate) fn mark_victim_takes_the_task(btf: &KernelBtf) -> Result<(), BtfError> {
     match btf.tracepoint_params("mark_victim")? {
         Some(params)
             if params

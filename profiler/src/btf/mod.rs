@@ -16,6 +16,6 @@ mod layout;
 #[cfg(test)]
 mod test_blob;
 
-pub use error::BtfError;
-pub use kernel_btf::{KernelBtf, MemberType, VMLINUX_BTF};
-pub use layout::{charge_layout, mark_victim_takes_the_task, task_layout};
+pub(crate) use error::BtfError;
+pub(crate) use kernel_btf::{KernelBtf, MemberType, VMLINUX_BTF};
+pub(crate) use layout::{charge_layout, mark_victim_takes_the_task, task_layout};

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Each message says what was wrong and what to do about it, because these reach the user of the
 /// command line unchanged.
 #[derive(Debug, thiserror::Error)]
-pub enum CgroupError {
+pub(crate) enum CgroupError {
     /// The path does not exist.
     #[error(
         "{path} does not exist; give the directory of an existing cgroup \
@@ -91,7 +91,7 @@ pub enum CgroupError {
 /// The pure parsers return this; callers that know which file the text came from turn it into
 /// [`CgroupError::Parse`] with [`ParseError::in_file`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseError {
+pub(crate) struct ParseError {
     /// The 1-based line number of the offending line, if one line is at fault.
     pub line: Option<usize>,
     /// What was wrong.
@@ -116,7 +116,7 @@ impl ParseError {
     }
 
     /// Attaches the file the text came from.
-    pub fn in_file(self, file: impl Into<PathBuf>) -> CgroupError {
+    pub(crate) fn in_file(self, file: impl Into<PathBuf>) -> CgroupError {
         CgroupError::Parse {
             file: file.into(),
             line: self.line,

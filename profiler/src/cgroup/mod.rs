@@ -7,9 +7,9 @@
 
 mod error;
 mod files;
-pub mod own;
-pub mod parse;
-pub mod snapshot;
+pub(crate) mod own;
+pub(crate) mod parse;
+pub(crate) mod snapshot;
 
 #[cfg(test)]
 mod tests;
@@ -21,30 +21,22 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use error::{CgroupError, ParseError};
-pub use own::{
-    memory_cgroup_dir, own_memory_cgroup, parse_mountinfo_for_memory, parse_proc_self_cgroup,
-    CgroupMembership, CgroupMount,
-};
-pub use parse::{
-    parse_flat_keyed, parse_limit_v1, parse_max_v2, parse_memory_stat, parse_pressure,
-    parse_single_u64,
-};
-pub use snapshot::{
-    build_snapshot, working_set, MemoryPressure, MemorySnapshot, SnapshotFiles, V1Files, V2Files,
-};
+pub(crate) use error::{CgroupError, ParseError};
+pub(crate) use own::own_memory_cgroup;
+pub(crate) use parse::{parse_limit_v1, parse_max_v2};
+pub(crate) use snapshot::{build_snapshot, MemorySnapshot};
 
 use files::{is_gone, names, read_optional, read_required, read_snapshot_files};
 
 /// `statfs` type of a cgroup v1 hierarchy (`CGROUP_SUPER_MAGIC`, linux/magic.h).
-pub const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
+pub(crate) const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
 /// `statfs` type of the cgroup v2 unified hierarchy (`CGROUP2_SUPER_MAGIC`, linux/magic.h).
-pub const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+pub(crate) const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 
 /// Which cgroup interface a memory cgroup uses; the file names and figures differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CgroupVersion {
+pub(crate) enum CgroupVersion {
     /// The legacy per-controller hierarchies (`memory.usage_in_bytes`, ...).
     V1,
     /// The unified hierarchy (`memory.current`, ...).
@@ -56,7 +48,7 @@ pub enum CgroupVersion {
 /// Holds only the path, version and id: every figure is read fresh, since the cgroup can
 /// change or disappear at any moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemoryCgroup {
+pub(crate) struct MemoryCgroup {
     path: PathBuf,
     version: CgroupVersion,
     id: u64,
@@ -72,7 +64,7 @@ impl MemoryCgroup {
     ///
     /// Errors: [`CgroupError::NotFound`], [`CgroupError::NotADirectory`],
     /// [`CgroupError::NotMemoryCgroup`] with a reason that says what to name instead.
-    pub fn open(path: &Path) -> Result<Self, CgroupError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, CgroupError> {
         let dir = existing_directory(path)?;
         let version = match fs_type(&dir)? {
             CGROUP_SUPER_MAGIC => CgroupVersion::V1,
@@ -93,20 +85,24 @@ impl MemoryCgroup {
     }
 
     /// Like [`MemoryCgroup::open`], but takes the version as given instead of asking the file
-    /// system: for fixture trees (plain directories holding recorded cgroup files) and tests.
+    /// system: for fixture trees (plain directories holding recorded cgroup files) in tests.
     /// The memory files are still checked.
-    pub fn open_with_version(path: &Path, version: CgroupVersion) -> Result<Self, CgroupError> {
+    #[cfg(test)]
+    pub(crate) fn open_with_version(
+        path: &Path,
+        version: CgroupVersion,
+    ) -> Result<Self, CgroupError> {
         let dir = existing_directory(path)?;
         Self::validate(path, dir, version)
     }
 
     /// The canonical path of the cgroup directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The cgroup interface version.
-    pub fn version(&self) -> CgroupVersion {
+    pub(crate) fn version(&self) -> CgroupVersion {
         self.version
     }
 
@@ -115,14 +111,14 @@ impl MemoryCgroup {
     /// This is the kernel's `cgroup_id()` (the kernfs node id), which the memcg tracepoints
     /// and `bpf_get_current_cgroup_id()` report; checked on this project's machine. Taken
     /// at open time: a cgroup recreated under the same name is a different cgroup.
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// Reads all memory figures.
     ///
     /// [`CgroupError::Gone`] when the cgroup was removed since it was opened.
-    pub fn read_snapshot(&self) -> Result<MemorySnapshot, CgroupError> {
+    pub(crate) fn read_snapshot(&self) -> Result<MemorySnapshot, CgroupError> {
         let files = read_snapshot_files(&self.path, self.version)?;
         build_snapshot(&self.path, &files)
     }
@@ -132,13 +128,15 @@ impl MemoryCgroup {
     ///
     /// On v1 the walk stops below an ancestor with `memory.use_hierarchy` 0, since such an
     /// ancestor is not charged for its children (only possible before Linux 5.16).
-    pub fn effective_limit(&self) -> Result<Option<u64>, CgroupError> {
+    pub(crate) fn effective_limit(&self) -> Result<Option<u64>, CgroupError> {
         Ok(self.effective_limit_with_source()?.map(|(limit, _)| limit))
     }
 
     /// Like [`MemoryCgroup::effective_limit`], with the directory whose limit it is (the
     /// nearest one when several have the same limit).
-    pub fn effective_limit_with_source(&self) -> Result<Option<(u64, PathBuf)>, CgroupError> {
+    pub(crate) fn effective_limit_with_source(
+        &self,
+    ) -> Result<Option<(u64, PathBuf)>, CgroupError> {
         self.effective_limit_cached(&mut LimitCache::default())
     }
 
@@ -146,7 +144,7 @@ impl MemoryCgroup {
     /// `cache`: containers of one pod, and pods of one QoS class, share their ancestors, so a
     /// round of samples over many cgroups reads each ancestor once. Clear the cache between
     /// rounds, or limits changed since are missed.
-    pub fn effective_limit_cached(
+    pub(crate) fn effective_limit_cached(
         &self,
         cache: &mut LimitCache,
     ) -> Result<Option<(u64, PathBuf)>, CgroupError> {
@@ -206,7 +204,7 @@ impl MemoryCgroup {
     /// [`CgroupError::Gone`]. On v2, groups below a parent that does not enable memory are
     /// listed too; they have no memory files, and their pages are charged to the nearest
     /// ancestor that has them.
-    pub fn descendants(&self) -> Result<Vec<(PathBuf, u64)>, CgroupError> {
+    pub(crate) fn descendants(&self) -> Result<Vec<(PathBuf, u64)>, CgroupError> {
         let mut found = Vec::new();
         let mut pending = vec![self.path.clone()];
         while let Some(dir) = pending.pop() {
@@ -297,7 +295,7 @@ type LimitParser = fn(&str) -> Result<Option<u64>, ParseError>;
 
 /// What ancestors' limits add up to, per ancestor directory, for one round of samples.
 #[derive(Debug, Default)]
-pub struct LimitCache {
+pub(crate) struct LimitCache {
     /// Ancestor → the tightest limit of it and its own ancestors (`None`: none, or the
     /// directory is outside the hierarchy).
     chains: std::collections::HashMap<PathBuf, Option<(u64, PathBuf)>>,
@@ -305,7 +303,7 @@ pub struct LimitCache {
 
 impl LimitCache {
     /// Forgets everything (limits may have changed).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.chains.clear();
     }
 }
@@ -410,7 +408,7 @@ fn metadata(path: &Path, cgroup: &Path) -> Result<fs::Metadata, CgroupError> {
 
 /// The `statfs` file system type of `path`.
 /// The cgroup version of the hierarchy `path` is on (`None`: not a cgroup file system).
-pub fn hierarchy_version(path: &Path) -> Option<CgroupVersion> {
+pub(crate) fn hierarchy_version(path: &Path) -> Option<CgroupVersion> {
     match fs_type(path).ok()? {
         CGROUP_SUPER_MAGIC => Some(CgroupVersion::V1),
         CGROUP2_SUPER_MAGIC => Some(CgroupVersion::V2),

@@ -16,7 +16,7 @@ const PROC_SELF_MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// Where a process's memory cgroup is: the hierarchy and the path inside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CgroupMembership {
+pub(crate) struct CgroupMembership {
     /// V1 when a v1 hierarchy has the memory controller, else V2 (the unified hierarchy).
     pub version: CgroupVersion,
     /// The path inside the hierarchy, as printed by the kernel (starts with `/`).
@@ -25,7 +25,7 @@ pub struct CgroupMembership {
 
 /// A mount of the hierarchy that holds the memory controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CgroupMount {
+pub(crate) struct CgroupMount {
     /// The directory of the hierarchy mounted here (`/` unless only a subtree is mounted, as
     /// in some containers).
     pub root: String,
@@ -38,7 +38,7 @@ pub struct CgroupMount {
 /// Each line is `<hierarchy id>:<controllers>:<path>`. A v1 line whose comma-separated
 /// controllers include `memory` wins; otherwise the v2 line `0::<path>` is used, since memory
 /// is then on the unified hierarchy (or nowhere, which opening the directory will tell).
-pub fn parse_proc_self_cgroup(text: &str) -> Result<CgroupMembership, ParseError> {
+pub(crate) fn parse_proc_self_cgroup(text: &str) -> Result<CgroupMembership, ParseError> {
     let mut unified = None;
     for (index, line) in text.lines().enumerate() {
         if line.is_empty() {
@@ -79,7 +79,7 @@ pub fn parse_proc_self_cgroup(text: &str) -> Result<CgroupMembership, ParseError
 /// Parses `/proc/<pid>/mountinfo` and returns every mount of the hierarchy that holds memory
 /// for `version`: v1 mounts of type `cgroup` whose super options include `memory`, or v2
 /// mounts of type `cgroup2`. In file order.
-pub fn parse_mountinfo_for_memory(
+pub(crate) fn parse_mountinfo_for_memory(
     text: &str,
     version: CgroupVersion,
 ) -> Result<Vec<CgroupMount>, ParseError> {
@@ -157,7 +157,10 @@ fn unescape_mountinfo(field: &str) -> String {
 
 /// Works out the memory cgroup directory from the text of `/proc/<pid>/cgroup` and
 /// `/proc/<pid>/mountinfo`. Pure: `own_memory_cgroup` does the reading.
-pub fn memory_cgroup_dir(proc_cgroup: &str, mountinfo: &str) -> Result<PathBuf, CgroupError> {
+pub(crate) fn memory_cgroup_dir(
+    proc_cgroup: &str,
+    mountinfo: &str,
+) -> Result<PathBuf, CgroupError> {
     let membership =
         parse_proc_self_cgroup(proc_cgroup).map_err(|err| err.in_file(PROC_SELF_CGROUP))?;
     if membership.path.ends_with(" (deleted)") {
@@ -216,7 +219,7 @@ pub fn memory_cgroup_dir(proc_cgroup: &str, mountinfo: &str) -> Result<PathBuf, 
 /// Reads `/proc/self/cgroup` (the v1 `memory` line, or `0::/path` when memory is on the
 /// unified hierarchy) and joins the path to the hierarchy's mount point from
 /// `/proc/self/mountinfo`. The directory is not validated: pass it to `MemoryCgroup::open`.
-pub fn own_memory_cgroup() -> Result<PathBuf, CgroupError> {
+pub(crate) fn own_memory_cgroup() -> Result<PathBuf, CgroupError> {
     let read = |path: &str| {
         fs::read_to_string(path).map_err(|source| CgroupError::Io {
             path: PathBuf::from(path),

@@ -14,11 +14,11 @@ use super::snapshot::MemoryPressure;
 /// (9223372036854771712 with 4 KiB pages, 9223372036854710272 with 64 KiB pages). Every such
 /// value is at least 2^62, and no real limit comes near it, so one threshold covers all page
 /// sizes. 32-bit kernels report a smaller sentinel; they are not a target of this profiler.
-pub const V1_UNLIMITED_THRESHOLD: u64 = 1 << 62;
+pub(crate) const V1_UNLIMITED_THRESHOLD: u64 = 1 << 62;
 
 /// Parses a file holding one unsigned integer (`memory.usage_in_bytes`, `memory.current`,
 /// `memory.failcnt`, ...).
-pub fn parse_single_u64(text: &str) -> Result<u64, ParseError> {
+pub(crate) fn parse_single_u64(text: &str) -> Result<u64, ParseError> {
     let value = single_line(text)?;
     value
         .parse::<u64>()
@@ -27,13 +27,13 @@ pub fn parse_single_u64(text: &str) -> Result<u64, ParseError> {
 
 /// Parses a cgroup v1 limit file (`memory.limit_in_bytes`): `None` when the value is the
 /// kernel's "no limit" sentinel (see [`V1_UNLIMITED_THRESHOLD`]).
-pub fn parse_limit_v1(text: &str) -> Result<Option<u64>, ParseError> {
+pub(crate) fn parse_limit_v1(text: &str) -> Result<Option<u64>, ParseError> {
     let limit = parse_single_u64(text)?;
     Ok((limit < V1_UNLIMITED_THRESHOLD).then_some(limit))
 }
 
 /// Parses a cgroup v2 limit file (`memory.max`, `memory.high`): `None` for `max`.
-pub fn parse_max_v2(text: &str) -> Result<Option<u64>, ParseError> {
+pub(crate) fn parse_max_v2(text: &str) -> Result<Option<u64>, ParseError> {
     let value = single_line(text)?;
     if value == "max" {
         return Ok(None);
@@ -48,7 +48,7 @@ pub fn parse_max_v2(text: &str) -> Result<Option<u64>, ParseError> {
 
 /// Parses a "flat keyed" cgroup file: one `<key> <unsigned integer>` pair per line
 /// (`memory.events`, v1 `memory.oom_control`, ...).
-pub fn parse_flat_keyed(text: &str) -> Result<HashMap<String, u64>, ParseError> {
+pub(crate) fn parse_flat_keyed(text: &str) -> Result<HashMap<String, u64>, ParseError> {
     parse_keyed(text, NegativeValues::Reject)
 }
 
@@ -56,7 +56,7 @@ pub fn parse_flat_keyed(text: &str) -> Result<HashMap<String, u64>, ParseError> 
 ///
 /// Unlike [`parse_flat_keyed`], a negative value reads as 0: older kernels sum per-CPU counters
 /// without clamping, so a counter that is really near 0 can be printed as slightly negative.
-pub fn parse_memory_stat(text: &str) -> Result<HashMap<String, u64>, ParseError> {
+pub(crate) fn parse_memory_stat(text: &str) -> Result<HashMap<String, u64>, ParseError> {
     parse_keyed(text, NegativeValues::AsZero)
 }
 
@@ -68,7 +68,7 @@ pub fn parse_memory_stat(text: &str) -> Result<HashMap<String, u64>, ParseError>
 /// ```
 ///
 /// Both lines are required: memory pressure has had both since PSI was introduced (4.20).
-pub fn parse_pressure(text: &str) -> Result<MemoryPressure, ParseError> {
+pub(crate) fn parse_pressure(text: &str) -> Result<MemoryPressure, ParseError> {
     let mut some = None;
     let mut full = None;
     for (index, line) in text.lines().enumerate() {

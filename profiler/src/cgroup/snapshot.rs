@@ -19,7 +19,7 @@ use super::parse::{
 ///
 /// Fields that only one cgroup version has are `None` on the other.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct MemorySnapshot {
+pub(crate) struct MemorySnapshot {
     /// Memory charged to the cgroup and its descendants (v1 `memory.usage_in_bytes`,
     /// v2 `memory.current`).
     pub usage_bytes: u64,
@@ -63,7 +63,7 @@ pub struct MemorySnapshot {
 /// Averages are percentages of wall time over 10 s and 60 s; totals are microseconds stalled
 /// since the cgroup was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct MemoryPressure {
+pub(crate) struct MemoryPressure {
     /// Share of time at least one task was stalled on memory, last 10 s.
     pub some_avg10: f64,
     /// Share of time at least one task was stalled on memory, last 60 s.
@@ -81,7 +81,7 @@ pub struct MemoryPressure {
 /// The contents of the cgroup v1 files a snapshot is built from; `None` for a file that is
 /// absent or unreadable (these differ between kernel builds).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct V1Files {
+pub(crate) struct V1Files {
     /// `memory.usage_in_bytes`.
     pub usage_in_bytes: String,
     /// `memory.limit_in_bytes`.
@@ -100,7 +100,7 @@ pub struct V1Files {
 /// The contents of the cgroup v2 files a snapshot is built from; `None` for a file that is
 /// absent or unreadable.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct V2Files {
+pub(crate) struct V2Files {
     /// `memory.current`.
     pub current: String,
     /// `memory.max`.
@@ -115,7 +115,7 @@ pub struct V2Files {
 
 /// The file contents of one cgroup, for either version.
 #[derive(Clone, Debug, PartialEq)]
-pub enum SnapshotFiles {
+pub(crate) enum SnapshotFiles {
     /// A cgroup v1 memory cgroup.
     V1(V1Files),
     /// A cgroup v2 cgroup with the memory controller.
@@ -125,7 +125,10 @@ pub enum SnapshotFiles {
 /// Builds a snapshot from file contents.
 ///
 /// `dir` is only used to name the file in an error; nothing is read from it.
-pub fn build_snapshot(dir: &Path, files: &SnapshotFiles) -> Result<MemorySnapshot, CgroupError> {
+pub(crate) fn build_snapshot(
+    dir: &Path,
+    files: &SnapshotFiles,
+) -> Result<MemorySnapshot, CgroupError> {
     match files {
         SnapshotFiles::V1(files) => build_v1(dir, files),
         SnapshotFiles::V2(files) => build_v2(dir, files),
@@ -278,7 +281,7 @@ fn v2_kernel_bytes(stat: &HashMap<String, u64>) -> Option<u64> {
 /// The working set as kubelet computes it: usage minus the inactive page cache that reclaim
 /// would drop first. The two files are read at slightly different moments, so the difference
 /// can come out negative; it is floored at 0.
-pub fn working_set(usage_bytes: u64, inactive_file_bytes: u64) -> u64 {
+pub(crate) fn working_set(usage_bytes: u64, inactive_file_bytes: u64) -> u64 {
     usage_bytes.saturating_sub(inactive_file_bytes)
 }
 

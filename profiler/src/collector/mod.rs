@@ -21,11 +21,8 @@ use tokio::{
     signal::unix::{signal, SignalKind},
 };
 
-pub use sample::{
-    build_sample, burst_budget_bytes, observation, Baseline, Prediction, SampleInputs,
-};
 use state::Collector;
-pub use targets::Targets;
+pub(crate) use targets::Targets;
 use watched::SampleError;
 
 use crate::{
@@ -40,7 +37,7 @@ use crate::{
 
 /// What to watch and how often.
 #[derive(Debug)]
-pub struct WatchOptions {
+pub(crate) struct WatchOptions {
     /// The memory cgroups to watch: fixed, or containers found on the node.
     pub targets: Targets,
     /// Where the node's cgroups and the kubelet's logs are (owners of cgroups are looked up
@@ -58,7 +55,7 @@ pub struct WatchOptions {
 
 /// Why a watch could not go on.
 #[derive(Debug, Error)]
-pub enum CollectError {
+pub(crate) enum CollectError {
     /// Writing the output failed (other than a closed pipe, which ends the watch quietly).
     #[error("writing output failed")]
     Output(#[source] io::Error),
@@ -77,7 +74,7 @@ pub enum CollectError {
 }
 
 /// Seconds since the Unix epoch, now.
-pub fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -99,14 +96,14 @@ fn boot_ns_to_unix(ktime_ns: u64) -> f64 {
 }
 
 /// The page size of this machine.
-pub fn page_size() -> u64 {
+pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
 /// Runs a watch until `--duration` elapses, a signal arrives, or every cgroup is gone.
-pub async fn run(
+pub(crate) async fn run(
     options: WatchOptions,
     probes: Option<Probes>,
     report: &ProbeReport,
@@ -136,9 +133,10 @@ pub async fn run(
         None => (None, None, None, None),
     };
     let mut logger = match logger {
-        // SAFETY: the logger owns its ring buffer fd for as long as it lives.
         Some(l) => {
-            Some(unsafe { AsyncFd::register(l) }.map_err(|e| CollectError::Setup(e.into()))?)
+            // SAFETY: the logger owns its ring buffer fd for as long as it lives.
+            let registered = unsafe { AsyncFd::register(l) };
+            Some(registered.map_err(|e| CollectError::Setup(e.into()))?)
         }
         None => None,
     };

@@ -13,19 +13,19 @@ use crate::{
 };
 
 /// The smallest burst budget: below this a budget would fire on ordinary page-cache churn.
-pub const MIN_BURST_BUDGET_BYTES: u64 = 4 << 20;
+pub(super) const MIN_BURST_BUDGET_BYTES: u64 = 4 << 20;
 
 /// Burst budget for the next interval: half the headroom left under the limit, so a burst is a
 /// charge that would eat half of what remains before the next look. Without a limit there is
 /// no headroom to protect and no budget (`None`).
-pub fn burst_budget_bytes(usage_bytes: u64, limit_bytes: Option<u64>) -> Option<u64> {
+pub(crate) fn burst_budget_bytes(usage_bytes: u64, limit_bytes: Option<u64>) -> Option<u64> {
     let limit = limit_bytes?;
     Some((limit.saturating_sub(usage_bytes) / 2).max(MIN_BURST_BUDGET_BYTES))
 }
 
 /// What a watched cgroup's counters and cgroup files were at the start of the watch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Baseline {
+pub(crate) struct Baseline {
     /// The kernel's OOM-kill counter for the cgroup, if it has one.
     pub oom_kills: Option<u64>,
     /// v1 `memory.failcnt`.
@@ -34,7 +34,7 @@ pub struct Baseline {
 
 impl Baseline {
     /// Baseline taken from the first snapshot.
-    pub fn from_snapshot(s: &MemorySnapshot) -> Self {
+    pub(crate) fn from_snapshot(s: &MemorySnapshot) -> Self {
         Self {
             oom_kills: s.oom_kills,
             failcnt: s.failcnt,
@@ -44,7 +44,7 @@ impl Baseline {
 
 /// Inputs of one sample.
 #[derive(Clone, Copy, Debug)]
-pub struct SampleInputs<'a> {
+pub(crate) struct SampleInputs<'a> {
     /// Cgroup files, read now.
     pub snapshot: &'a MemorySnapshot,
     /// The limit that applies (this cgroup's or an ancestor's).
@@ -69,7 +69,7 @@ pub struct SampleInputs<'a> {
 
 /// What the forecast of this sample says, and the warning level after it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Prediction<'a> {
+pub(crate) struct Prediction<'a> {
     /// The forecast made from this sample's figures.
     pub forecast: &'a Forecast,
     /// The warning level after it.
@@ -91,7 +91,7 @@ fn failcnt(inp: &SampleInputs<'_>) -> Option<u64> {
 
 /// What the forecaster gets from this sample at `t`, given the reclaim stall and `failcnt`
 /// of the previous sample (`None` at the first): their increase since.
-pub fn observation(
+pub(crate) fn observation(
     inp: &SampleInputs<'_>,
     t: f64,
     previous_stall_us: Option<u64>,
@@ -112,7 +112,7 @@ pub fn observation(
 }
 
 /// Builds one `sample` record, with its forecast.
-pub fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) -> Sample {
+pub(crate) fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) -> Sample {
     let s = inp.snapshot;
     let secs = inp.elapsed.as_secs_f64();
     let rate = |pages: u64| {
@@ -169,7 +169,7 @@ pub fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) -> Sample
 
 /// Anon + shmem + kernel memory: what reclaim cannot free, short of swap (none in
 /// containers as Kubernetes runs them) or the program freeing it.
-pub fn unreclaimable_bytes(s: &MemorySnapshot) -> u64 {
+pub(super) fn unreclaimable_bytes(s: &MemorySnapshot) -> u64 {
     s.anon_bytes
         .saturating_add(s.shmem_bytes)
         .saturating_add(s.kernel_bytes.unwrap_or(0))

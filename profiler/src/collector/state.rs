@@ -92,7 +92,7 @@ impl<'s> Collector<'s> {
     }
 
     /// A node-wide record.
-    pub fn emit_node(&mut self, body: RecordBody) -> Result<(), CollectError> {
+    pub(super) fn emit_node(&mut self, body: RecordBody) -> Result<(), CollectError> {
         let record = Record {
             ts: unix_now(),
             cgroup: None,
@@ -119,12 +119,12 @@ impl<'s> Collector<'s> {
         self.sink.emit(&record).map_err(CollectError::Output)
     }
 
-    pub fn flush(&mut self) -> Result<(), CollectError> {
+    pub(super) fn flush(&mut self) -> Result<(), CollectError> {
         self.sink.flush().map_err(CollectError::Output)
     }
 
     /// Watches the first cgroups: the fixed ones, or the containers found now.
-    pub fn start(&mut self) -> Result<(), CollectError> {
+    pub(super) fn start(&mut self) -> Result<(), CollectError> {
         match &mut self.targets {
             Targets::Fixed(cgroups) => {
                 let logs = LogTree::read(&self.roots.pod_logs, &self.roots.container_logs);
@@ -192,7 +192,7 @@ impl<'s> Collector<'s> {
     /// Looks at the node again (discovered targets only): matching containers not yet
     /// watched join, and owners named since (a log link made after the cgroup) are updated.
     /// Returns whether anything joined, and whether the selection still exists.
-    pub fn discover(&mut self) -> Result<(bool, bool), CollectError> {
+    pub(super) fn discover(&mut self) -> Result<(bool, bool), CollectError> {
         let Targets::Discovered(discovery) = &self.targets else {
             return Ok((false, true));
         };
@@ -247,7 +247,7 @@ impl<'s> Collector<'s> {
 
     /// One round: new containers join, every watched cgroup is sampled. Returns false when
     /// nothing is left to watch.
-    pub fn tick(&mut self) -> Result<bool, CollectError> {
+    pub(super) fn tick(&mut self) -> Result<bool, CollectError> {
         // Limits are read afresh every round, each ancestor's once.
         self.limits.clear();
         // Cgroups reported gone at the previous round leave now: a kill that raced with the
@@ -382,7 +382,7 @@ impl<'s> Collector<'s> {
     }
 
     /// Summaries of every cgroup still watched (at the end of the watch).
-    pub fn emit_summaries(&mut self) -> Result<(), CollectError> {
+    pub(super) fn emit_summaries(&mut self) -> Result<(), CollectError> {
         for i in 0..self.watched.len() {
             if !self.watched[i].gone {
                 self.emit_summary(i)?;

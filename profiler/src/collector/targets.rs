@@ -8,7 +8,7 @@ use crate::{
 
 /// Where the watched cgroups come from.
 #[derive(Debug)]
-pub enum Targets {
+pub(crate) enum Targets {
     /// Cgroups named with `--cgroup`: fixed for the whole watch.
     Fixed(Vec<MemoryCgroup>),
     /// Containers found on the node, looked for again at every interval, so new and restarted
@@ -18,34 +18,34 @@ pub enum Targets {
 
 /// The free slots of the kernel's per-cgroup counter and budget arrays.
 #[derive(Debug)]
-pub struct Slots {
+pub(super) struct Slots {
     free: BTreeSet<u32>,
 }
 
 impl Slots {
     /// All `count` slots free.
-    pub fn new(count: u32) -> Self {
+    pub(super) fn new(count: u32) -> Self {
         Self {
             free: (0..count).collect(),
         }
     }
 
     /// The lowest free slot.
-    pub fn take(&mut self) -> Option<u32> {
+    pub(super) fn take(&mut self) -> Option<u32> {
         self.free.pop_first()
     }
 
     /// Gives a slot back once nothing refers to it any more.
-    pub fn give_back(&mut self, slot: u32) {
+    pub(super) fn give_back(&mut self, slot: u32) {
         self.free.insert(slot);
     }
 }
 
 /// A pod's container by name: what stays the same when the runtime replaces the container.
-pub type LineageKey = (String, String, String);
+pub(super) type LineageKey = (String, String, String);
 
 /// The key of a pod's container: `(namespace, pod, container)` when all three are known.
-pub fn lineage_key(identity: &Identity) -> Option<LineageKey> {
+pub(super) fn lineage_key(identity: &Identity) -> Option<LineageKey> {
     Some((
         identity.namespace.clone()?,
         identity.pod.clone()?,
@@ -55,7 +55,7 @@ pub fn lineage_key(identity: &Identity) -> Option<LineageKey> {
 
 /// What a pod's container went through during the watch, across its container ids.
 #[derive(Debug, Default)]
-pub struct Lineage {
+pub(super) struct Lineage {
     /// OOM kills reported in any of its containers.
     pub kills: u64,
     /// New container ids seen after the first one.
@@ -65,12 +65,12 @@ pub struct Lineage {
 
 /// Every pod container's lineage.
 #[derive(Debug, Default)]
-pub struct Lineages(HashMap<LineageKey, Lineage>);
+pub(super) struct Lineages(HashMap<LineageKey, Lineage>);
 
 impl Lineages {
     /// Records that container `id` runs as `key`; a new id for a known key is a restart.
     /// Returns whether it was one.
-    pub fn join(&mut self, key: &LineageKey, id: Option<&str>) -> bool {
+    pub(super) fn join(&mut self, key: &LineageKey, id: Option<&str>) -> bool {
         let lineage = self.0.entry(key.clone()).or_default();
         let Some(id) = id else {
             return false;
@@ -83,12 +83,12 @@ impl Lineages {
     }
 
     /// Counts a kill.
-    pub fn add_kill(&mut self, key: &LineageKey) {
+    pub(super) fn add_kill(&mut self, key: &LineageKey) {
         self.0.entry(key.clone()).or_default().kills += 1;
     }
 
     /// `(kills, restarts)` of a key.
-    pub fn history(&self, key: &LineageKey) -> (u64, u64) {
+    pub(super) fn history(&self, key: &LineageKey) -> (u64, u64) {
         self.0
             .get(key)
             .map(|l| (l.kills, l.restarts))

@@ -6,7 +6,7 @@
 
 /// A straight line fitted to `(t, value)` points.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LineFit {
+pub(crate) struct LineFit {
     /// Bytes per second.
     pub slope: f64,
     /// Standard error of the slope (0 when the points lie exactly on the line).
@@ -19,7 +19,7 @@ pub struct LineFit {
 
 impl LineFit {
     /// How many standard errors the slope is above zero (infinite for an exact line).
-    pub fn t_stat(&self) -> f64 {
+    pub(crate) fn t_stat(&self) -> f64 {
         if self.slope_se > 0.0 {
             self.slope / self.slope_se
         } else if self.slope > 0.0 {
@@ -32,7 +32,7 @@ impl LineFit {
 
 /// A parabola `now + b·τ + c·τ²` (τ: seconds after the newest point).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QuadFit {
+pub(crate) struct QuadFit {
     /// Value at the newest point's time.
     pub now: f64,
     /// Slope at the newest point's time, bytes per second.
@@ -44,7 +44,7 @@ pub struct QuadFit {
 }
 
 /// Fits a line; `None` with fewer than 3 points or no spread in time.
-pub fn fit_line(points: &[(f64, f64)]) -> Option<LineFit> {
+pub(crate) fn fit_line(points: &[(f64, f64)]) -> Option<LineFit> {
     let n = points.len();
     let &(t_now, _) = points.last()?;
     if n < 3 {
@@ -81,7 +81,7 @@ pub fn fit_line(points: &[(f64, f64)]) -> Option<LineFit> {
 }
 
 /// Fits a parabola; `None` with fewer than 5 points or a degenerate spread in time.
-pub fn fit_quadratic(points: &[(f64, f64)]) -> Option<QuadFit> {
+pub(crate) fn fit_quadratic(points: &[(f64, f64)]) -> Option<QuadFit> {
     let n = points.len();
     let &(t_now, _) = points.last()?;
     if n < 5 {
@@ -143,7 +143,7 @@ fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
 }
 
 /// Seconds until a line at `now` rising by `slope` per second reaches `target`.
-pub fn line_eta(now: f64, slope: f64, target: f64) -> Option<f64> {
+pub(crate) fn line_eta(now: f64, slope: f64, target: f64) -> Option<f64> {
     if now >= target {
         return Some(0.0);
     }
@@ -151,7 +151,7 @@ pub fn line_eta(now: f64, slope: f64, target: f64) -> Option<f64> {
 }
 
 /// Seconds until `now + b·τ + c·τ²` reaches `target` (the first τ ≥ 0).
-pub fn quadratic_eta(fit: &QuadFit, target: f64) -> Option<f64> {
+pub(crate) fn quadratic_eta(fit: &QuadFit, target: f64) -> Option<f64> {
     if fit.now >= target {
         return Some(0.0);
     }

@@ -19,8 +19,8 @@
 //! zero: noise does not warn. For the first [`LEARNING_S`] seconds of a container nothing is
 //! forecast: a runtime's heap growing to its working size is, at first, indistinguishable from
 //! a leak.
-pub mod fit;
-pub mod risk;
+pub(crate) mod fit;
+pub(crate) mod risk;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use fit::{fit_line, fit_quadratic, line_eta, quadratic_eta, LineFit};
 
 /// Seconds of history a container needs before it is forecast.
-pub const LEARNING_S: f64 = 20.0;
+pub(crate) const LEARNING_S: f64 = 20.0;
 /// Window of the long line and the parabola.
 const LONG_S: f64 = 60.0;
 /// Window of the short line.
@@ -58,7 +58,7 @@ const ACCEL_S: f64 = 30.0;
 
 /// One sample of a container, as the forecaster needs it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Observation {
+pub(crate) struct Observation {
     /// Unix seconds.
     pub t: f64,
     /// Anon + shmem + kernel memory, bytes.
@@ -76,11 +76,11 @@ pub struct Observation {
 
 /// PSI `some` avg10 (%) at which a cgroup near its limit counts as pressed: tasks waited for
 /// memory for a tenth of a second in the last ten.
-pub const PSI_PRESSED_PCT: f64 = 1.0;
+pub(crate) const PSI_PRESSED_PCT: f64 = 1.0;
 
 /// What the forecaster says after a sample.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Forecast {
+pub(crate) struct Forecast {
     /// Seconds until the kill, `None` when no risk is in sight (or while learning).
     pub eta_s: Option<f64>,
     /// The interval around it: earliest and latest plausible (`None`: unbounded).
@@ -104,7 +104,7 @@ struct Peak {
 
 /// The forecaster of one container.
 #[derive(Debug, Default)]
-pub struct Forecaster {
+pub(crate) struct Forecaster {
     points: VecDeque<(f64, f64)>,
     first_t: Option<f64>,
     /// Peaks before each drop, newest last.
@@ -158,17 +158,17 @@ fn line_candidate(
 
 impl Forecaster {
     /// A forecaster with no history.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Forgets the history (the process it followed was killed).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = Self::default();
     }
 
     /// Takes one sample and forecasts.
-    pub fn observe(&mut self, obs: Observation) -> Forecast {
+    pub(crate) fn observe(&mut self, obs: Observation) -> Forecast {
         let value = obs.unreclaimable as f64;
         let first = *self.first_t.get_or_insert(obs.t);
         self.track_drops(obs.t, value, obs.limit);

@@ -6,17 +6,17 @@ use serde::Serialize;
 use super::Forecast;
 
 /// Samples the forecast must stay clear before a level is lowered...
-pub const CALM_SAMPLES: u32 = 5;
+pub(crate) const CALM_SAMPLES: u32 = 5;
 /// ...and for at least this share of the level's threshold (15 s for a 60 s warning): a
 /// forecast that wavers between two models must not clear a warning and raise it again.
-pub const CALM_SHARE: f64 = 0.25;
+pub(crate) const CALM_SHARE: f64 = 0.25;
 /// "Clear" means an ETA this many times the level's threshold, or none.
-pub const CALM_FACTOR: f64 = 1.5;
+pub(crate) const CALM_FACTOR: f64 = 1.5;
 
 /// How close a container is to its OOM kill.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Risk {
+pub(crate) enum Risk {
     /// No kill forecast within the warning threshold.
     #[default]
     Ok,
@@ -28,7 +28,7 @@ pub enum Risk {
 
 /// The ETA thresholds of the two levels, seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// `--warn`.
     pub warn_s: f64,
     /// `--critical`.
@@ -56,7 +56,7 @@ impl Thresholds {
 
 /// A change of level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     /// The level before.
     pub from: Risk,
     /// The level now.
@@ -65,7 +65,7 @@ pub struct Change {
 
 /// The level of one container.
 #[derive(Clone, Debug, Default)]
-pub struct RiskTracker {
+pub(crate) struct RiskTracker {
     level: Risk,
     calm: u32,
     calm_since: f64,
@@ -73,12 +73,12 @@ pub struct RiskTracker {
 
 impl RiskTracker {
     /// The current level.
-    pub fn level(&self) -> Risk {
+    pub(crate) fn level(&self) -> Risk {
         self.level
     }
 
     /// Takes the forecast made at `now` (seconds); returns the change of level, if any.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         now: f64,
         forecast: &Forecast,

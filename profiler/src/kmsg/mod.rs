@@ -18,7 +18,7 @@
 use std::{collections::VecDeque, io, path::PathBuf};
 
 /// The kernel log device.
-pub const DEV_KMSG: &str = "/dev/kmsg";
+pub(crate) const DEV_KMSG: &str = "/dev/kmsg";
 
 /// Largest record `read(2)` on `/dev/kmsg` returns (the kernel's `CONSOLE_EXT_LOG_MAX` is
 /// 8 KiB); a smaller buffer makes the read fail with `EINVAL`.
@@ -29,7 +29,7 @@ const PENDING_CONSTRAINTS: usize = 16;
 
 /// Why reading or parsing the kernel log failed.
 #[derive(Debug, thiserror::Error)]
-pub enum KmsgError {
+pub(crate) enum KmsgError {
     /// `/dev/kmsg` could not be opened.
     #[error(
         "cannot open {} (reading the kernel log needs root, CAP_SYSLOG, or \
@@ -95,7 +95,7 @@ pub enum KmsgError {
 
 /// One record of the kernel log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct KmsgRecord {
+pub(crate) struct KmsgRecord {
     /// Syslog prefix: `facility * 8 + level`. The kernel's own records have facility 0, so
     /// their value is the log level (0 = emergency … 7 = debug).
     pub priority: u8,
@@ -110,14 +110,14 @@ pub struct KmsgRecord {
 impl KmsgRecord {
     /// Whether the kernel itself logged the record (facility 0). Records written to
     /// `/dev/kmsg` by user space always carry another facility.
-    pub fn from_kernel(&self) -> bool {
+    pub(crate) fn is_from_kernel(&self) -> bool {
         self.priority >> 3 == 0
     }
 }
 
 /// Parses one record as `read(2)` on `/dev/kmsg` returns it:
 /// `priority,sequence,microseconds,flags[,more];message\n[ KEY=value\n]...`.
-pub fn parse_record(raw: &[u8]) -> Result<KmsgRecord, KmsgError> {
+pub(crate) fn parse_record(raw: &[u8]) -> Result<KmsgRecord, KmsgError> {
     let malformed = |reason| KmsgError::Malformed {
         reason,
         record: String::from_utf8_lossy(&raw[..raw.len().min(120)]).into_owned(),
@@ -184,7 +184,7 @@ fn hex_digit(b: u8) -> Option<u8> {
 /// One OOM kill as the kernel logged it: the "oom-kill:" line gives the memory cgroups, the
 /// "Killed process" line the sizes.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct KmsgOomKill {
+pub(crate) struct KmsgOomKill {
     /// Pid of the killed task.
     pub pid: u32,
     /// Its task name (`comm`), escapes decoded.
@@ -226,20 +226,20 @@ struct PendingConstraint {
 /// "Killed process" line arrives, merged with the preceding "oom-kill:" line of the same pid
 /// when there is one.
 #[derive(Debug, Default)]
-pub struct OomKillAssembler {
+pub(crate) struct OomKillAssembler {
     pending: VecDeque<PendingConstraint>,
 }
 
 impl OomKillAssembler {
     /// An assembler that has seen no record yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Takes the next record; returns a kill when `rec` completes one. Records that user space
     /// wrote (facility other than 0) and lines that do not parse are ignored.
-    pub fn push(&mut self, rec: &KmsgRecord) -> Option<KmsgOomKill> {
-        if !rec.from_kernel() {
+    pub(crate) fn push(&mut self, rec: &KmsgRecord) -> Option<KmsgOomKill> {
+        if !rec.is_from_kernel() {
             return None;
         }
         if let Some(constraint) = parse_constraint_line(&rec.message) {
@@ -409,4 +409,4 @@ fn parse_sizes(tail: &str) -> KilledSizes {
 mod tests;
 mod watcher;
 
-pub use watcher::KmsgOomWatcher;
+pub(crate) use watcher::KmsgOomWatcher;

@@ -11,7 +11,7 @@ use tokio::io::{unix::AsyncFd, Interest};
 use super::*;
 
 /// Reads `/dev/kmsg` from the moment it is opened and yields the OOM kills logged after that.
-pub struct KmsgOomWatcher {
+pub(crate) struct KmsgOomWatcher {
     fd: AsyncFd<File>,
     path: PathBuf,
     buf: Vec<u8>,
@@ -61,7 +61,7 @@ impl std::fmt::Debug for KmsgOomWatcher {
 impl KmsgOomWatcher {
     /// Opens [`DEV_KMSG`] non-blocking and positions it after the newest record, so only kills
     /// logged from now on are reported. Must be called inside a tokio runtime with I/O enabled.
-    pub fn open() -> Result<Self, KmsgError> {
+    pub(crate) fn open() -> Result<Self, KmsgError> {
         Self::open_path(Path::new(DEV_KMSG))
     }
 
@@ -102,7 +102,7 @@ impl KmsgOomWatcher {
 
     /// How many records the kernel overwrote before they could be read (a kill among them is
     /// lost). A count of at least one per overrun when the exact number is unknown.
-    pub fn overwritten(&self) -> u64 {
+    pub(crate) fn overwritten(&self) -> u64 {
         self.losses.lost
     }
 
@@ -111,7 +111,7 @@ impl KmsgOomWatcher {
     ///
     /// Cancel-safe (usable in `tokio::select!`): a record is read and handled without an await
     /// in between, so dropping the future loses nothing.
-    pub async fn next_kill(&mut self) -> Result<KmsgOomKill, KmsgError> {
+    pub(crate) async fn next_kill(&mut self) -> Result<KmsgOomKill, KmsgError> {
         loop {
             let raw = self.next_raw_record().await?;
             match parse_record(&raw) {

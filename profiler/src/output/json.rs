@@ -5,13 +5,13 @@ use super::Sink;
 use crate::record::Record;
 
 /// Writes records as JSON lines.
-pub struct JsonSink<W: Write> {
+pub(crate) struct JsonSink<W: Write> {
     out: W,
 }
 
 impl<W: Write> JsonSink<W> {
     /// A sink writing to `out`.
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         Self { out }
     }
 }

@@ -26,7 +26,7 @@ struct Row {
 }
 
 /// Renders records for a person.
-pub struct LiveSink<W: Write> {
+pub(crate) struct LiveSink<W: Write> {
     out: W,
     redraw: bool,
     /// Latest sample per cgroup, with the name shown for it.
@@ -36,7 +36,7 @@ pub struct LiveSink<W: Write> {
 
 impl<W: Write> LiveSink<W> {
     /// A sink writing to `out`; `redraw` clears the screen each round (for terminals).
-    pub fn new(out: W, redraw: bool) -> Self {
+    pub(crate) fn new(out: W, redraw: bool) -> Self {
         Self {
             out,
             redraw,
@@ -366,7 +366,7 @@ mod tests {
                 container_id: Some(
                     "30dcca627cb7105766891a1873188755d1618aac1c2b3a681985850a9ea26f79".into(),
                 ),
-                qos: Some(crate::pods::Qos::Burstable),
+                qos: Some(crate::pods::layout::Qos::Burstable),
                 ..Identity::default()
             }),
             body: RecordBody::OomKill(OomKill {

@@ -1,18 +1,18 @@
 //! Where records go: JSON lines, or a live table for a person at a terminal.
 mod json;
 mod live;
-pub mod recording;
+pub(crate) mod recording;
 
 use std::io;
 
-pub use json::JsonSink;
-pub use live::LiveSink;
-pub use recording::{RecordingHeader, RecordingSink};
+pub(crate) use json::JsonSink;
+pub(crate) use live::LiveSink;
+pub(crate) use recording::{RecordingHeader, RecordingSink};
 
 use crate::record::Record;
 
 /// Receives the records of a watch.
-pub trait Sink {
+pub(crate) trait Sink {
     /// Writes one record; events are written at once, samples may wait for [`Sink::flush`].
     fn emit(&mut self, record: &Record) -> io::Result<()>;
     /// Called after each round of samples and before exit.
@@ -20,7 +20,7 @@ pub trait Sink {
 }
 
 /// Human-readable byte count (binary units).
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;

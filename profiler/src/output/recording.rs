@@ -21,11 +21,11 @@ use crate::{
 };
 
 /// The version of the recording format; readers refuse versions they do not know.
-pub const RECORDING_VERSION: u32 = 1;
+pub(crate) const RECORDING_VERSION: u32 = 1;
 
 /// The first line of a recording.
 #[derive(Clone, Debug, Serialize)]
-pub struct RecordingHeader {
+pub(crate) struct RecordingHeader {
     /// Always `recording`.
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -52,7 +52,7 @@ pub struct RecordingHeader {
 }
 
 /// The node's host name (`/proc/sys/kernel/hostname`), or `unknown`.
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .ok()
@@ -61,7 +61,7 @@ pub fn host_name() -> String {
 }
 
 /// Writes the recording; wraps the sink the user watches (live view or JSON).
-pub struct RecordingSink {
+pub(crate) struct RecordingSink {
     inner: Box<dyn Sink>,
     file: BufWriter<File>,
     path: PathBuf,
@@ -69,7 +69,7 @@ pub struct RecordingSink {
 
 impl RecordingSink {
     /// Writes the header to `file` (created at `path`) at once.
-    pub fn start(
+    pub(crate) fn start(
         file: File,
         path: &Path,
         header: &RecordingHeader,
@@ -119,7 +119,7 @@ mod tests {
     use super::*;
     use crate::{
         mode::{ChargeMode, OomSource},
-        probe::Decision,
+        probe::report::Decision,
         record::{End, EndReason, Sample},
     };
 
@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn round_trip_through_the_reports_reader() {
         use crate::forecast::risk::Risk;
-        use crate::pods::{Identity, Qos};
+        use crate::pods::{layout::Qos, Identity};
         use crate::record::{
             KillSource, LostEvents, OomKill, SummaryRecord, Warning, WarningLevel, WatchStart,
         };

@@ -20,7 +20,7 @@ const MAX_DEPTH: usize = 8;
 
 /// Who a cgroup belongs to: what every record about a container carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The pod's namespace.
     pub namespace: Option<String>,
     /// The pod's name.
@@ -40,7 +40,7 @@ pub struct Identity {
 impl Identity {
     /// What the path, the kubelet's log trees and the runtimes' state say about the cgroup
     /// at `path` (all `None` for a cgroup that is neither a container nor a pod).
-    pub fn of(path: &Path, logs: &LogTree, runtime_names: &RuntimeNames) -> Self {
+    pub(crate) fn of(path: &Path, logs: &LogTree, runtime_names: &RuntimeNames) -> Self {
         let mut identity = Identity::default();
         let (pod, id) = match classify(path) {
             Some(CgroupRole::Container { pod, runtime, id }) => {
@@ -75,7 +75,7 @@ impl Identity {
     }
 
     /// `namespace/pod`, when both are known.
-    pub fn pod_name(&self) -> Option<String> {
+    pub(crate) fn pod_name(&self) -> Option<String> {
         Some(format!(
             "{}/{}",
             self.namespace.as_ref()?,
@@ -84,7 +84,7 @@ impl Identity {
     }
 
     /// A short name for people: `namespace/pod/container`, or the container id.
-    pub fn short(&self) -> Option<String> {
+    pub(crate) fn short(&self) -> Option<String> {
         match (self.pod_name(), &self.container, &self.container_id) {
             (Some(pod), Some(container), _) => Some(format!("{pod}/{container}")),
             (Some(pod), None, Some(id)) => Some(format!("{pod}/{}", short_id(id))),
@@ -97,13 +97,13 @@ impl Identity {
 }
 
 /// The first 12 characters of a container id, as runtimes print them.
-pub fn short_id(id: &str) -> &str {
+pub(crate) fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
 /// One container cgroup found on the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FoundContainer {
+pub(crate) struct FoundContainer {
     /// Its cgroup directory.
     pub path: PathBuf,
     /// Who it is.
@@ -112,7 +112,7 @@ pub struct FoundContainer {
 
 /// Everything found in one look at the node.
 #[derive(Clone, Debug, Default)]
-pub struct Inventory {
+pub(crate) struct Inventory {
     /// Container cgroups, in path order.
     pub containers: Vec<FoundContainer>,
     /// The log trees.
@@ -123,7 +123,7 @@ pub struct Inventory {
 
 /// Where to look.
 #[derive(Clone, Debug)]
-pub struct NodeRoots {
+pub(crate) struct NodeRoots {
     /// The cgroup hierarchy with the memory controller (or a subtree of it).
     pub cgroup_root: PathBuf,
     /// The kubelet's pod log directory.
@@ -136,7 +136,7 @@ pub struct NodeRoots {
 
 impl Inventory {
     /// Looks at the node once.
-    pub fn scan(roots: &NodeRoots) -> Self {
+    pub(crate) fn scan(roots: &NodeRoots) -> Self {
         let logs = LogTree::read(&roots.pod_logs, &roots.container_logs);
         let runtime_names = RuntimeNames::read(&roots.runtime_state);
         let containers = container_cgroups(&roots.cgroup_root)
@@ -154,7 +154,7 @@ impl Inventory {
     }
 
     /// Pod names known from the logs: `(namespace, pod)`, sorted, without repeats.
-    pub fn pod_names(&self) -> Vec<(String, String)> {
+    pub(crate) fn pod_names(&self) -> Vec<(String, String)> {
         let mut names: Vec<(String, String)> = self
             .logs
             .pods
@@ -177,7 +177,7 @@ impl Inventory {
 /// part of it and are not listed; symbolic links are not followed (cgroup file systems have
 /// none, and a fixture tree must not lead the walk elsewhere); directories that vanish during
 /// the walk are skipped.
-pub fn container_cgroups(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn container_cgroups(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = pending.pop() {

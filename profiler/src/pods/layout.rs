@@ -10,7 +10,7 @@ use serde::Serialize;
 /// A pod's quality-of-service class, which decides where the kubelet puts its cgroup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Qos {
+pub(crate) enum Qos {
     /// Requests equal limits: the pod's cgroup sits directly under `kubepods`.
     Guaranteed,
     /// `kubepods/burstable` (`kubepods-burstable.slice`).
@@ -33,7 +33,7 @@ impl Qos {
 /// The container runtime that made a container's cgroup, from its name prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Runtime {
+pub(crate) enum Runtime {
     /// containerd (`cri-containerd-<id>.scope`, nerdctl's `nerdctl-<id>.scope`).
     Containerd,
     /// CRI-O (`crio-<id>.scope`).
@@ -57,7 +57,7 @@ const RUNTIME_PREFIXES: [(&str, Runtime); 5] = [
 
 /// A pod's place in the kubelet's layout.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PodPlace {
+pub(crate) struct PodPlace {
     /// Its QoS class.
     pub qos: Qos,
     /// The pod's uid, with dashes (the systemd driver writes it with underscores).
@@ -66,7 +66,7 @@ pub struct PodPlace {
 
 /// What a cgroup directory is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CgroupRole {
+pub(crate) enum CgroupRole {
     /// The kubelet's top cgroup (`kubepods`, `kubepods.slice`): its limit is the node's
     /// allocatable memory.
     Kubepods,
@@ -88,12 +88,12 @@ pub enum CgroupRole {
 /// Whether `text` is a container id: 64 lowercase hex characters, as containerd, CRI-O, docker
 /// and podman make them. (Short ids are for people; cgroups and log links carry full ones,
 /// and shorter hex names, such as 32-character session ids, are not containers.)
-pub fn is_container_id(text: &str) -> bool {
+pub(crate) fn is_container_id(text: &str) -> bool {
     text.len() == 64 && is_lower_hex(text)
 }
 
 /// Whether `text` is only lowercase hex digits (ids and id prefixes).
-pub fn is_lower_hex(text: &str) -> bool {
+pub(crate) fn is_lower_hex(text: &str) -> bool {
     text.bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
@@ -138,7 +138,7 @@ fn pod_uid(name: &str, base: &str, systemd: bool) -> Option<(Option<Qos>, String
 /// The kubelet's top cgroup is found anywhere in the path, so a node whose kubelet runs in a
 /// slice of its own (`kubelet.slice/kubelet-kubepods.slice`, as kind nodes do), or a test tree
 /// below some other cgroup, is understood as well.
-pub fn classify(path: &Path) -> Option<CgroupRole> {
+pub(crate) fn classify(path: &Path) -> Option<CgroupRole> {
     let parts: Vec<&str> = path
         .components()
         .filter_map(|c| match c {

@@ -14,7 +14,7 @@ use crate::cgroup::{CgroupError, LimitCache, MemoryCgroup};
 /// Whose limit applies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LimitSource {
+pub(crate) enum LimitSource {
     /// The watched container's own limit.
     Container,
     /// The watched cgroup's own limit (a cgroup that is not a container).
@@ -34,7 +34,7 @@ pub enum LimitSource {
 
 /// The limit that applies, and whose it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AppliedLimit {
+pub(crate) struct AppliedLimit {
     /// Bytes; `None` only when no cgroup has a limit and the node's memory is unknown.
     pub bytes: Option<u64>,
     /// Whose it is.
@@ -42,7 +42,7 @@ pub struct AppliedLimit {
 }
 
 /// Names the owner of a limit found on `source_dir` for the watched cgroup `watched`.
-pub fn source_of(watched: &Path, source_dir: &Path) -> LimitSource {
+pub(crate) fn source_of(watched: &Path, source_dir: &Path) -> LimitSource {
     if source_dir == watched {
         return match classify(watched) {
             Some(CgroupRole::Container { .. }) => LimitSource::Container,
@@ -59,7 +59,7 @@ pub fn source_of(watched: &Path, source_dir: &Path) -> LimitSource {
 
 /// The limit that applies to `cgroup`; `node_memory` when no cgroup on the way up has one.
 /// `cache` holds what ancestors said during this round of samples.
-pub fn applied_limit(
+pub(crate) fn applied_limit(
     cgroup: &MemoryCgroup,
     node_memory: Option<u64>,
     cache: &mut LimitCache,
@@ -77,13 +77,13 @@ pub fn applied_limit(
 }
 
 /// `MemTotal` from `/proc/meminfo`, in bytes.
-pub fn node_memory() -> Option<u64> {
+pub(crate) fn node_memory() -> Option<u64> {
     let text = fs::read_to_string("/proc/meminfo").ok()?;
     parse_mem_total(&text)
 }
 
 /// `MemTotal:  16314004 kB` → bytes.
-pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
+pub(crate) fn parse_mem_total(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
     let mut words = line.split_whitespace().skip(1);
     let value: u64 = words.next()?.parse().ok()?;

@@ -17,7 +17,7 @@ use super::layout::is_container_id;
 
 /// A pod, as its log directory names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodLogs {
+pub(crate) struct PodLogs {
     /// Namespace.
     pub namespace: String,
     /// Pod name.
@@ -30,7 +30,7 @@ pub struct PodLogs {
 
 /// A container, as its log link in the containers directory names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerLog {
+pub(crate) struct ContainerLog {
     /// Namespace of its pod.
     pub namespace: String,
     /// Its pod's name.
@@ -43,7 +43,7 @@ pub struct ContainerLog {
 
 /// What the two log directories say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LogTree {
+pub(crate) struct LogTree {
     /// Pods by uid.
     pub pods: HashMap<String, PodLogs>,
     /// Containers by id.
@@ -53,7 +53,7 @@ pub struct LogTree {
 /// Whether `name` is a valid Kubernetes object name (a DNS subdomain: lowercase letters,
 /// digits, `-` and `.`, at most 253 characters). Container names and namespaces are stricter
 /// DNS labels, which this admits too.
-pub fn is_kube_name(name: &str) -> bool {
+pub(crate) fn is_kube_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name
@@ -64,7 +64,7 @@ pub fn is_kube_name(name: &str) -> bool {
 }
 
 /// Parses a pod log directory name `<namespace>_<pod>_<uid>`.
-pub fn parse_pod_dir(name: &str) -> Option<(String, String, String)> {
+pub(crate) fn parse_pod_dir(name: &str) -> Option<(String, String, String)> {
     let mut parts = name.split('_');
     let (namespace, pod, uid) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || !is_kube_name(namespace) || !is_kube_name(pod) {
@@ -77,7 +77,7 @@ pub fn parse_pod_dir(name: &str) -> Option<(String, String, String)> {
 }
 
 /// Parses a container log name `<pod>_<namespace>_<container>-<id>.log`.
-pub fn parse_container_log(name: &str) -> Option<ContainerLog> {
+pub(crate) fn parse_container_log(name: &str) -> Option<ContainerLog> {
     let stem = name.strip_suffix(".log")?;
     let mut parts = stem.split('_');
     let (pod, namespace, rest) = (parts.next()?, parts.next()?, parts.next()?);
@@ -129,7 +129,7 @@ fn is_real_dir(path: &Path) -> bool {
 impl LogTree {
     /// Reads the pod log directory and the container log directory. Names that do not parse
     /// are skipped with a debug log.
-    pub fn read(pod_logs: &Path, container_logs: &Path) -> Self {
+    pub(crate) fn read(pod_logs: &Path, container_logs: &Path) -> Self {
         let mut tree = LogTree::default();
         for (name, path) in entry_names(pod_logs) {
             let Some((namespace, pod, uid)) = parse_pod_dir(&name) else {

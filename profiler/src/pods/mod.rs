@@ -10,26 +10,25 @@
 //! - [`inventory`]: the containers on the node, named;
 //! - [`select`]: `--pod`, `--container`, `--all`;
 //! - [`limit`]: which limit applies to a container, and where it comes from.
-pub mod inventory;
-pub mod layout;
-pub mod limit;
-pub mod logs;
-pub mod runtimes;
-pub mod select;
+pub(crate) mod inventory;
+pub(crate) mod layout;
+pub(crate) mod limit;
+pub(crate) mod logs;
+pub(crate) mod runtimes;
+pub(crate) mod select;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod testtree;
 
-pub use inventory::{FoundContainer, Identity, Inventory, NodeRoots};
-pub use layout::{classify, CgroupRole, Qos, Runtime};
-pub use limit::{AppliedLimit, LimitSource};
-pub use logs::LogTree;
-pub use runtimes::RuntimeNames;
-pub use select::{SelectError, Selection, Selector};
+pub(crate) use inventory::{FoundContainer, Identity, Inventory, NodeRoots};
+pub(crate) use limit::{AppliedLimit, LimitSource};
+pub(crate) use logs::LogTree;
+pub(crate) use runtimes::RuntimeNames;
+pub(crate) use select::{Selection, Selector};
 
 /// `/sys/fs/cgroup` when it is the unified (v2) hierarchy, else the v1 memory hierarchy.
-pub fn default_cgroup_root() -> std::path::PathBuf {
+pub(crate) fn default_cgroup_root() -> std::path::PathBuf {
     let unified = std::path::Path::new("/sys/fs/cgroup");
     match crate::cgroup::hierarchy_version(unified) {
         Some(crate::cgroup::CgroupVersion::V2) => unified.to_path_buf(),
@@ -40,7 +39,7 @@ pub fn default_cgroup_root() -> std::path::PathBuf {
 /// A watch that follows containers as they come and go: the selection, re-applied at every
 /// look at the node.
 #[derive(Clone, Debug)]
-pub struct Discovery {
+pub(crate) struct Discovery {
     /// Where to look.
     pub roots: NodeRoots,
     /// What to follow.
@@ -49,12 +48,12 @@ pub struct Discovery {
 
 impl Discovery {
     /// Looks at the node once.
-    pub fn scan(&self) -> Inventory {
+    pub(crate) fn scan(&self) -> Inventory {
         Inventory::scan(&self.roots)
     }
 
     /// The containers of `inventory` that the watch follows.
-    pub fn matching<'a>(
+    pub(crate) fn matching<'a>(
         &'a self,
         inventory: &'a Inventory,
     ) -> impl Iterator<Item = &'a FoundContainer> + 'a {

@@ -21,11 +21,11 @@ const MAX_STATE_FILE: u64 = 16 << 20;
 
 /// Container id → name, for containers outside Kubernetes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RuntimeNames(pub HashMap<String, String>);
+pub(crate) struct RuntimeNames(pub HashMap<String, String>);
 
 /// Whether `name` is a container name as docker and podman allow them
 /// (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
-pub fn is_runtime_name(name: &str) -> bool {
+pub(crate) fn is_runtime_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
         && name.len() <= 253
@@ -77,7 +77,7 @@ struct StorageContainer {
 
 impl RuntimeNames {
     /// Reads the state of every runtime found below `root` (`/` on a node).
-    pub fn read(root: &Path) -> Self {
+    pub(crate) fn read(root: &Path) -> Self {
         let mut names = RuntimeNames::default();
         names.read_docker(&root.join("var/lib/docker/containers"));
         names.read_storage(
@@ -146,7 +146,7 @@ impl RuntimeNames {
     }
 
     /// The name of container `id`.
-    pub fn name(&self, id: &str) -> Option<&str> {
+    pub(crate) fn name(&self, id: &str) -> Option<&str> {
         self.0.get(id).map(String::as_str)
     }
 }

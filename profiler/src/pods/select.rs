@@ -11,7 +11,7 @@ use super::{
 
 /// What the user asked to watch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Selector {
+pub(crate) enum Selector {
     /// A pod by name, optionally in one namespace, optionally one container of it.
     Pod {
         /// Pod name.
@@ -29,7 +29,7 @@ pub enum Selector {
 
 /// The selection once checked against the node: names resolved to one pod or one container.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Selection {
+pub(crate) enum Selection {
     /// Containers of the pod `namespace/name` (any uid: a pod deleted and created again
     /// under the same name, as StatefulSets do, is followed), optionally only one container.
     Pod {
@@ -51,7 +51,7 @@ pub enum Selection {
 
 /// Why a selection cannot be watched.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum SelectError {
+pub(crate) enum SelectError {
     /// A name that Kubernetes would never give (and that could point outside the roots).
     #[error(
         "{flag} {value:?} is not a valid name: Kubernetes names use only lowercase letters, \
@@ -148,7 +148,7 @@ impl Selector {
     /// Rejects names that cannot be Kubernetes names. They are only ever compared with names
     /// read from the node, never joined to a path, so this is about clear messages as much as
     /// safety.
-    pub fn validate(&self) -> Result<(), SelectError> {
+    pub(crate) fn validate(&self) -> Result<(), SelectError> {
         let invalid = |flag, value: &str| SelectError::InvalidName {
             flag,
             value: value.to_owned(),
@@ -178,7 +178,7 @@ impl Selector {
     }
 
     /// Resolves names against what the node has now.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         inventory: &Inventory,
         pod_logs: &str,
@@ -387,7 +387,7 @@ fn is_container_id_prefix(text: &str) -> bool {
 
 impl Selection {
     /// Whether a container found on the node is part of the watch.
-    pub fn matches(&self, found: &FoundContainer) -> bool {
+    pub(crate) fn matches(&self, found: &FoundContainer) -> bool {
         let id = &found.identity;
         match self {
             Selection::All => true,
@@ -410,7 +410,7 @@ impl Selection {
     /// Whether what was selected still exists on the node, so the watch should go on even
     /// with no container running: a pod while its log directory is there, every container
     /// always; one container id only while its cgroup is.
-    pub fn still_exists(&self, inventory: &Inventory) -> bool {
+    pub(crate) fn still_exists(&self, inventory: &Inventory) -> bool {
         match self {
             Selection::All => true,
             Selection::ContainerId(_) => inventory.containers.iter().any(|c| self.matches(c)),
@@ -425,7 +425,7 @@ impl Selection {
     }
 
     /// For messages: what is watched.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Selection::All => "every container".to_owned(),
             Selection::ContainerId(id) => format!("container {}", short_id(id)),
@@ -446,7 +446,7 @@ impl Selection {
 
 /// Up to five candidates closest to `query` by edit distance (of `key(candidate)`), nearest
 /// first; only those close enough to be a plausible typo, or containing the query.
-pub fn closest_names<'a>(
+pub(crate) fn closest_names<'a>(
     query: &str,
     candidates: &'a [String],
     key: impl Fn(&'a str) -> &'a str,
@@ -466,7 +466,7 @@ pub fn closest_names<'a>(
 }
 
 /// Levenshtein distance over characters.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -4,9 +4,11 @@ use std::path::Path;
 
 use super::{
     inventory::short_id,
+    layout::{Qos, Runtime},
     limit::{applied_limit, LimitSource},
+    select::SelectError,
     testtree::*,
-    Discovery, Inventory, Qos, Runtime, SelectError, Selection, Selector,
+    Discovery, Inventory, Selection, Selector,
 };
 use crate::cgroup::{CgroupVersion, LimitCache, MemoryCgroup};
 

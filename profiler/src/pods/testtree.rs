@@ -8,22 +8,22 @@ use std::{
 
 use super::NodeRoots;
 
-pub const UID_1: &str = "0d3b3a5e-6f1c-4b7e-9a4d-2c8e1f0b7a6d";
-pub const UID_2: &str = "7a1c0e44-2b9d-4c3e-8f5a-1d6b9e0c2f7a";
-pub const UID_3: &str = "c3f2a1b0-9e8d-4c7b-a6f5-e4d3c2b1a0f9";
-pub const ID_A: &str = "aaaa7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
-pub const ID_B: &str = "bbbb7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
-pub const ID_C: &str = "cccc7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
-pub const ID_D: &str = "dddd7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
-pub const ID_E: &str = "eeee7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
+pub(super) const UID_1: &str = "0d3b3a5e-6f1c-4b7e-9a4d-2c8e1f0b7a6d";
+pub(super) const UID_2: &str = "7a1c0e44-2b9d-4c3e-8f5a-1d6b9e0c2f7a";
+pub(super) const UID_3: &str = "c3f2a1b0-9e8d-4c7b-a6f5-e4d3c2b1a0f9";
+pub(super) const ID_A: &str = "aaaa7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
+pub(super) const ID_B: &str = "bbbb7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
+pub(super) const ID_C: &str = "cccc7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
+pub(super) const ID_D: &str = "dddd7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
+pub(super) const ID_E: &str = "eeee7e0c9a6f3e2d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d";
 
 /// A node in a temporary directory, removed on drop.
-pub struct FixtureNode {
+pub(super) struct FixtureNode {
     dir: PathBuf,
 }
 
 impl FixtureNode {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "profiler-node-{}-{}",
@@ -37,7 +37,7 @@ impl FixtureNode {
         Self { dir }
     }
 
-    pub fn roots(&self) -> NodeRoots {
+    pub(super) fn roots(&self) -> NodeRoots {
         NodeRoots {
             cgroup_root: self.dir.join("cgroup"),
             pod_logs: self.dir.join("pods"),
@@ -47,19 +47,19 @@ impl FixtureNode {
     }
 
     /// Makes a cgroup directory (relative to the cgroup root) and returns its path.
-    pub fn cgroup(&self, relative: &str) -> PathBuf {
+    pub(super) fn cgroup(&self, relative: &str) -> PathBuf {
         let path = self.dir.join("cgroup").join(relative);
         fs::create_dir_all(&path).expect("fixture cgroup");
         path
     }
 
     /// Writes a file in a cgroup directory.
-    pub fn write(&self, cgroup: &Path, file: &str, text: &str) {
+    pub(super) fn write(&self, cgroup: &Path, file: &str, text: &str) {
         fs::write(cgroup.join(file), text).expect("fixture file");
     }
 
     /// The kubelet's log directory of a pod with these containers (`0.log` each).
-    pub fn pod_logs(&self, namespace: &str, pod: &str, uid: &str, containers: &[&str]) {
+    pub(super) fn pod_logs(&self, namespace: &str, pod: &str, uid: &str, containers: &[&str]) {
         let dir = self
             .dir
             .join("pods")
@@ -72,7 +72,7 @@ impl FixtureNode {
     }
 
     /// The kubelet's link for a container's log.
-    pub fn container_log(&self, namespace: &str, pod: &str, container: &str, id: &str) {
+    pub(super) fn container_log(&self, namespace: &str, pod: &str, container: &str, id: &str) {
         let link = self
             .dir
             .join("containers")
@@ -81,7 +81,7 @@ impl FixtureNode {
     }
 
     /// A file of a runtime's state (`relative` to the state root).
-    pub fn state_file(&self, relative: &str, text: &str) {
+    pub(super) fn state_file(&self, relative: &str, text: &str) {
         let path = self.dir.join("state").join(relative);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).expect("fixture state dir");
@@ -90,7 +90,7 @@ impl FixtureNode {
     }
 
     /// Removes something below the fixture (a restarted container's old cgroup or link).
-    pub fn remove(&self, relative: &str) {
+    pub(super) fn remove(&self, relative: &str) {
         let path = self.dir.join(relative);
         if path.is_dir() {
             fs::remove_dir_all(path).expect("fixture removal");
@@ -102,7 +102,7 @@ impl FixtureNode {
     /// A cgroup v2 node with the systemd driver and containerd: a Burstable pod with two
     /// containers, a BestEffort pod, a Guaranteed pod with its sandbox (no log link), and
     /// services that are not containers.
-    pub fn kubelet_v2_systemd() -> Self {
+    pub(super) fn kubelet_v2_systemd() -> Self {
         let node = Self::new();
         let u1 = UID_1.replace('-', "_");
         let u2 = UID_2.replace('-', "_");

@@ -9,7 +9,7 @@ use crate::{btf::BtfError, mode::ChargeMode};
 
 /// Why a hook's kernel function cannot be used: what the kernel's BTF says of it.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum TargetError {
+pub(crate) enum TargetError {
     /// The kernel's BTF has none of the function's names.
     #[error("the kernel's BTF has no function {0}")]
     NoFunction(String),
@@ -26,7 +26,7 @@ pub enum TargetError {
 /// Why one hook did not attach. Rendered with its sources ([`crate::errors::chain`]): aya's
 /// verifier errors carry the verifier log in theirs.
 #[derive(Debug, Error)]
-pub enum AttachError {
+pub(crate) enum AttachError {
     /// The hook's function is not there, or not as the program reads it.
     #[error(transparent)]
     Target(#[from] TargetError),
@@ -49,7 +49,7 @@ pub enum AttachError {
 
 /// Why a charge-path mode cannot be used on this kernel.
 #[derive(Debug, Error)]
-pub enum Unavailable {
+pub(crate) enum Unavailable {
     /// The kernel's BTF could not be read at all.
     #[error("no usable BTF, so no program can find its way in kernel structures")]
     NoBtf(#[source] BtfError),
@@ -69,7 +69,7 @@ pub enum Unavailable {
 
 /// Errors that stop the profiler from starting.
 #[derive(Debug, Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// The binary was built with `AYA_BUILD_SKIP`.
     #[error(
         "this profiler binary was built without its kernel programs (AYA_BUILD_SKIP); \

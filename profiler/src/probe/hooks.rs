@@ -10,7 +10,7 @@ use crate::{btf::KernelBtf, mode::ChargeMode};
 /// How a program is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum HookKind {
+pub(crate) enum HookKind {
     /// A raw tracepoint of the target's name.
     RawTracepoint,
     /// fentry on the kernel function of the target's name (needs its BTF).

@@ -9,7 +9,7 @@ use profiler_common::{BurstBudget, SlotCounters, MAX_SLOTS};
 use super::ProbeError;
 
 /// Typed handles on the programs' maps, taken out of the [`Ebpf`] object.
-pub struct KernelMaps {
+pub(crate) struct KernelMaps {
     watched: HashMap<MapData, u64, u32>,
     generation: Array<MapData, u32>,
     counters: PerCpuArray<MapData, SlotCounters>,
@@ -32,7 +32,7 @@ where
 
 impl KernelMaps {
     /// Takes the maps out of `ebpf` (the programs keep their own references).
-    pub fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
         let cpus = nr_cpus().map_err(|(what, e)| {
             ProbeError::Map(
                 "COUNTERS",
@@ -54,12 +54,12 @@ impl KernelMaps {
     }
 
     /// Makes the charges of cgroup `id` count towards `slot`.
-    pub fn watch_id(&mut self, id: u64, slot: u32) -> Result<(), MapError> {
+    pub(crate) fn watch_id(&mut self, id: u64, slot: u32) -> Result<(), MapError> {
         self.watched.insert(id, slot, 0)
     }
 
     /// Stops counting the charges of cgroup `id`.
-    pub fn unwatch_id(&mut self, id: u64) -> Result<(), MapError> {
+    pub(crate) fn unwatch_id(&mut self, id: u64) -> Result<(), MapError> {
         match self.watched.remove(&id) {
             Err(MapError::KeyNotFound) => Ok(()),
             other => other,
@@ -67,13 +67,13 @@ impl KernelMaps {
     }
 
     /// Publishes a change of the watch set: the kernel resolves cached memcgs again.
-    pub fn bump_generation(&mut self) -> Result<(), MapError> {
+    pub(crate) fn bump_generation(&mut self) -> Result<(), MapError> {
         self.generation_value = self.generation_value.wrapping_add(1);
         self.generation.set(0, self.generation_value, 0)
     }
 
     /// Zeroes a slot's counters before it is given to a new cgroup.
-    pub fn reset_slot(&mut self, slot: u32) -> Result<(), MapError> {
+    pub(crate) fn reset_slot(&mut self, slot: u32) -> Result<(), MapError> {
         debug_assert!(slot < MAX_SLOTS);
         let zeros = PerCpuValues::try_from(vec![SlotCounters::default(); self.cpus])?;
         self.counters.set(slot, zeros, 0)?;
@@ -81,7 +81,7 @@ impl KernelMaps {
     }
 
     /// The slot's counters, summed over CPUs.
-    pub fn counters(&self, slot: u32) -> Result<SlotCounters, MapError> {
+    pub(crate) fn counters(&self, slot: u32) -> Result<SlotCounters, MapError> {
         let per_cpu = self.counters.get(&slot, 0)?;
         let mut total = SlotCounters::default();
         for c in per_cpu.iter() {
@@ -91,7 +91,7 @@ impl KernelMaps {
     }
 
     /// Gives the slot a fresh burst budget of `pages` and arms it.
-    pub fn arm_budget(&mut self, slot: u32, pages: i64) -> Result<(), MapError> {
+    pub(crate) fn arm_budget(&mut self, slot: u32, pages: i64) -> Result<(), MapError> {
         let budget = BurstBudget {
             remaining_pages: pages,
             budget_pages: pages,
@@ -101,7 +101,7 @@ impl KernelMaps {
     }
 
     /// Records the kernel could not put in the ring buffer since the programs were loaded.
-    pub fn lost_events(&self) -> Result<u64, MapError> {
+    pub(crate) fn lost_events(&self) -> Result<u64, MapError> {
         Ok(self.lost.get(&0, 0)?.iter().sum())
     }
 }

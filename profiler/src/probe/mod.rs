@@ -15,7 +15,7 @@ mod choose;
 mod error;
 mod hooks;
 mod maps;
-mod report;
+pub(crate) mod report;
 mod ring;
 
 use std::{fmt, io, path::Path};
@@ -24,11 +24,10 @@ use aya::Ebpf;
 
 use attach::{Attacher, EbpfAttacher};
 use choose::{choose, polling_requested, KernelNeeds};
-pub use error::{AttachError, ProbeError, TargetError, Unavailable};
-pub use hooks::HookKind;
-pub use maps::KernelMaps;
-pub use report::{Decision, HookReport, HookStatus, ProbeReport};
-pub use ring::RingReader;
+pub(crate) use error::{AttachError, ProbeError, TargetError, Unavailable};
+pub(crate) use maps::KernelMaps;
+pub(crate) use report::ProbeReport;
+pub(crate) use ring::RingReader;
 
 use crate::{btf::KernelBtf, errors::chain as error_chain, mode::ModeRequest};
 
@@ -36,12 +35,12 @@ use crate::{btf::KernelBtf, errors::chain as error_chain, mode::ModeRequest};
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
 /// The embedded object (empty when built with `AYA_BUILD_SKIP`).
-pub fn programs() -> &'static [u8] {
+pub(crate) fn programs() -> &'static [u8] {
     PROGRAMS
 }
 
 /// The loaded and attached kernel programs, with their maps and logger.
-pub struct Probes {
+pub(crate) struct Probes {
     /// Owns the programs and their links; dropping it detaches everything.
     ebpf: Ebpf,
     /// Drains `aya-log` records of the programs; dropping it would break the programs' logging.
@@ -59,16 +58,16 @@ impl fmt::Debug for Probes {
 }
 
 /// Keeps the programs attached while it lives; dropping it detaches them.
-pub struct Attached {
+pub(crate) struct Attached {
     _ebpf: Ebpf,
 }
 
 /// The logger draining the programs' `aya-log` records.
-pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+pub(crate) type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 impl Probes {
     /// Splits the probes into the parts the collector's event loop owns separately.
-    pub fn split(self) -> (Attached, ProgramLogger, KernelMaps, RingReader) {
+    pub(crate) fn split(self) -> (Attached, ProgramLogger, KernelMaps, RingReader) {
         (
             Attached { _ebpf: self.ebpf },
             self.logger,
@@ -79,7 +78,7 @@ impl Probes {
 }
 
 /// The running kernel's release.
-pub fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     // SAFETY: `uname` fills the struct it is given; zeroed is a valid initial value.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer to a utsname.
@@ -99,7 +98,7 @@ pub fn kernel_release() -> String {
 /// [`choose`]). Returns `None` as probes when no program is attached (polling mode), with the
 /// report saying why. Errors only when nothing sensible can start, or when the one mode asked
 /// for cannot.
-pub fn start(
+pub(crate) fn start(
     request: ModeRequest,
     btf_path: &Path,
 ) -> Result<(Option<Probes>, ProbeReport), ProbeError> {

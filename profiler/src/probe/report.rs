@@ -7,7 +7,7 @@ use crate::mode::{ChargeMode, OomSource};
 
 /// What happened to one hook.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct HookReport {
+pub(crate) struct HookReport {
     /// The tracepoint or kernel function.
     pub hook: &'static str,
     /// `raw_tracepoint`, `fentry` or `kprobe`.
@@ -37,7 +37,7 @@ impl HookReport {
 /// Outcome of trying a hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum HookStatus {
+pub(crate) enum HookStatus {
     /// Loaded and attached.
     Attached,
     /// Not tried, because something it needs is missing.
@@ -48,7 +48,7 @@ pub enum HookStatus {
 
 impl HookStatus {
     /// The word `profiler doctor` prints.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HookStatus::Attached => "attached",
             HookStatus::Skipped => "skipped",
@@ -60,7 +60,7 @@ impl HookStatus {
 /// The mode choice: every hook's outcome, the charge-path mode and where OOM kills come from,
 /// each with its reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// Every hook, in order of preference.
     pub hooks: Vec<HookReport>,
     /// The charge-path mode chosen.
@@ -76,7 +76,7 @@ pub struct Decision {
 /// What the kernel offers and what was chosen; `profiler doctor` prints it, and recordings
 /// keep it in their header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ProbeReport {
+pub(crate) struct ProbeReport {
     /// `uname -r`.
     pub kernel: String,
     /// Whether `/sys/kernel/btf/vmlinux` was read, or why not.

@@ -12,13 +12,13 @@ use tokio::io::unix::AsyncFd;
 use super::ProbeError;
 
 /// The ring buffer, readable from tokio.
-pub struct RingReader {
+pub(crate) struct RingReader {
     ring: AsyncFd<RingBuf<MapData>>,
 }
 
 impl RingReader {
     /// Takes the `EVENTS` ring buffer out of `ebpf`.
-    pub fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
         let map = ebpf.take_map("EVENTS").ok_or(ProbeError::Map(
             "EVENTS",
             aya::maps::MapError::InvalidName {
@@ -42,7 +42,7 @@ impl RingReader {
     }
 
     /// Waits until records are ready, then returns all of them.
-    pub async fn next_batch(&mut self) -> std::io::Result<Vec<KernelEvent>> {
+    pub(crate) async fn next_batch(&mut self) -> std::io::Result<Vec<KernelEvent>> {
         loop {
             let mut guard = self.ring.readable_mut().await?;
             let ring = guard.get_inner_mut();

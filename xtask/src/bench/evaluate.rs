@@ -18,13 +18,13 @@ mod baselines;
 mod goal;
 mod trace;
 
-pub use baselines::{above_fraction_fires, predict_linear_fires};
-pub use goal::{judge, Goal, Verdict};
-pub use trace::{Kill, Sample, Trace};
+pub(super) use baselines::{above_fraction_fires, predict_linear_fires};
+pub(super) use goal::{judge, Goal, Verdict};
+pub(super) use trace::{Kill, Sample, Trace};
 
 /// The thresholds the detectors and the goals use.
 #[derive(Clone, Copy, Debug)]
-pub struct Settings {
+pub(super) struct Settings {
     /// The profiler's warning threshold (`--warn`), which caps the ideal lead.
     pub warn: f64,
     /// `predict_linear`'s range, seconds.
@@ -48,7 +48,7 @@ impl Default for Settings {
 
 /// How one detector did on one run.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Detection {
+pub(super) struct Detection {
     /// Seconds from the first warning to the kill; `None` when there was no kill or no warning
     /// from the growth start to the kill.
     pub lead: Option<f64>,
@@ -118,7 +118,7 @@ fn detect(
 
 /// The figures of one run of one scenario.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Evaluation {
+pub(super) struct Evaluation {
     /// The first OOM kill, if there was one.
     pub kill: Option<Kill>,
     /// Every OOM kill seen.
@@ -141,7 +141,11 @@ pub struct Evaluation {
 }
 
 /// Evaluates one recording.
-pub fn evaluate(trace: &Trace, growth_start: Option<f64>, settings: &Settings) -> Evaluation {
+pub(super) fn evaluate(
+    trace: &Trace,
+    growth_start: Option<f64>,
+    settings: &Settings,
+) -> Evaluation {
     let kill = trace
         .kills
         .iter()

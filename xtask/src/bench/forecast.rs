@@ -66,7 +66,7 @@ fn check_interrupted() -> Result<()> {
 }
 
 /// Fails on arguments that cannot work, before the setup and the build.
-pub fn check_arguments(runs: usize, only: &[u8]) -> Result<()> {
+pub(super) fn check_arguments(runs: usize, only: &[u8]) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -78,7 +78,7 @@ pub fn check_arguments(runs: usize, only: &[u8]) -> Result<()> {
 
 /// Runs the selected scenarios `runs` times each (all scenarios once, then again) and prints
 /// the table.
-pub fn run(bins: &Binaries, runs: usize, only: &[u8]) -> Result<()> {
+pub(super) fn run(bins: &Binaries, runs: usize, only: &[u8]) -> Result<()> {
     let started = Instant::now();
     catch_interrupts();
     let scenarios: Vec<&Scenario> = SCENARIOS

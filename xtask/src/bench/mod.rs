@@ -16,7 +16,7 @@ use crate::{build, memcg::require_root, setup};
 
 /// Which benchmark.
 #[derive(Subcommand)]
-pub enum Which {
+pub(crate) enum Which {
     /// Page-fault microbenchmark and an allocation-heavy workload, with and without the profiler.
     Overhead {
         /// Runs per mode (at least 7 for a median worth reading).
@@ -48,7 +48,7 @@ pub enum Which {
 }
 
 /// Runs a benchmark.
-pub fn run(which: Which) -> Result<()> {
+pub(crate) fn run(which: Which) -> Result<()> {
     require_root("cargo xtask bench")?;
     // Arguments are checked before the (long) setup and build.
     if let Which::Forecast { runs, only } = &which {

@@ -133,7 +133,13 @@ fn print_table(title: &str, unit: &str, modes: &[Attached], figures: &[Vec<f64>]
 }
 
 /// Runs the overhead benchmark.
-pub fn run(bins: &Binaries, runs: usize, mib: u64, iters: u64, json_seconds: u64) -> Result<()> {
+pub(super) fn run(
+    bins: &Binaries,
+    runs: usize,
+    mib: u64,
+    iters: u64,
+    json_seconds: u64,
+) -> Result<()> {
     let cgroup = TempMemcg::new("profiler-bench", 2 << 30)?;
     println!(
         "overhead benchmark, {runs} runs per mode, modes alternating; cgroup {}",

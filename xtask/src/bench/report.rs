@@ -6,7 +6,7 @@ use super::{
 };
 
 /// One run of one scenario, evaluated.
-pub struct Row {
+pub(super) struct Row {
     pub number: u8,
     pub slug: &'static str,
     pub run: usize,
@@ -155,7 +155,7 @@ fn verdict_cell(verdict: &Verdict) -> String {
 
 /// The table, rows in the order given; with several runs of a scenario, a row of medians
 /// (`median [min..max]`) follows its runs.
-pub fn render(rows: &[Row]) -> String {
+pub(super) fn render(rows: &[Row]) -> String {
     let mut header = vec!["#", "scenario", "run", "OOM"];
     header.extend(FIGURES.iter().map(|f| f.header));
     header.push("goal met?");

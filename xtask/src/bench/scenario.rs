@@ -13,7 +13,7 @@ const HOLD_S: &str = "25";
 const BASELINE_MIB: &str = "16";
 
 /// One scenario.
-pub struct Scenario {
+pub(super) struct Scenario {
     /// 1–9, as the issue numbers them.
     pub number: u8,
     /// For file names and the table.
@@ -29,10 +29,10 @@ pub struct Scenario {
 }
 
 /// The page-cache scenario's file, this many times its limit.
-pub const PAGECACHE_FILE_FACTOR: u64 = 2;
+pub(super) const PAGECACHE_FILE_FACTOR: u64 = 2;
 
 /// Every scenario, in the issue's order.
-pub const SCENARIOS: [Scenario; 9] = [
+pub(super) const SCENARIOS: [Scenario; 9] = [
     Scenario {
         number: 1,
         slug: "linear-leak",
@@ -109,12 +109,12 @@ pub const SCENARIOS: [Scenario; 9] = [
 
 impl Scenario {
     /// `nn-slug`, e.g. `03-sawtooth-rising`.
-    pub fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         format!("{:02}-{}", self.number, self.slug)
     }
 
     /// The workload's arguments; `pagecache_file` is the file scenario 5 reads.
-    pub fn workload_args(&self, pagecache_file: &Path) -> Vec<String> {
+    pub(super) fn workload_args(&self, pagecache_file: &Path) -> Vec<String> {
         let quiet = ["--baseline-mib", BASELINE_MIB, "--hold-s", HOLD_S];
         let file = pagecache_file.to_string_lossy();
         let (comm, mode, own): (&str, &str, Vec<&str>) = match self.number {

@@ -20,7 +20,7 @@ fn os_codename() -> Result<String> {
 
 /// Adds `<codename>-backports` as an apt source on the mirror that serves `<codename>`,
 /// unless some source names that suite already; returns the suite's name.
-pub fn ensure_source() -> Result<String> {
+pub(crate) fn ensure_source() -> Result<String> {
     let codename = os_codename()?;
     let codename = codename.as_str();
     let mut sources = Vec::new();

@@ -72,7 +72,7 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
 }
 
 /// Builds the initramfs (or finds it in the cache) and returns its path.
-pub fn prepare(bins: &Binaries, busybox: &Path, cache: &Path) -> Result<PathBuf> {
+pub(super) fn prepare(bins: &Binaries, busybox: &Path, cache: &Path) -> Result<PathBuf> {
     let mut files = vec![
         Entry {
             from: busybox.to_path_buf(),

@@ -13,7 +13,7 @@ use crate::setup::{output_of, run_cmd};
 
 /// A kernel series the VM test boots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Series {
+pub(super) enum Series {
     /// 6.1 LTS, bookworm's own kernel: `linux-image-6.1.0-NN-cloud-amd64`.
     V6_1,
     /// 6.12 LTS, in bookworm's security suite: `linux-image-6.12.NNN+deb12-cloud-amd64`.
@@ -22,10 +22,10 @@ pub enum Series {
 
 impl Series {
     /// Every series, in the order they run.
-    pub const ALL: [Series; 2] = [Series::V6_1, Series::V6_12];
+    pub(super) const ALL: [Series; 2] = [Series::V6_1, Series::V6_12];
 
     /// The name `--kernel` takes.
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Series::V6_1 => "6.1",
             Series::V6_12 => "6.12",
@@ -33,7 +33,7 @@ impl Series {
     }
 
     /// The series `--kernel NAME` means.
-    pub fn parse(name: &str) -> Result<Series> {
+    pub(super) fn parse(name: &str) -> Result<Series> {
         Series::ALL
             .into_iter()
             .find(|s| s.name() == name)
@@ -65,7 +65,7 @@ impl Series {
 
 /// A kernel ready to boot.
 #[derive(Clone, Debug)]
-pub struct Kernel {
+pub(super) struct Kernel {
     /// The series it was chosen for.
     pub series: Series,
     /// The Debian package, e.g. `linux-image-6.1.0-57-cloud-amd64`.
@@ -110,7 +110,7 @@ fn candidate_version(package: &str) -> Result<String> {
 /// security builds, so a stale name may no longer download); a refresh that fails (no
 /// network) leaves the lists as they are, and the cache can still serve. Anything that fails
 /// on lists not refreshed in this run is tried once more after `apt-get update`.
-pub fn prepare(series: &[Series], cache: &Path) -> Result<Vec<Kernel>> {
+pub(super) fn prepare(series: &[Series], cache: &Path) -> Result<Vec<Kernel>> {
     let stamp = cache.join("apt-updated");
     let mut updated = false;
     if lists_age(&stamp).is_none_or(|age| age > Duration::from_secs(24 * 3600)) {

@@ -7,7 +7,7 @@
 //! OOM kill, and measures the page-fault overhead of a watch ([`qemu`], init.sh); the host
 //! judges the JSON the guest sends back ([`verdict`]). Downloads and images are cached under
 //! `<target>/vm/`; each guest's console log and results stay in `<target>/vm/runs/<kernel>/`.
-pub mod backports;
+pub(crate) mod backports;
 mod initramfs;
 mod kernels;
 mod qemu;
@@ -23,7 +23,7 @@ use verdict::Verdict;
 
 /// Options of `cargo xtask vm-test`.
 #[derive(Debug, clap::Args)]
-pub struct Options {
+pub(crate) struct Options {
     /// Boot only this kernel series (6.1 or 6.12); repeat for several. Default: both.
     #[arg(long = "kernel", value_name = "SERIES")]
     kernels: Vec<String>,
@@ -79,7 +79,7 @@ struct Outcome {
 }
 
 /// Runs the VM test; fails when any check on any kernel fails.
-pub fn run(options: Options) -> Result<()> {
+pub(crate) fn run(options: Options) -> Result<()> {
     require_root("cargo xtask vm-test")?;
     let series = if options.kernels.is_empty() {
         Series::ALL.to_vec()

@@ -21,10 +21,10 @@ use std::{
 use anyhow::{Context as _, Result};
 
 /// How many console lines a failure report shows.
-pub const TAIL_LINES: usize = 30;
+pub(super) const TAIL_LINES: usize = 30;
 
 /// What to boot and how.
-pub struct Boot<'a> {
+pub(super) struct Boot<'a> {
     /// Prefix of the console lines echoed to the terminal, e.g. `6.1`.
     pub label: &'a str,
     /// The kernel image.
@@ -43,7 +43,7 @@ pub struct Boot<'a> {
 
 /// How a guest ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum End {
+pub(super) enum End {
     /// QEMU exited by itself (the guest powered off, or panicked and "rebooted").
     Exited,
     /// The time limit passed and QEMU was killed.
@@ -51,7 +51,7 @@ pub enum End {
 }
 
 /// What a guest left behind.
-pub struct Run {
+pub(super) struct Run {
     /// How it ended.
     pub end: End,
     /// From QEMU's start to its exit (or the kill).
@@ -67,7 +67,7 @@ pub struct Run {
 }
 
 /// Boots the guest and waits for it to power off, or kills it at the time limit.
-pub fn run(boot: &Boot) -> Result<Run> {
+pub(super) fn run(boot: &Boot<'_>) -> Result<Run> {
     fs::create_dir_all(boot.out_dir)
         .with_context(|| format!("creating {}", boot.out_dir.display()))?;
     let console_log = boot.out_dir.join("console.log");

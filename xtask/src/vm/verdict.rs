@@ -6,13 +6,13 @@ use records::{Hook, Line};
 mod checks;
 mod report;
 
-pub use report::GuestReport;
+pub(super) use report::GuestReport;
 
 use checks::Watch;
 
 /// One check and its outcome.
 #[derive(Debug)]
-pub struct Check {
+pub(super) struct Check {
     /// What is checked.
     pub name: &'static str,
     /// Whether it held.
@@ -23,7 +23,7 @@ pub struct Check {
 
 /// The page-fault throughput with the profiler watching, relative to without.
 #[derive(Debug)]
-pub struct Overhead {
+pub(super) struct Overhead {
     /// Rounds with both figures.
     pub rounds: usize,
     /// Median pages/s without the profiler.
@@ -36,7 +36,7 @@ pub struct Overhead {
 
 /// Everything the host prints about one guest.
 #[derive(Debug)]
-pub struct Verdict {
+pub(super) struct Verdict {
     /// `mode` of the watch's lines (else doctor's), e.g. `polling`.
     pub mode: Option<String>,
     /// Doctor's reason for the mode.
@@ -53,17 +53,17 @@ pub struct Verdict {
 
 impl Verdict {
     /// Whether every check held.
-    pub fn passed(&self) -> bool {
+    pub(super) fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }
 }
 
 /// The name of the check that is expected to fail until the charge path gets fentry/kprobe
 /// programs for kernels without the memcg tracepoints.
-pub const NOT_POLLING: &str = "charge path hooked (mode is not polling)";
+pub(super) const NOT_POLLING: &str = "charge path hooked (mode is not polling)";
 
 /// Judges a guest's report.
-pub fn judge(report: &GuestReport) -> Verdict {
+pub(super) fn judge(report: &GuestReport) -> Verdict {
     let doctor = report.json_document("doctor");
     let probe = doctor.as_ref().map(|d| &d.probe);
     let doctor_mode = probe.and_then(|p| p.mode.as_deref());
@@ -123,7 +123,7 @@ fn hook(hook: &Hook) -> String {
 
 /// `text` on one line, each verifier log in it cut down to its complaint (the last line before
 /// its statistics): doctor's details carry whole logs, hundreds of lines each.
-pub fn brief(text: &str) -> String {
+pub(super) fn brief(text: &str) -> String {
     const LOG: &str = "Verifier output:";
     let mut out = String::new();
     let mut rest = text;

@@ -240,7 +240,7 @@ fn tracepoint_prototype_and_functions() {
 fn the_running_kernel_has_the_charge_path_functions() {
     // Every kernel this project supports has BTF (no BTF means polling, and doctor says so);
     // a test that skipped itself without it could never fail.
-    let btf = KernelBtf::load(std::path::Path::new(crate::btf::VMLINUX_BTF))
+    let btf = KernelBtf::load(std::path::Path::new(VMLINUX_BTF))
         .unwrap_or_else(|e| panic!("the running kernel's BTF does not load: {e}"));
     for (names, first) in [
         (

@@ -18,7 +18,7 @@ use std::{
 use super::{say, say_growth_start, sleep_forever, Options, Quiet, Region, XorShift, MIB, PAGE};
 
 /// `workload help`.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 workload [--comm NAME] SUBCOMMAND [--key value ...]
 
 Test modes (see the source's header): leak, grow, hold, burst, pagefault, json-churn.
@@ -55,7 +55,7 @@ the growth must start after that.
 ";
 
 /// Runs the forecast mode `name`, or returns `None` if there is none of that name.
-pub fn run(name: &str, options: &Options) -> Option<Result<(), String>> {
+pub(crate) fn run(name: &str, options: &Options) -> Option<Result<(), String>> {
     let result = match name {
         "accelerate" => accelerate(options),
         "sawtooth" => sawtooth(options),

@@ -5,7 +5,7 @@ use super::Sample;
 /// `predict_linear(working_set[window], horizon) > limit` at each sample: the least-squares
 /// line through the samples with `ts` in `(t − window, t]` (at least two), taken at
 /// `t + horizon`.
-pub fn predict_linear_fires(samples: &[Sample], window: f64, horizon: f64) -> Vec<bool> {
+pub(crate) fn predict_linear_fires(samples: &[Sample], window: f64, horizon: f64) -> Vec<bool> {
     samples
         .iter()
         .map(|now| {
@@ -37,7 +37,7 @@ fn predict(points: &[(f64, f64)], x: f64) -> Option<f64> {
 }
 
 /// `working_set > fraction × limit` at each sample.
-pub fn above_fraction_fires(samples: &[Sample], fraction: f64) -> Vec<bool> {
+pub(crate) fn above_fraction_fires(samples: &[Sample], fraction: f64) -> Vec<bool> {
     samples
         .iter()
         .map(|s| {

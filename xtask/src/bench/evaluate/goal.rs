@@ -3,7 +3,7 @@ use super::Evaluation;
 
 /// What a scenario must achieve (from the issue).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Goal {
+pub(crate) enum Goal {
     /// No OOM and no profiler warning at all.
     NoWarning,
     /// An OOM, warned at least as early as `predict_linear` and at least `MIN_LEAD_SHARE` of
@@ -16,13 +16,13 @@ pub enum Goal {
 }
 
 /// The least share of the ideal lead the first warning must give.
-pub const MIN_LEAD_SHARE: f64 = 0.7;
+pub(super) const MIN_LEAD_SHARE: f64 = 0.7;
 /// The largest ETA error at the first warning.
-pub const MAX_ETA_ERROR: f64 = 0.25;
+pub(super) const MAX_ETA_ERROR: f64 = 0.25;
 
 /// Whether a run met its goal.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Met,
     /// Not met, and why.
     Missed(String),
@@ -33,7 +33,7 @@ pub enum Verdict {
 }
 
 /// Judges one run against its scenario's goal.
-pub fn judge(goal: Goal, evaluation: &Evaluation) -> Verdict {
+pub(crate) fn judge(goal: Goal, evaluation: &Evaluation) -> Verdict {
     let oom = evaluation.kill.is_some();
     match goal {
         Goal::ReportOnly => Verdict::Report,

@@ -4,7 +4,7 @@ use records::{Body, Line};
 
 /// The figures of one `sample` line that the evaluation uses (bytes as floats).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Unix seconds.
     pub ts: f64,
     pub working_set: f64,
@@ -18,7 +18,7 @@ pub struct Sample {
 
 /// A `warning` line's level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     Warning,
     Critical,
     Cleared,
@@ -33,7 +33,7 @@ impl Level {
 
 /// A `warning` line: the profiler's warning level changed.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LevelChange {
+pub(crate) struct LevelChange {
     pub ts: f64,
     pub level: Level,
     pub eta: Option<f64>,
@@ -41,7 +41,7 @@ pub struct LevelChange {
 
 /// An `oom_kill` line.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Kill {
+pub(crate) struct Kill {
     /// The kernel's time of the kill, Unix seconds.
     pub ts: f64,
     pub pid: u64,
@@ -50,7 +50,7 @@ pub struct Kill {
 
 /// What the evaluation reads from one recording.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Trace {
+pub(crate) struct Trace {
     pub samples: Vec<Sample>,
     pub changes: Vec<LevelChange>,
     pub kills: Vec<Kill>,
@@ -61,7 +61,7 @@ pub struct Trace {
 
 impl Trace {
     /// Parses the lines of `profiler watch --json`; lines of other types are skipped.
-    pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    pub(crate) fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut trace = Trace::default();
         for (index, text) in lines.into_iter().enumerate() {
             if text.trim().is_empty() {

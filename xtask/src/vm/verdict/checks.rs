@@ -18,7 +18,7 @@ pub(super) struct Watch<'a> {
 
 impl<'a> Watch<'a> {
     /// The `watch` section and the facts about it.
-    pub fn of(report: &'a GuestReport) -> Self {
+    pub(super) fn of(report: &'a GuestReport) -> Self {
         Watch {
             cgroup: report.fact("cgroup").unwrap_or("?"),
             limit: report.fact("limit_bytes").and_then(|l| l.parse().ok()),
@@ -58,7 +58,7 @@ pub(super) fn doctor_check(report: &GuestReport, read: bool) -> Check {
 }
 
 /// The watch's `watch_start` for the cgroup says v2 and the limit the guest set.
-pub(super) fn start_check(report: &GuestReport, watch: &Watch) -> Check {
+pub(super) fn start_check(report: &GuestReport, watch: &Watch<'_>) -> Check {
     let cgroup = watch.cgroup;
     let start: Option<&WatchStart> = watch.lines.iter().find_map(|l| match &l.body {
         Body::WatchStart(start) if l.cgroup.as_deref() == Some(cgroup) => Some(start),
@@ -88,7 +88,7 @@ pub(super) fn start_check(report: &GuestReport, watch: &Watch) -> Check {
 /// The samples before the kill rise toward the limit: at least three, each within 5 % of the
 /// limit of the one before or above it, the highest at ≥ 50 % of the limit and ≥ 25 % of it
 /// above the first.
-pub(super) fn growth_check(watch: &Watch) -> Check {
+pub(super) fn growth_check(watch: &Watch<'_>) -> Check {
     let usage: Vec<u64> = samples_before_kill(&watch.lines, watch.cgroup)
         .map(|(_, s)| s.usage_bytes)
         .collect();
@@ -179,7 +179,7 @@ pub(super) fn charge_check(lines: &[Line], cgroup: &str) -> Check {
 }
 
 /// cgroup v2 with PSI (Debian's kernels have it on): the samples carry `psi_some_avg10`.
-pub(super) fn psi_check(watch: &Watch) -> Check {
+pub(super) fn psi_check(watch: &Watch<'_>) -> Check {
     let values: Vec<f64> = samples_before_kill(&watch.lines, watch.cgroup)
         .filter_map(|(_, s)| s.psi_some_avg10)
         .collect();
@@ -197,7 +197,7 @@ pub(super) fn psi_check(watch: &Watch) -> Check {
 
 /// An `oom_kill` line names the workload's pid, in the watched cgroup, and the kernel did
 /// kill it (exit status 137, `oom_kill` in memory.events).
-pub(super) fn kill_check(report: &GuestReport, watch: &Watch) -> Check {
+pub(super) fn kill_check(report: &GuestReport, watch: &Watch<'_>) -> Check {
     let cgroup = watch.cgroup;
     let pid: Option<u64> = report.fact("workload_pid").and_then(|p| p.parse().ok());
     let kernel_kills = report
@@ -314,7 +314,7 @@ pub(super) fn hang_check(report: &GuestReport) -> Check {
 }
 
 /// The watch's last `end` line says `signal`, and it exited 0.
-pub(super) fn end_check(report: &GuestReport, watch: &Watch) -> Check {
+pub(super) fn end_check(report: &GuestReport, watch: &Watch<'_>) -> Check {
     let end_reason = watch
         .lines
         .iter()

@@ -6,7 +6,7 @@ use records::{Doctor, Line};
 
 /// What the guest sent, split into its parts.
 #[derive(Debug, Default)]
-pub struct GuestReport {
+pub(crate) struct GuestReport {
     /// `=== kv KEY VALUE` facts (the last one of a key wins).
     pub facts: BTreeMap<String, String>,
     /// `=== begin NAME` … `=== end NAME` files, line by line.
@@ -19,7 +19,7 @@ pub struct GuestReport {
 
 impl GuestReport {
     /// Parses the results port's text; lines outside the protocol are ignored.
-    pub fn parse(text: &str) -> GuestReport {
+    pub(crate) fn parse(text: &str) -> GuestReport {
         let mut report = GuestReport::default();
         let mut open: Option<(String, Vec<String>)> = None;
         for line in text.lines().map(|l| l.trim_end_matches('\r')) {
@@ -64,12 +64,12 @@ impl GuestReport {
     }
 
     /// A fact, if the guest sent it.
-    pub fn fact(&self, key: &str) -> Option<&str> {
+    pub(crate) fn fact(&self, key: &str) -> Option<&str> {
         self.facts.get(key).map(String::as_str)
     }
 
     /// A section on one line (empty when missing), for messages.
-    pub fn one_line(&self, name: &str) -> String {
+    pub(crate) fn one_line(&self, name: &str) -> String {
         self.sections
             .get(name)
             .map(|l| l.join(" / "))
@@ -78,7 +78,7 @@ impl GuestReport {
 
     /// The `profiler watch --json` lines of a section (lines that do not read are skipped:
     /// the checks say what is missing).
-    pub fn json_lines(&self, name: &str) -> Vec<Line> {
+    pub(crate) fn json_lines(&self, name: &str) -> Vec<Line> {
         self.sections
             .get(name)
             .into_iter()
@@ -88,7 +88,7 @@ impl GuestReport {
     }
 
     /// A section read as the document of `profiler doctor --json` (printed on several lines).
-    pub fn json_document(&self, name: &str) -> Option<Doctor> {
+    pub(crate) fn json_document(&self, name: &str) -> Option<Doctor> {
         Doctor::parse(&self.sections.get(name)?.join("\n")).ok()
     }
 }

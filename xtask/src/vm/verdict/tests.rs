@@ -194,7 +194,7 @@ fn overhead_pairs_rounds_and_skips_missing_figures() {
                 === overhead watch 2 99\n=== overhead none 2 100\n\
                 === overhead none 3 100\n=== overhead watch 3\n\
                 === overhead none 4 0\n=== overhead watch 4 5\n";
-    let overhead = super::overhead(&GuestReport::parse(text)).expect("two rounds");
+    let overhead = overhead(&GuestReport::parse(text)).expect("two rounds");
     assert_eq!(overhead.rounds, 2);
     assert_eq!(overhead.ratio.1, 0.9);
     assert_eq!(overhead.ratio.2, 0.99);
