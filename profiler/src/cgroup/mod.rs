@@ -7,6 +7,7 @@
 
 mod error;
 mod files;
+mod names;
 pub(crate) mod own;
 pub(crate) mod parse;
 pub(crate) mod snapshot;
@@ -26,7 +27,7 @@ pub(crate) use own::own_memory_cgroup;
 pub(crate) use parse::{parse_limit_v1, parse_max_v2};
 pub(crate) use snapshot::{build_snapshot, MemorySnapshot};
 
-use files::{is_gone, names, read_optional, read_required, read_snapshot_files};
+use files::{is_gone, read_optional, read_required, read_snapshot_files};
 
 /// `statfs` type of a cgroup v1 hierarchy (`CGROUP_SUPER_MAGIC`, linux/magic.h).
 pub(crate) const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;

@@ -5,8 +5,29 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
+
 use super::error::ParseError;
-use super::snapshot::MemoryPressure;
+
+/// The memory pressure stall information of one cgroup (`memory.pressure`).
+///
+/// Averages are percentages of wall time over 10 s and 60 s; totals are microseconds stalled
+/// since the cgroup was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct MemoryPressure {
+    /// Share of time at least one task was stalled on memory, last 10 s.
+    pub some_avg10: f64,
+    /// Share of time at least one task was stalled on memory, last 60 s.
+    pub some_avg60: f64,
+    /// Total time at least one task was stalled on memory.
+    pub some_total_us: u64,
+    /// Share of time all non-idle tasks were stalled on memory, last 10 s.
+    pub full_avg10: f64,
+    /// Share of time all non-idle tasks were stalled on memory, last 60 s.
+    pub full_avg60: f64,
+    /// Total time all non-idle tasks were stalled on memory.
+    pub full_total_us: u64,
+}
 
 /// The smallest cgroup v1 limit read back as "no limit".
 ///

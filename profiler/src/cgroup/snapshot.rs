@@ -1,7 +1,8 @@
 //! One reading of a memory cgroup's figures, built from the text of its files.
 //!
 //! The builder is pure: it takes file contents, so the v1 and v2 logic is tested on recorded
-//! fixture trees without a kernel; the private `files` module does the reading.
+//! fixture trees without a kernel; the private `files` module does the reading. The modules
+//! depend in one direction: `files` → `snapshot` → `parse` → `error`, with `names` beside.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,10 +10,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::error::{CgroupError, ParseError};
-use super::files::names;
+use super::names;
 use super::parse::{
     parse_flat_keyed, parse_limit_v1, parse_max_v2, parse_memory_stat, parse_pressure,
-    parse_single_u64,
+    parse_single_u64, MemoryPressure,
 };
 
 /// Memory figures of one cgroup at one moment, in bytes unless named otherwise.
@@ -56,26 +57,6 @@ pub(crate) struct MemorySnapshot {
     pub under_oom: Option<bool>,
     /// v2 `memory.pressure`, where PSI is available.
     pub psi: Option<MemoryPressure>,
-}
-
-/// The memory pressure stall information of one cgroup (`memory.pressure`).
-///
-/// Averages are percentages of wall time over 10 s and 60 s; totals are microseconds stalled
-/// since the cgroup was created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub(crate) struct MemoryPressure {
-    /// Share of time at least one task was stalled on memory, last 10 s.
-    pub some_avg10: f64,
-    /// Share of time at least one task was stalled on memory, last 60 s.
-    pub some_avg60: f64,
-    /// Total time at least one task was stalled on memory.
-    pub some_total_us: u64,
-    /// Share of time all non-idle tasks were stalled on memory, last 10 s.
-    pub full_avg10: f64,
-    /// Share of time all non-idle tasks were stalled on memory, last 60 s.
-    pub full_avg60: f64,
-    /// Total time all non-idle tasks were stalled on memory.
-    pub full_total_us: u64,
 }
 
 /// The contents of the cgroup v1 files a snapshot is built from; `None` for a file that is

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{snapshot::MemoryPressure, *};
+use super::{parse::MemoryPressure, *};
 
 const MIB: u64 = 1 << 20;
 
