@@ -1,5 +1,5 @@
 //! Builds the kernel programs (`profiler-ebpf`) for the BPF target and leaves the object in
-//! `OUT_DIR/profiler`, where `src/probe/loader.rs` embeds it.
+//! `OUT_DIR/profiler`, where `src/probe/mod.rs` embeds it (`PROGRAMS`).
 //!
 //! This needs the nightly toolchain with `rust-src` and `bpf-linker` on `PATH`; `cargo xtask
 //! setup` installs both. `AYA_BUILD_SKIP=1` skips the eBPF build (for working on pure user-space

@@ -263,7 +263,7 @@ impl Drop for RuncContainer {
     }
 }
 
-/// One cgroup hierarchy mounted on this machine, and the test process's own cgroup in it.
+/// One cgroup hierarchy mounted on the machine the tests run on, and the test process's own cgroup in it.
 struct Hierarchy {
     /// The directory of the test's own cgroup in this hierarchy.
     own: PathBuf,

@@ -31,7 +31,7 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
                 "profiler-ebpf",
             ])
             .arg("--")
-            // The host tier: unit tests that need this machine's kernel, cgroups or root.
+            // The host tier: unit tests that need the host's kernel, cgroups or root.
             .arg("--include-ignored")
             .args(extra)
             .env("PROFILER_BIN", &bins.profiler)

@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn v1_limits() {
         assert_eq!(parse_limit_v1("67108864\n"), Ok(Some(64 << 20)));
-        // What an unset limit reads as with 4 KiB pages (recorded on this machine).
+        // What an unset limit reads as with 4 KiB pages (recorded on x86_64).
         assert_eq!(parse_limit_v1("9223372036854771712\n"), Ok(None));
         // The same sentinel with 64 KiB pages (arm64, ppc64le).
         assert_eq!(parse_limit_v1("9223372036854710272\n"), Ok(None));

@@ -57,7 +57,7 @@ fn copy_fixture(relative: &str) -> (tempfile::TempDir, PathBuf) {
     (temp, dir)
 }
 
-// --- v1 snapshots, recorded on this machine ---
+// --- v1 snapshots, recorded on a 6.18 host with memory on cgroup v1 (testdata/cgroup) ---
 
 #[test]
 fn v1_snapshot_near_limit() {
@@ -575,7 +575,8 @@ fn real_child_cgroup_limit_descendants_and_removal() {
 #[test]
 #[ignore = "host tier (cargo xtask test): reads the host's real cgroup hierarchies"]
 fn real_non_memory_cgroups_are_rejected() {
-    // Hybrid layout of this machine: the v2 root exists but holds no memory controller.
+    // On a hybrid layout (v1 controllers, an empty v2 hierarchy at /sys/fs/cgroup/unified) the
+    // v2 root exists but holds no memory controller; elsewhere the checks below do not apply.
     let unified = Path::new("/sys/fs/cgroup/unified");
     if unified.is_dir() {
         let err = MemoryCgroup::open(unified).expect_err("the v2 root");

@@ -95,7 +95,7 @@ fn boot_ns_to_unix(ktime_ns: u64) -> f64 {
     unix_now() - (boot_now - ktime_ns as f64 / 1e9).max(0.0)
 }
 
-/// The page size of this machine.
+/// The page size of the running machine.
 pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };

@@ -366,7 +366,7 @@ mod tests {
                 container_id: Some(
                     "30dcca627cb7105766891a1873188755d1618aac1c2b3a681985850a9ea26f79".into(),
                 ),
-                qos: Some(crate::pods::layout::Qos::Burstable),
+                qos: Some(crate::pods::classify::Qos::Burstable),
                 ..Identity::default()
             }),
             body: RecordBody::OomKill(OomKill {

@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn round_trip_through_the_reports_reader() {
         use crate::forecast::risk::Risk;
-        use crate::pods::{layout::Qos, Identity};
+        use crate::pods::{classify::Qos, Identity};
         use crate::record::{
             KillSource, LostEvents, OomKill, SummaryRecord, Warning, WarningLevel, WatchStart,
         };

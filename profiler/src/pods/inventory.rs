@@ -8,7 +8,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    layout::{classify, CgroupRole, Qos, Runtime},
+    classify::{classify, CgroupRole, Qos, Runtime},
     logs::LogTree,
     runtimes::RuntimeNames,
 };

@@ -8,7 +8,7 @@ use std::{fs, path::Path};
 
 use serde::Serialize;
 
-use super::layout::{classify, CgroupRole};
+use super::classify::{classify, CgroupRole};
 use crate::cgroup::{CgroupError, LimitCache, MemoryCgroup};
 
 /// Whose limit applies.

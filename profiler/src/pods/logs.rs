@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::layout::is_container_id;
+use super::classify::is_container_id;
 
 /// A pod, as its log directory names it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Pods and containers: who a memory cgroup belongs to, found from what every node has (the
 //! cgroup tree and the kubelet's log directories), without the API server.
 //!
-//! - [`layout`]: what a cgroup is, from its path (kubelet systemd and cgroupfs drivers,
+//! - [`classify`]: what a cgroup is, from its path (kubelet systemd and cgroupfs drivers,
 //!   runtimes without Kubernetes);
 //! - [`logs`]: pod, namespace and container names from `/var/log/pods` and
 //!   `/var/log/containers`;
@@ -10,8 +10,8 @@
 //! - [`inventory`]: the containers on the node, named;
 //! - [`select`]: `--pod`, `--container`, `--all`;
 //! - [`limit`]: which limit applies to a container, and where it comes from.
+pub(crate) mod classify;
 pub(crate) mod inventory;
-pub(crate) mod layout;
 pub(crate) mod limit;
 pub(crate) mod logs;
 pub(crate) mod runtimes;

@@ -14,7 +14,7 @@ use std::{
 
 use serde::Deserialize;
 
-use super::layout::is_container_id;
+use super::classify::is_container_id;
 
 /// Bigger state files are not read: they are not what this module expects.
 const MAX_STATE_FILE: u64 = 16 << 20;

@@ -3,8 +3,8 @@
 use thiserror::Error;
 
 use super::{
+    classify::is_lower_hex,
     inventory::{short_id, FoundContainer, Inventory},
-    layout::is_lower_hex,
     logs::is_kube_name,
     runtimes::is_runtime_name,
 };

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::{
+    classify::{Qos, Runtime},
     inventory::short_id,
-    layout::{Qos, Runtime},
     limit::{applied_limit, LimitSource},
     select::SelectError,
     testtree::*,

@@ -393,8 +393,8 @@ mod tests {
             bare(Some(Runtime::Containerd))
         );
         assert_eq!(at(&format!("default/{ID}")), bare(None));
-        // Hex names of other lengths are not containers (this machine's own sandbox cgroups
-        // are named by 32-character hex ids).
+        // Hex names of other lengths are not containers (the project's CI sandbox names its
+        // cgroups by 32-character hex ids).
         assert_eq!(at("process_api/5c0cf2219ac848acef2e54a32e1ab783"), None);
         assert_eq!(at(&format!("docker/{}", &ID[..12])), None);
     }
