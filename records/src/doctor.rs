@@ -18,10 +18,10 @@ pub struct Doctor {
 
 /// Why doctor's output does not read.
 #[derive(Debug, Error)]
-#[error("not the JSON of `profiler doctor --json`: {source}")]
+#[error("not the JSON of `profiler doctor --json`: {error}")]
 pub struct DoctorError {
-    /// What the JSON reader said.
-    source: serde_json::Error,
+    /// What the JSON reader said (in the message: it is about the text, not a cause below).
+    error: serde_json::Error,
 }
 
 impl Doctor {
@@ -31,8 +31,8 @@ impl Doctor {
         // same values): a typed read refuses a duplicate key, a JSON value keeps the last of
         // each, so the document goes through one.
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|source| DoctorError { source })?;
-        serde_json::from_value(value).map_err(|source| DoctorError { source })
+            serde_json::from_str(text).map_err(|error| DoctorError { error })?;
+        serde_json::from_value(value).map_err(|error| DoctorError { error })
     }
 }
 
