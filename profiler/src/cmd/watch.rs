@@ -23,6 +23,8 @@ use crate::{
 
 /// Runs `profiler watch`.
 pub async fn run(args: WatchArgs) -> Result<()> {
+    // First: a SIGINT or SIGTERM during the start-up below must not be lost.
+    let signals = collector::StopSignals::install()?;
     // Every argument is checked before anything is loaded into the kernel.
     if args.critical >= args.warn {
         bail!(
@@ -115,7 +117,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         },
         on_warning: args.on_warning.clone(),
     };
-    collector::run(options, probes, &report, sink.as_mut()).await?;
+    collector::run(options, signals, probes, &report, sink.as_mut()).await?;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use std::{
 use thiserror::Error;
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
 };
 
 use state::Collector;
@@ -73,6 +73,26 @@ pub(crate) enum CollectError {
     TooMany(u32),
 }
 
+/// SIGINT and SIGTERM, caught from the start of `profiler watch` on. Loading and attaching the
+/// kernel programs takes seconds on a slow machine, and a signal sent then must still end the
+/// watch (as soon as it is set up): a script's background job starts with SIGINT ignored, and
+/// until a handler is installed the kernel discards it, so the watch would run on for good.
+#[derive(Debug)]
+pub(crate) struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (inside the tokio runtime, whose signal driver they feed).
+    pub(crate) fn install() -> Result<Self, CollectError> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).map_err(CollectError::Setup)?,
+            terminate: signal(SignalKind::terminate()).map_err(CollectError::Setup)?,
+        })
+    }
+}
+
 /// Seconds since the Unix epoch, now.
 pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
@@ -105,6 +125,7 @@ pub(crate) fn page_size() -> u64 {
 /// Runs a watch until `--duration` elapses, a signal arrives, or every cgroup is gone.
 pub(crate) async fn run(
     options: WatchOptions,
+    signals: StopSignals,
     probes: Option<Probes>,
     report: &ProbeReport,
     sink: &mut dyn Sink,
@@ -122,8 +143,10 @@ pub(crate) async fn run(
             return Err(CollectError::TooMany(profiler_common::MAX_SLOTS));
         }
     }
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(CollectError::Setup)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(CollectError::Setup)?;
+    let StopSignals {
+        mut interrupt,
+        mut terminate,
+    } = signals;
 
     let (attached, maps, mut ring, logger) = match probes {
         Some(p) => {

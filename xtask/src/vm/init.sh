@@ -50,10 +50,40 @@ wait_watch_start() {
         sleep 0.2
     done
 }
+# One line of a process's signal state (and thread count) from /proc/PID/status: whether a
+# signal is pending, blocked, ignored or caught tells a lost signal from a deaf handler.
+sig_state() {
+    grep -E '^(State|Threads|SigQ|SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt|voluntary_ctxt_switches):' \
+        "/proc/$1/status" 2>/dev/null | tr -s '\t\n' '  '
+}
+# Everything about pid $1 that tells why it did not act on a signal, as file $2: per thread its
+# signal state, wait channel, system call (with arguments: epoll_wait's timeout) and kernel
+# stack; the process's descriptors (what its epoll set holds).
+proc_snapshot() {
+    {
+        echo "uptime $(cut -d' ' -f1 /proc/uptime) date $(date +%s)"
+        cat "/proc/$1/status" 2>/dev/null
+        for t in /proc/$1/task/*; do
+            echo "--- task ${t##*/} comm $(cat "$t/comm" 2>/dev/null)"
+            echo "wchan $(cat "$t/wchan" 2>/dev/null)"
+            echo "syscall $(cat "$t/syscall" 2>/dev/null)"
+            echo "status $(sig_state "$1/task/${t##*/}")"
+            echo "stat $(cat "$t/stat" 2>/dev/null)"
+            cat "$t/stack" 2>/dev/null
+        done
+        echo "--- fds"
+        ls -l "/proc/$1/fd/" 2>/dev/null
+        for f in /proc/$1/fdinfo/*; do
+            echo "--- fdinfo ${f##*/}"
+            cat "$f" 2>/dev/null
+        done
+    } > "$2" 2>&1
+}
 # Waits up to $2 seconds for pid $1 to exit. If it does not, the guest reports what the
-# process is stuck on (its kernel stack and wait channel) and the kernel log's tail, kills it,
-# and goes on: a hang becomes a named failure, not a timeout with nothing to read. Returns the
-# process's exit status.
+# process is stuck on (per thread: signal state, wait channel, system call, kernel stack; its
+# descriptors; its output so far, file $4) and the kernel log's tail, tries SIGINT again and
+# then SIGTERM (does it hear a second signal?), kills it, and goes on: a hang becomes a named
+# failure, not a timeout with nothing to read. Returns the process's exit status.
 wait_or_report() {
     n=0
     while kill -0 "$1" 2>/dev/null; do
@@ -61,9 +91,26 @@ wait_or_report() {
         if [ "$n" -gt $(($2 * 5)) ]; then
             kv hang "$3: pid $1 still running after $2 s (wchan $(cat /proc/$1/wchan 2>/dev/null))"
             section hang_stack "/proc/$1/stack"
+            proc_snapshot "$1" /tmp/hang.snap
+            section hang_snapshot /tmp/hang.snap
+            # Two seconds later: do its context switches go on (a live event loop that missed
+            # the signal) or not?
+            sleep 2
+            proc_snapshot "$1" /tmp/hang.snap2
+            section hang_snapshot_later /tmp/hang.snap2
+            [ -n "$4" ] && section hang_output "$4"
             dmesg | tail -n 60 > /tmp/dmesg.tail
             section hang_dmesg /tmp/dmesg.tail
-            say "$3: pid $1 hung; killed"
+            retry=none
+            for sig in INT TERM; do
+                kill -"$sig" "$1" 2>/dev/null
+                m=0
+                while kill -0 "$1" 2>/dev/null && [ "$m" -lt 25 ]; do m=$((m + 1)); sleep 0.2; done
+                if ! kill -0 "$1" 2>/dev/null; then retry="exited on a second SIG$sig"; break; fi
+                kv hang_after_sig$sig "$(sig_state "$1")"
+            done
+            kv hang_retry "$retry"
+            say "$3: pid $1 hung ($retry); killed"
             kill -9 "$1" 2>/dev/null
             # A task stuck in the kernel does not die of SIGKILL: do not wait for it.
             return 124
@@ -92,6 +139,7 @@ PF_ITERS=$(param pf_iters 4)
 
 say "kernel $(uname -r), up $(cut -d' ' -f1 /proc/uptime) s"
 kv kernel "$(uname -r)"
+kv init_signals "$(sig_state $$)"
 if [ -e /sys/kernel/btf/vmlinux ]; then kv btf yes; else kv btf no; fi
 kv memcg_tracepoints "$(ls /sys/kernel/tracing/events/memcg 2>/dev/null | grep -v '^enable$\|^filter$' | tr '\n' ' ')"
 say "BTF: $([ -e /sys/kernel/btf/vmlinux ] && echo present || echo missing); running profiler doctor"
@@ -115,6 +163,7 @@ profiler watch --cgroup "$CG" --json --interval 1s > /tmp/watch.json 2> /tmp/wat
 WATCH=$!
 if wait_watch_start "$WATCH" /tmp/watch.json 180; then
     kv watch_started yes
+    kv watch_signals "$(sig_state "$WATCH")"
     say "profiler watch attached (up $(cut -d' ' -f1 /proc/uptime) s); starting the leak"
     # The shell that joins the cgroup writes its own pid, which the workload keeps across exec:
     # that is the pid the kernel will kill, whatever processes the job itself adds.
@@ -141,7 +190,7 @@ else
     say "profiler watch did not start"
 fi
 kill -INT "$WATCH" 2>/dev/null
-wait_or_report "$WATCH" 60 "profiler watch after SIGINT"
+wait_or_report "$WATCH" 60 "profiler watch after SIGINT" /tmp/watch.json
 kv watch_status $?
 section watch /tmp/watch.json
 section watch_stderr /tmp/watch.err
@@ -158,6 +207,7 @@ kv kprobe_cgroup "$K"
 profiler watch --mode kprobe --cgroup "$K" --json --interval 1s > /tmp/kprobe.json 2> /tmp/kprobe.err &
 KW=$!
 if wait_watch_start "$KW" /tmp/kprobe.json 180; then
+    kv kprobe_signals "$(sig_state "$KW")"
     # `grow` holds its memory once grown (until killed): 8 steps of 250 ms, then two more
     # samples so the last rates cover the end of the growth.
     in_cgroup "$K" workload grow --step-mib 4 --steps 8 --interval-ms 250 > /dev/null 2>&1 &
@@ -167,11 +217,31 @@ if wait_watch_start "$KW" /tmp/kprobe.json 180; then
     wait "$GROW"
 fi
 kill -INT "$KW" 2>/dev/null
-wait_or_report "$KW" 60 "profiler watch --mode kprobe after SIGINT"
+wait_or_report "$KW" 60 "profiler watch --mode kprobe after SIGINT" /tmp/kprobe.json
 kv kprobe_status $?
 section kprobe_watch /tmp/kprobe.json
 section kprobe_stderr /tmp/kprobe.err
 say "kprobe run done (up $(cut -d' ' -f1 /proc/uptime) s)"
+
+# A SIGINT during a watch's start-up (loading and attaching take seconds here) must end the
+# watch once it is set up. A background job of this script starts with SIGINT ignored; a
+# profiler that caught it only after attaching lost such a signal and ran on until killed.
+profiler watch --cgroup "$K" --json --interval 1s > /tmp/early.json 2>&1 &
+E=$!
+# Once the profiler has replaced the forked shell (whose SIGINT stays ignored), 1 s in.
+n=0
+while [ "$(readlink "/proc/$E/exe" 2>/dev/null)" != /bin/profiler ] && kill -0 "$E" 2>/dev/null \
+    && [ "$n" -lt 100 ]; do
+    n=$((n + 1))
+    sleep 0.05
+done
+sleep 1
+kv early_kill "up $(cut -d' ' -f1 /proc/uptime) s, $(grep -c '"watch_start"' /tmp/early.json) watch_start lines; $(sig_state "$E")"
+kill -INT "$E" 2>/dev/null
+wait_or_report "$E" 60 "profiler watch after a SIGINT during its start-up" /tmp/early.json
+kv early_status $?
+section early_watch /tmp/early.json
+say "SIGINT during start-up done (up $(cut -d' ' -f1 /proc/uptime) s)"
 
 # Overhead: the page-fault workload with and without `profiler watch` on its cgroup, the
 # order alternating round by round so drift in the emulator hits both alike.
@@ -192,19 +262,24 @@ while [ "$round" -le "$ROUNDS" ]; do
     if [ $((round % 2)) -eq 1 ]; then order="none watch"; else order="watch none"; fi
     for mode in $order; do
         if [ "$mode" = watch ]; then
-            profiler watch --cgroup "$B" --json --interval 1s > /tmp/bench.json 2>&1 &
+            # A file of its own: with one file for every round, the shell could find the last
+            # watch's `watch_start` before this watch's redirection had truncated the file, go
+            # on at once, and send its SIGINT in the middle of the start-up (where it was lost:
+            # the watch ran on, a hang on 6.1) after a workload run that the start-up slowed.
+            W=/tmp/bench.$round.json
+            profiler watch --cgroup "$B" --json --interval 1s > "$W" 2>&1 &
             P=$!
-            if ! wait_watch_start "$P" /tmp/bench.json 180; then
+            if ! wait_watch_start "$P" "$W" 180; then
                 kv overhead_error "round $round: profiler watch did not start"
-                section bench_watch /tmp/bench.json
+                section bench_watch "$W"
             fi
+            # Every watch's signal state once started and again just before its SIGINT: a
+            # blocked, ignored or uncaught SIGINT shows here, not only in a hang.
+            kv "bench_signals_${round}_start" "up $(cut -d' ' -f1 /proc/uptime) s: $(sig_state "$P")"
             put "overhead $mode $round $(pagefault)"
+            kv "bench_signals_${round}_kill" "up $(cut -d' ' -f1 /proc/uptime) s: $(sig_state "$P")"
             kill -INT "$P" 2>/dev/null
-            wait_or_report "$P" 60 "round $round: profiler watch after SIGINT"
-            # On 6.1 a watch started right after the previous one exited twice made page
-            # faults twice as slow, and once did not exit (before this pause): the kernel may
-            # still be tearing down the last watch's trampolines. Let it finish.
-            sleep 2
+            wait_or_report "$P" 60 "round $round: profiler watch after SIGINT" "$W"
         else
             put "overhead $mode $round $(pagefault)"
         fi

@@ -307,7 +307,13 @@ pub(super) fn hang_check(report: &GuestReport) -> Check {
         name: "nothing hung",
         passed: report.fact("hang").is_none(),
         detail: match report.fact("hang") {
-            Some(hang) => format!("{hang}; kernel stack: {}", report.one_line("hang_stack")),
+            // The rest of the guest's report on it (signal state per thread, system calls,
+            // descriptors, output) is in results.txt, sections hang_*.
+            Some(hang) => format!(
+                "{hang}; kernel stack: {}; then: {}",
+                report.one_line("hang_stack"),
+                report.fact("hang_retry").unwrap_or("?")
+            ),
             None => "every process ended when told to".into(),
         },
     }

@@ -271,13 +271,19 @@ fn a_hung_process_fails_with_its_kernel_stack() {
     let text = FENTRY.replace(
         "=== kv rounds 4",
         "=== kv rounds 4\n=== kv hang round 4: pid 300 still running after 60 s (wchan x)\n\
-         === begin hang_stack\n[<0>] synchronize_rcu_tasks+0x1/0x2\n=== end hang_stack",
+         === begin hang_stack\n[<0>] synchronize_rcu_tasks+0x1/0x2\n=== end hang_stack\n\
+         === kv hang_retry exited on a second SIGINT",
     );
     let verdict = judge(&GuestReport::parse(&text));
     assert_eq!(failed(&verdict), vec!["nothing hung"], "{verdict:#?}");
     let hung = check_named(&verdict, "nothing hung");
     assert!(
         hung.detail.contains("synchronize_rcu_tasks"),
+        "{}",
+        hung.detail
+    );
+    assert!(
+        hung.detail.ends_with("then: exited on a second SIGINT"),
         "{}",
         hung.detail
     );
