@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, BufRead as _, BufReader};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-use std::os::unix::process::CommandExt as _;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,8 @@ use crate::find_in_path;
 /// Debian's Chromium binary; `/usr/bin/chromium` is a shell wrapper that adds flags of its own
 /// (and prints a shell error on machines with two mounts at /dev/shm) before exec'ing it.
 const CHROMIUM_BINARY: &str = "/usr/lib/chromium/chromium";
+/// An environment variable naming another Chromium to start (for the harness's own tests).
+pub const CHROMIUM_OVERRIDE: &str = "PROFILER_E2E_CHROMIUM";
 
 /// How long Chromium may take to exit when asked before it is killed.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
@@ -125,6 +127,22 @@ impl Chromium {
             next_id: 0,
             _profile: profile,
         })
+    }
+
+    /// Whether Chromium's own process died of a signal (a crash of the browser, not of a page:
+    /// a page that crashes takes its renderer down, and the browser reports it). Waits up to a
+    /// second for a process whose pipe has closed to be reaped.
+    pub(super) fn crashed(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.signal().is_some(),
+                Ok(None) if self.closed.is_some() && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(50));
+                }
+                _ => return false,
+            }
+        }
     }
 
     /// `what`, with Chromium's exit status if it has ended and the last lines of its stderr.
@@ -268,6 +286,10 @@ fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), String> {
 
 /// The Chromium binary, or the error telling how to install it.
 fn chromium_binary() -> Result<PathBuf, String> {
+    // The harness's own tests put a Chromium that crashes in its place.
+    if let Some(binary) = std::env::var_os(CHROMIUM_OVERRIDE) {
+        return Ok(PathBuf::from(binary));
+    }
     let binary = Path::new(CHROMIUM_BINARY);
     if binary.is_file() {
         return Ok(binary.to_owned());
