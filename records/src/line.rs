@@ -8,35 +8,29 @@ use thiserror::Error;
 
 /// Who a cgroup belongs to.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Identity {
     /// Namespace.
-    #[serde(default)]
     pub namespace: Option<String>,
     /// Pod.
-    #[serde(default)]
     pub pod: Option<String>,
     /// Container name.
-    #[serde(default)]
     pub container: Option<String>,
     /// Container id.
-    #[serde(default)]
     pub container_id: Option<String>,
     /// QoS class.
-    #[serde(default)]
     pub qos: Option<String>,
 }
 
 /// A `watch_start` line.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct WatchStart {
     /// `v1` or `v2`.
-    #[serde(default)]
     pub cgroup_version: Option<String>,
     /// The limit that applies, bytes; `None` when unlimited.
-    #[serde(default)]
     pub limit_bytes: Option<u64>,
     /// How the charge path is observed (`tracepoint`, `fentry`, `kprobe`, `polling`).
-    #[serde(default)]
     pub mode: Option<String>,
 }
 
@@ -155,9 +149,9 @@ pub struct Warning {
 
 /// An `end` line.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct End {
     /// `duration`, `signal` or `all_gone`.
-    #[serde(default)]
     pub reason: Option<String>,
 }
 

@@ -4,24 +4,19 @@ use serde::Deserialize;
 
 /// The probe report: the kernel, every hook tried, and the modes chosen.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Probe {
     /// `uname -r`.
-    #[serde(default)]
     pub kernel: Option<String>,
     /// Charge-path mode.
-    #[serde(default)]
     pub mode: Option<String>,
     /// Why that mode.
-    #[serde(default)]
     pub mode_reason: Option<String>,
     /// Where OOM kills come from.
-    #[serde(default)]
     pub oom_source: Option<String>,
     /// Why that source.
-    #[serde(default)]
     pub oom_reason: Option<String>,
     /// Every hook and whether it attached.
-    #[serde(default)]
     pub hooks: Vec<Hook>,
 }
 
