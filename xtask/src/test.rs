@@ -20,24 +20,31 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
     let root = build::workspace_root();
     // Release, so the test build reuses the artifacts just built, and the end-to-end tests get
     // the same binary a user would run.
-    let host = setup::run_cmd(
-        Command::new("cargo")
-            .current_dir(&root)
-            .args([
-                "test",
-                "--release",
-                "--workspace",
-                "--exclude",
-                "profiler-ebpf",
-            ])
-            .arg("--")
-            // The host tier: unit tests that need the host's kernel, cgroups or root.
-            .arg("--include-ignored")
-            .args(extra)
-            .env("PROFILER_BIN", &bins.profiler)
-            .env("PROFILER_STATIC_WORKLOAD", &bins.static_workload),
-    )
-    .context("tests failed");
+    let cargo_test = |targets: &[&str], harness: &[&str]| {
+        setup::run_cmd(
+            Command::new("cargo")
+                .current_dir(&root)
+                .args([
+                    "test",
+                    "--release",
+                    "--workspace",
+                    "--exclude",
+                    "profiler-ebpf",
+                ])
+                .args(targets)
+                .arg("--")
+                .args(harness)
+                .args(extra)
+                .env("PROFILER_BIN", &bins.profiler)
+                .env("PROFILER_STATIC_WORKLOAD", &bins.static_workload),
+        )
+    };
+    // The host tier: unit tests that need the host's kernel, cgroups or root are `#[ignore]`d
+    // with the reason, and run here. Documentation examples stay apart: an `ignore` code block
+    // is an illustration, not a test to include.
+    let host = cargo_test(&["--lib", "--bins", "--tests"], &["--include-ignored"])
+        .and_then(|()| cargo_test(&["--doc"], &[]))
+        .context("tests failed");
     // The matrix runs even when a host test failed: both verdicts belong in one CI log.
     let matrix = vm::run(vm::Options::default()).context("the kernel matrix failed");
     match (host, matrix) {
