@@ -12,7 +12,21 @@ pub enum RingEventKind {
     Burst = 1,
     /// The kernel chose an OOM victim: see [`OomVictim`].
     OomVictim = 2,
+    /// A process of a watched cgroup died of a signal: see [`ProcessExit`].
+    ProcessExit = 3,
+    /// SIGKILL or SIGTERM was sent to a task of a watched cgroup: see [`SignalSent`].
+    SignalSent = 4,
 }
+
+/// `SIGKILL`, the signals the death programs follow: it ends a process without a say.
+pub const SIGKILL: u32 = 9;
+/// `SIGTERM`: the polite request to end that runtimes send first.
+pub const SIGTERM: u32 = 15;
+/// `si_code` of a signal the kernel sent itself (`SEND_SIG_PRIV`, `SI_KERNEL`): the OOM
+/// killer's SIGKILL, for one.
+pub const SI_KERNEL: i32 = 0x80;
+/// `si_code` of a signal sent with `kill(2)` (`SEND_SIG_NOINFO`, `SI_USER`).
+pub const SI_USER: i32 = 0;
 
 /// Header at the start of every ring buffer record.
 #[repr(C)]
@@ -70,6 +84,77 @@ pub struct OomVictim {
     pub comm: [u8; COMM_LEN],
 }
 
+/// A process of a watched cgroup died of a signal (`sched:sched_process_exit`, its last
+/// thread). Normal exits are only counted, in [`LastExit`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessExit {
+    /// Common header, kind [`RingEventKind::ProcessExit`].
+    pub header: RingEventHeader,
+    /// Cgroup id of the process's own memory cgroup.
+    pub cgroup_id: u64,
+    /// Slot of the watched cgroup.
+    pub slot: u32,
+    /// Thread group id.
+    pub tgid: u32,
+    /// `task_struct.exit_code`: the `wait(2)` status (signal in the low 7 bits, 0x80 for a
+    /// core dump, the exit status in bits 8..16).
+    pub exit_code: u32,
+    /// Explicit padding (always zero).
+    pub _pad: u32,
+    /// Command name, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// SIGKILL or SIGTERM generated for a task of a watched cgroup (`signal:signal_generate`),
+/// with who sent it, read at send time (the sender may be gone by the time user space looks).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalSent {
+    /// Common header, kind [`RingEventKind::SignalSent`].
+    pub header: RingEventHeader,
+    /// Cgroup id of the target's memory cgroup.
+    pub target_cgroup_id: u64,
+    /// Cgroup id of the sender's memory cgroup (0 when it could not be read).
+    pub sender_cgroup_id: u64,
+    /// Slot of the watched cgroup the target belongs to.
+    pub slot: u32,
+    /// [`SIGKILL`] or [`SIGTERM`].
+    pub sig: u32,
+    /// Thread group id of the target.
+    pub target_tgid: u32,
+    /// Thread group id of the sender (the task running when the signal was generated).
+    pub sender_tgid: u32,
+    /// `si_code`: [`SI_USER`] for `kill(2)`, [`SI_KERNEL`] for the kernel's own, others for
+    /// `tgkill`, queued signals, ...
+    pub si_code: i32,
+    /// The tracepoint's `result`: 0 delivered, 1 ignored, 2 already pending, 3 queue full,
+    /// 4 information lost.
+    pub result: i32,
+    /// Command name of the target, NUL padded.
+    pub target_comm: [u8; COMM_LEN],
+    /// Command name of the sender, NUL padded.
+    pub sender_comm: [u8; COMM_LEN],
+}
+
+/// The processes of a watched cgroup that ended, per CPU: how many, and the last one (user
+/// space takes the newest over the CPUs), so the exit of a container's last process is known
+/// without a ring record per exit of a fork-heavy container.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastExit {
+    /// Processes that ended on this CPU since the slot was given out.
+    pub exits: u64,
+    /// `bpf_ktime_get_boot_ns()` of the last one.
+    pub ktime_ns: u64,
+    /// Its thread group id.
+    pub tgid: u32,
+    /// Its `task_struct.exit_code` (see [`ProcessExit::exit_code`]).
+    pub exit_code: u32,
+    /// Its command name, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
 /// Bits of [`OomVictim::read_errors`].
 pub mod read_error {
     /// The victim's cgroup could not be read.
@@ -82,6 +167,9 @@ pub mod read_error {
 const _: () = assert!(size_of::<RingEventHeader>() == 16);
 const _: () = assert!(size_of::<BurstEvent>() == 40);
 const _: () = assert!(size_of::<OomVictim>() == 88);
+const _: () = assert!(size_of::<ProcessExit>() == 56);
+const _: () = assert!(size_of::<SignalSent>() == 88);
+const _: () = assert!(size_of::<LastExit>() == 40);
 
 #[cfg(feature = "user")]
 pub use user::KernelEvent;
@@ -90,7 +178,9 @@ pub use user::KernelEvent;
 mod user {
     use core::mem::size_of;
 
-    use super::{BurstEvent, OomVictim, RingEventHeader, RingEventKind};
+    use super::{
+        BurstEvent, LastExit, OomVictim, ProcessExit, RingEventHeader, RingEventKind, SignalSent,
+    };
 
     /// A ring buffer record, decoded.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +189,10 @@ mod user {
         Burst(BurstEvent),
         /// The OOM killer marked a victim.
         OomVictim(OomVictim),
+        /// A process of a watched cgroup died of a signal.
+        ProcessExit(ProcessExit),
+        /// SIGKILL or SIGTERM was sent to a task of a watched cgroup.
+        SignalSent(SignalSent),
         /// A record this version does not know (a newer kernel object, or corruption).
         Unknown {
             /// The kind field of the header (0 when the record is shorter than a header).
@@ -117,6 +211,10 @@ mod user {
                 read::<BurstEvent>(bytes).map(KernelEvent::Burst)
             } else if kind == RingEventKind::OomVictim as u32 {
                 read::<OomVictim>(bytes).map(KernelEvent::OomVictim)
+            } else if kind == RingEventKind::ProcessExit as u32 {
+                read::<ProcessExit>(bytes).map(KernelEvent::ProcessExit)
+            } else if kind == RingEventKind::SignalSent as u32 {
+                read::<SignalSent>(bytes).map(KernelEvent::SignalSent)
             } else {
                 None
             };
@@ -126,6 +224,10 @@ mod user {
             })
         }
     }
+
+    // SAFETY: `#[repr(C)]`, made of integers and byte arrays, with no implicit padding: every
+    // bit pattern is a valid value.
+    unsafe impl aya::Pod for LastExit {}
 
     /// Reads a `T` from the start of `bytes`, if they are long enough.
     fn read<T: Copy>(bytes: &[u8]) -> Option<T> {

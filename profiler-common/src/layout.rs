@@ -100,8 +100,16 @@ pub struct TaskLayout {
     pub mm_total_vm: u32,
     /// Non-zero when the rest of this layout was filled in (the OOM program stays quiet otherwise).
     pub valid: u32,
+    /// `offsetof(task_struct, exit_code)` (an `int`, in `wait(2)` status form once the task
+    /// is exiting).
+    pub exit_code: u32,
+    /// `offsetof(signal_struct, live)` (an `atomic_t`: the threads of the process still alive;
+    /// 0 once its last thread is exiting).
+    pub signal_live: u32,
+    /// `offsetof(kernel_siginfo, si_code)` (an `int`).
+    pub siginfo_code: u32,
     /// Explicit padding (always zero).
-    pub _pad: [u32; 4],
+    pub _pad: u32,
 }
 
 impl TaskLayout {
@@ -124,7 +132,10 @@ impl TaskLayout {
         mm_shmempages: 0,
         mm_total_vm: 0,
         valid: 0,
-        _pad: [0; 4],
+        exit_code: 0,
+        signal_live: 0,
+        siginfo_code: 0,
+        _pad: 0,
     };
 }
 

@@ -18,5 +18,8 @@ pub use counters::{
 };
 #[cfg(feature = "user")]
 pub use event::KernelEvent;
-pub use event::{read_error, BurstEvent, OomVictim, RingEventHeader, RingEventKind, COMM_LEN};
+pub use event::{
+    read_error, BurstEvent, LastExit, OomVictim, ProcessExit, RingEventHeader, RingEventKind,
+    SignalSent, COMM_LEN, SIGKILL, SIGTERM, SI_KERNEL, SI_USER,
+};
 pub use layout::{ChargeLayout, TaskLayout, ITEM_NONE};

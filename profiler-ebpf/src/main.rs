@@ -24,6 +24,7 @@
 )]
 
 mod charge;
+mod death;
 mod floor;
 mod maps;
 mod memcg;

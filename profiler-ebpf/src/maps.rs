@@ -5,8 +5,8 @@ use aya_ebpf::{
     Global,
 };
 use profiler_common::{
-    BurstBudget, ChargeLayout, MemcgSlot, SlotCounters, TaskLayout, MAX_SLOTS, MAX_WATCHED_IDS,
-    MEMCG_CACHE_ENTRIES,
+    BurstBudget, ChargeLayout, LastExit, MemcgSlot, SlotCounters, TaskLayout, MAX_SLOTS,
+    MAX_WATCHED_IDS, MEMCG_CACHE_ENTRIES,
 };
 
 /// Item numbers and cgroup-id offsets, from the running kernel's BTF (set by the loader).
@@ -45,7 +45,12 @@ pub(crate) static COUNTERS: PerCpuArray<SlotCounters> = PerCpuArray::with_max_en
 #[map]
 pub(crate) static BUDGETS: Array<BurstBudget> = Array::with_max_entries(MAX_SLOTS, 0);
 
-/// Records for user space: bursts and OOM victims.
+/// Per CPU, the processes of each slot that ended, and the last one: a container's last
+/// process is known without a ring record per exit.
+#[map]
+pub(crate) static LAST_EXIT: PerCpuArray<LastExit> = PerCpuArray::with_max_entries(MAX_SLOTS, 0);
+
+/// Records for user space: bursts, OOM victims, deaths by signal, SIGKILLs and SIGTERMs.
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 

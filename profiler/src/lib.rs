@@ -9,6 +9,7 @@ mod cgroup;
 pub mod cli;
 pub mod cmd;
 mod collector;
+mod deaths;
 mod distributions;
 mod errors;
 mod forecast;

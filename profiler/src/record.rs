@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::{
     cgroup::CgroupVersion,
+    deaths::{Cause, Constraint},
     distributions::Summary,
     forecast::risk::Risk,
     mode::ChargeMode,
@@ -44,6 +45,10 @@ pub(crate) enum RecordBody {
     Burst(Burst),
     /// The kernel OOM-killed a process in the cgroup.
     OomKill(OomKill),
+    /// A process of the cgroup died of a signal, or its last process exited.
+    Exit(Exit),
+    /// SIGKILL or SIGTERM was sent to a process of the cgroup.
+    Signal(SignalRecord),
     /// The forecast crossed a warning threshold (or cleared).
     Warning(Warning),
     /// Distributions over the watch of one cgroup: when it goes, and at the end.
@@ -233,6 +238,66 @@ pub(crate) struct OomKill {
     pub limit_bytes: Option<u64>,
     /// Where the kill was learned from.
     pub source: KillSource,
+    /// What limited the memory (`memcg`, `node`, `cpuset`, `mempolicy`), in the kernel log's
+    /// words; null when the kernel log did not say.
+    pub constraint: Option<Constraint>,
+    /// The cgroup whose limit was reached (a memcg OOM).
+    pub oom_cgroup: Option<PathBuf>,
+    /// Whose limit that is, seen from the watched container.
+    pub oom_limit_source: Option<LimitSource>,
+}
+
+/// Fields of an `exit` record: a process of the cgroup died of a signal, or the cgroup's
+/// last process exited.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct Exit {
+    /// Process id (thread group id).
+    pub pid: u32,
+    /// Command name, verbatim.
+    pub comm: String,
+    /// As runtimes report it: the exit status, or 128 + the signal.
+    pub exit_code: u32,
+    /// The signal that ended it (`SIGKILL`, ...), or null when it exited.
+    pub signal: Option<String>,
+    /// `oom_limit`, `oom_node`, `signal` or `exited`.
+    pub cause: Cause,
+    /// For an OOM kill: the cgroup whose limit was reached.
+    pub oom_cgroup: Option<PathBuf>,
+    /// For an OOM kill: whose limit that is (`container`, `pod`, `qos`, `kubepods`,
+    /// `ancestor`, `cgroup`).
+    pub limit_source: Option<LimitSource>,
+    /// For a signal: the sender's process id.
+    pub sender_pid: Option<u32>,
+    /// For a signal: the sender's command name.
+    pub sender_comm: Option<String>,
+    /// For a signal: the sender's memory cgroup, when known.
+    pub sender_cgroup: Option<PathBuf>,
+    /// For a signal: the sender's container (name, else id), when it runs in one.
+    pub sender_container: Option<String>,
+    /// One sentence a person can act on.
+    pub explanation: String,
+}
+
+/// Fields of a `signal` record: SIGKILL or SIGTERM sent to a process of the cgroup by another
+/// process (the kernel's own, such as the OOM killer's, are told by `oom_kill` and `exit`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct SignalRecord {
+    /// The target's process id.
+    pub pid: u32,
+    /// The target's command name.
+    pub comm: String,
+    /// `SIGKILL` or `SIGTERM`.
+    pub signal: String,
+    /// The sender's process id.
+    pub sender_pid: u32,
+    /// The sender's command name (read when the signal was sent).
+    pub sender_comm: String,
+    /// The sender's memory cgroup, when known.
+    pub sender_cgroup: Option<PathBuf>,
+    /// The sender's container (name, else id), when it runs in one.
+    pub sender_container: Option<String>,
+    /// Whether the kernel queued it (not ignored, not already pending).
+    pub delivered: bool,
 }
 
 /// Fields of a `lost_events` record.
@@ -324,6 +389,9 @@ mod tests {
                 oom_score_adj: Some(-5),
                 limit_bytes: None,
                 source: KillSource::Bpf,
+                constraint: None,
+                oom_cgroup: None,
+                oom_limit_source: None,
             }),
         };
         let line = serde_json::to_string(&record).expect("serializable");

@@ -104,7 +104,46 @@ pub(crate) fn task_layout(btf: &KernelBtf) -> Result<TaskLayout, BtfError> {
         mm_shmempages: index("MM_SHMEMPAGES")?,
         mm_total_vm: btf.member_offset("mm_struct", &["total_vm"])?,
         valid: 1,
-        _pad: [0; 4],
+        // Filled in by `DeathFields::apply` where the kernel has them.
+        exit_code: 0,
+        signal_live: 0,
+        siginfo_code: 0,
+        _pad: 0,
+    })
+}
+
+/// What the death programs read beyond [`TaskLayout`]'s common part: how a process ended and
+/// who signalled it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeathFields {
+    /// `offsetof(task_struct, exit_code)`.
+    pub(crate) exit_code: u32,
+    /// `offsetof(signal_struct, live)`.
+    pub(crate) signal_live: u32,
+    /// `offsetof(kernel_siginfo, si_code)`.
+    pub(crate) siginfo_code: u32,
+}
+
+impl DeathFields {
+    /// Puts the fields into the layout the programs read.
+    pub(crate) fn apply(self, layout: &mut TaskLayout) {
+        layout.exit_code = self.exit_code;
+        layout.signal_live = self.signal_live;
+        layout.siginfo_code = self.siginfo_code;
+    }
+}
+
+/// Resolves [`DeathFields`], checking each is a 4-byte value (`signal_struct.live` is an
+/// `atomic_t`, whose counter is its first member). Fails on its own: without it only the
+/// death programs are left out.
+pub(crate) fn death_fields(btf: &KernelBtf) -> Result<DeathFields, BtfError> {
+    expect_size(btf, "task_struct", &["exit_code"], 4)?;
+    expect_size(btf, "signal_struct", &["live"], 4)?;
+    expect_size(btf, "kernel_siginfo", &["si_code"], 4)?;
+    Ok(DeathFields {
+        exit_code: btf.member_offset("task_struct", &["exit_code"])?,
+        signal_live: btf.member_offset("signal_struct", &["live"])?,
+        siginfo_code: btf.member_offset("kernel_siginfo", &["si_code"])?,
     })
 }
 

@@ -18,4 +18,4 @@ mod test_blob;
 
 pub(crate) use error::BtfError;
 pub(crate) use kernel_btf::{KernelBtf, MemberType, VMLINUX_BTF};
-pub(crate) use layout::{charge_layout, mark_victim_takes_the_task, task_layout};
+pub(crate) use layout::{charge_layout, death_fields, mark_victim_takes_the_task, task_layout};

@@ -23,11 +23,17 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub(crate) use error::{CgroupError, ParseError};
-pub(crate) use own::own_memory_cgroup;
+pub(crate) use own::{memory_cgroup_of, own_memory_cgroup};
 pub(crate) use parse::{parse_limit_v1, parse_max_v2};
 pub(crate) use snapshot::{build_snapshot, MemorySnapshot};
 
 use files::{is_gone, read_optional, read_required, read_snapshot_files};
+
+/// Whether no process is left in the cgroup directory `dir` itself (its `cgroup.procs` is
+/// empty); a removed cgroup is [`CgroupError::Gone`].
+pub(crate) fn has_no_processes(dir: &Path) -> Result<bool, CgroupError> {
+    read_required(dir, names::PROCS).map(|procs| procs.trim().is_empty())
+}
 
 /// `statfs` type of a cgroup v1 hierarchy (`CGROUP_SUPER_MAGIC`, linux/magic.h).
 pub(crate) const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;

@@ -25,6 +25,8 @@ pub(crate) const V2_EVENTS: &str = "memory.events";
 pub(crate) const V2_PRESSURE: &str = "memory.pressure";
 /// v2: present in every cgroup but the root (since 4.14).
 pub(crate) const V2_TYPE: &str = "cgroup.type";
+/// v1 and v2: the processes in the cgroup itself (not its descendants).
+pub(crate) const PROCS: &str = "cgroup.procs";
 /// v2: present in every cgroup, the root included.
 pub(crate) const V2_CONTROLLERS: &str = "cgroup.controllers";
 /// v2: controllers this cgroup enables for its children.

@@ -214,6 +214,21 @@ pub(crate) fn memory_cgroup_dir(
     })
 }
 
+/// The memory cgroup process `pid` is in, as a directory path seen from this mount
+/// namespace (`/proc/<pid>/cgroup` joined to this process's mounts).
+pub(crate) fn memory_cgroup_of(pid: u32) -> Result<PathBuf, CgroupError> {
+    let cgroup = format!("/proc/{pid}/cgroup");
+    let text = fs::read_to_string(&cgroup).map_err(|source| CgroupError::Io {
+        path: PathBuf::from(&cgroup),
+        source,
+    })?;
+    let mountinfo = fs::read_to_string(PROC_SELF_MOUNTINFO).map_err(|source| CgroupError::Io {
+        path: PathBuf::from(PROC_SELF_MOUNTINFO),
+        source,
+    })?;
+    memory_cgroup_dir(&text, &mountinfo)
+}
+
 /// The memory cgroup this process is in, as a directory path.
 ///
 /// Reads `/proc/self/cgroup` (the v1 `memory` line, or `0::/path` when memory is on the

@@ -7,14 +7,55 @@ use std::path::{Path, PathBuf};
 use profiler_common::{BurstEvent, KernelEvent, OomVictim};
 
 use super::{
-    boot_ns_to_unix, slot::KernelSlot, state::Collector, targets::lineage_key, unix_now,
-    CollectError,
+    boot_ns_to_unix,
+    deaths::{oom_cgroup_path, OomNote},
+    slot::KernelSlot,
+    state::Collector,
+    targets::lineage_key,
+    unix_now, CollectError,
 };
 use crate::{
     cgroup::MemoryCgroup,
+    deaths::Constraint,
     kmsg::KmsgOomKill,
+    mode::OomSource,
+    pods::limit::source_of,
     record::{Burst, KillSource, OomKill, RecordBody},
 };
+
+/// The kernel log's word on one OOM kill.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct OomContext {
+    /// `constraint=`, or what the "Killed process" line's prefix says when the rate-limited
+    /// "oom-kill:" line is missing.
+    pub(super) constraint: Option<Constraint>,
+    /// `oom_memcg=`: the cgroup whose limit was reached, relative to the hierarchy's root.
+    pub(super) oom_memcg: Option<String>,
+    /// `task_memcg=`: the victim's cgroup, relative to the hierarchy's root.
+    pub(super) task_memcg: Option<String>,
+}
+
+impl OomContext {
+    /// What the kernel log said of a kill.
+    pub(super) fn of(kill: &KmsgOomKill) -> Self {
+        let from_prefix = kill.memcg_oom.map(|memcg| {
+            if memcg {
+                Constraint::Memcg
+            } else {
+                Constraint::Node
+            }
+        });
+        Self {
+            constraint: kill
+                .constraint
+                .as_deref()
+                .and_then(Constraint::from_kernel)
+                .or(from_prefix),
+            oom_memcg: kill.oom_memcg.clone(),
+            task_memcg: kill.task_memcg.clone(),
+        }
+    }
+}
 
 /// Where an OOM victim's memory cgroup is, as its source names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +73,11 @@ pub(super) struct Victim {
     pub(super) cgroup: VictimCgroup,
     /// When the kernel chose it (Unix seconds).
     pub(super) ts: f64,
-    /// The record, less what attribution adds (`victim_cgroup`, `limit_bytes`).
+    /// The record, less what attribution adds (`victim_cgroup`, `limit_bytes`, the OOM's
+    /// context).
     pub(super) kill: OomKill,
+    /// The kernel log's word on it, once known.
+    pub(super) context: Option<OomContext>,
 }
 
 impl Victim {
@@ -55,12 +99,17 @@ impl Victim {
                 oom_score_adj: Some(v.oom_score_adj),
                 limit_bytes: None,
                 source: KillSource::Bpf,
+                constraint: None,
+                oom_cgroup: None,
+                oom_limit_source: None,
             },
+            context: None,
         }
     }
 
     /// From the kernel log; `None` when the log did not name the victim's memory cgroup.
     pub(super) fn from_kmsg(kill: KmsgOomKill, ts: f64) -> Option<Self> {
+        let context = OomContext::of(&kill);
         let relative = kill.task_memcg?.trim_start_matches('/').to_owned();
         Some(Self {
             cgroup: VictimCgroup::Relative(relative),
@@ -76,7 +125,11 @@ impl Victim {
                 oom_score_adj: kill.oom_score_adj,
                 limit_bytes: None,
                 source: KillSource::Kmsg,
+                constraint: None,
+                oom_cgroup: None,
+                oom_limit_source: None,
             },
+            context: Some(context),
         })
     }
 }
@@ -103,8 +156,10 @@ impl Collector<'_> {
             KernelEvent::OomVictim(v) => {
                 let victim =
                     Victim::from_bpf(&v, self.page_size, boot_ns_to_unix(v.header.ktime_ns));
-                self.attribute_kill(victim)
+                self.on_bpf_kill(victim)
             }
+            KernelEvent::ProcessExit(e) => self.on_process_exit(&e),
+            KernelEvent::SignalSent(s) => self.on_signal_sent(&s),
             KernelEvent::Unknown { kind, len } => {
                 log::warn!("unknown kernel record kind {kind} ({len} bytes) ignored");
                 Ok(())
@@ -112,11 +167,15 @@ impl Collector<'_> {
         }
     }
 
-    /// A kill read from the kernel log.
+    /// A kill read from the kernel log: the kill itself in polling mode, the context of the
+    /// kernel programs' kill otherwise.
     pub(super) fn on_kmsg_kill(&mut self, kill: KmsgOomKill) -> Result<(), CollectError> {
         let pid = kill.pid;
+        if self.oom_source == OomSource::MarkVictim {
+            return self.on_oom_context(pid, OomContext::of(&kill), unix_now());
+        }
         match Victim::from_kmsg(kill, unix_now()) {
-            Some(victim) => self.attribute_kill(victim),
+            Some(victim) => self.finish_kill(victim),
             None => {
                 log::debug!("kernel log kill of pid {pid} names no memcg");
                 Ok(())
@@ -150,7 +209,7 @@ impl Collector<'_> {
     /// Cgroups reported gone in the last round still count (a kill races with the runtime
     /// removing the container's cgroup); a cgroup created since the last sample is found by
     /// walking the subtrees, and looking for new containers, again.
-    fn attribute_kill(&mut self, victim: Victim) -> Result<(), CollectError> {
+    pub(super) fn finish_kill(&mut self, victim: Victim) -> Result<(), CollectError> {
         let mut found = locate(self.watched.iter().map(|w| &w.slot), &victim.cgroup);
         if found.is_none() {
             self.look_again()?;
@@ -165,9 +224,46 @@ impl Collector<'_> {
             return Ok(());
         };
         self.count_kill(index);
+        let watched = &self.watched[index];
+        let constraint = victim.context.as_ref().and_then(|c| c.constraint);
+        // The cgroup whose limit was reached, as the kernel log names it.
+        let oom_cgroup = victim
+            .context
+            .as_ref()
+            .filter(|_| constraint == Some(Constraint::Memcg))
+            .and_then(|c| {
+                let task = c.task_memcg.as_deref()?;
+                oom_cgroup_path(&victim_path, task, c.oom_memcg.as_deref()?)
+            });
+        let oom_limit_source = oom_cgroup
+            .as_deref()
+            .map(|dir| source_of(watched.cgroup.path(), dir));
+        let own_limit = watched
+            .cgroup
+            .read_snapshot()
+            .ok()
+            .and_then(|s| s.limit_bytes);
+        let applied = limit_of(&victim_path).or(watched.limit.bytes);
+        let note = OomNote {
+            ts: victim.ts,
+            context: victim.context.clone(),
+            oom_cgroup: oom_cgroup.clone(),
+            // Without the kernel log's word, the limit that applies is said, as such.
+            limit_source: oom_limit_source.or(Some(watched.limit.source)),
+            limit_bytes: match &oom_cgroup {
+                Some(dir) => own_limit_of(dir),
+                None => applied,
+            },
+            own_limit_bytes: own_limit,
+            oom_score_adj: victim.kill.oom_score_adj,
+        };
+        self.note_kill(victim.kill.pid, note);
         let body = RecordBody::OomKill(OomKill {
-            limit_bytes: limit_of(&victim_path).or(self.watched[index].limit.bytes),
+            limit_bytes: applied,
             victim_cgroup: Some(victim_path),
+            constraint,
+            oom_cgroup,
+            oom_limit_source,
             ..victim.kill
         });
         self.emit_about(victim.ts, index, body)
@@ -209,6 +305,14 @@ fn limit_of(path: &Path) -> Option<u64> {
     MemoryCgroup::open(path)
         .ok()
         .and_then(|c| c.effective_limit().ok().flatten())
+}
+
+/// A cgroup's own limit, read now.
+fn own_limit_of(path: &Path) -> Option<u64> {
+    MemoryCgroup::open(path)
+        .ok()
+        .and_then(|c| c.read_snapshot().ok())
+        .and_then(|s| s.limit_bytes)
 }
 
 #[cfg(test)]
@@ -293,6 +397,7 @@ mod tests {
                 shmem_rss_bytes: Some(0),
                 oom_score_adj: Some(0),
                 uid: Some(0),
+                memcg_oom: Some(true),
                 usec: 1,
             },
             5.0,
@@ -310,5 +415,41 @@ mod tests {
             },
             kmsg.kill
         );
+        // Only the kernel log says which limit: the kernel programs' kill waits for it.
+        assert_eq!(bpf.context, None);
+        assert_eq!(
+            kmsg.context,
+            Some(OomContext {
+                constraint: Some(Constraint::Memcg),
+                oom_memcg: Some("/kubepods/pod1/c1".into()),
+                task_memcg: Some("/kubepods/pod1/c1".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn a_kill_storms_lines_still_say_memcg_or_node() {
+        // The rate-limited "oom-kill:" line is missing; "Killed process" says which OOM.
+        let kill = KmsgOomKill {
+            pid: 9,
+            comm: "stress-ng".into(),
+            task_memcg: None,
+            oom_memcg: None,
+            constraint: None,
+            total_vm_bytes: None,
+            anon_rss_bytes: None,
+            file_rss_bytes: None,
+            shmem_rss_bytes: None,
+            oom_score_adj: None,
+            uid: None,
+            memcg_oom: Some(false),
+            usec: 1,
+        };
+        assert_eq!(OomContext::of(&kill).constraint, Some(Constraint::Node));
+        let unknown = KmsgOomKill {
+            memcg_oom: None,
+            ..kill
+        };
+        assert_eq!(OomContext::of(&unknown).constraint, None);
     }
 }

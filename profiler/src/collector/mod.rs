@@ -1,6 +1,7 @@
 //! The collector: joins the cgroup files (absolute values), the kernel programs' counters
 //! (charge rate, reclaim) and their events (bursts, OOM victims) into records.
 mod attribution;
+mod deaths;
 mod on_warning;
 mod outlook;
 mod sample;
@@ -163,20 +164,33 @@ pub(crate) async fn run(
         }
         None => None,
     };
-    let mut kmsg = match report.decision.oom_source {
+    let oom_source = report.decision.oom_source;
+    // In polling mode the kernel log is where kills come from; with the kernel programs it
+    // says which limit each kill was for, and a watch goes on without that.
+    let mut kmsg = match oom_source {
         OomSource::Kmsg => Some(KmsgOomWatcher::open()?),
-        OomSource::MarkVictim => None,
+        OomSource::MarkVictim => match KmsgOomWatcher::open() {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                log::warn!(
+                    "the kernel log cannot be read, so OOM kills will not say which limit was                      reached: {}",
+                    crate::errors::chain(&e)
+                );
+                None
+            }
+        },
     };
 
     let mut collector = Collector::new(
         sink,
         maps,
-        report.decision.mode,
+        &report.decision,
         targets,
         roots,
         thresholds,
         on_warning,
     );
+    collector.deaths.kmsg_context = oom_source == OomSource::MarkVictim && kmsg.is_some();
     collector.start()?;
 
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
@@ -186,10 +200,11 @@ pub(crate) async fn run(
     let reason = loop {
         tokio::select! {
             _ = ticker.tick() => {
+                collector.flush_deaths(unix_now())?;
                 if !collector.tick()? {
                     break EndReason::AllGone;
                 }
-                if let Some(k) = &kmsg {
+                if let (Some(k), OomSource::Kmsg) = (&kmsg, oom_source) {
                     let lost = k.overwritten();
                     if lost > kmsg_lost {
                         let count = lost - kmsg_lost;
@@ -218,10 +233,15 @@ pub(crate) async fn run(
                     Ok(kill) => collector.on_kmsg_kill(kill)?,
                     Err(e) => {
                         log::warn!(
-                            "reading the kernel log failed, OOM kills are no longer reported: {}",
+                            "reading the kernel log failed; OOM kills are no longer {}: {}",
+                            match oom_source {
+                                OomSource::Kmsg => "reported",
+                                OomSource::MarkVictim => "told which limit was reached",
+                            },
                             crate::errors::chain(&e)
                         );
                         kmsg = None;
+                        collector.deaths.kmsg_context = false;
                     }
                 }
             }
@@ -236,6 +256,12 @@ pub(crate) async fn run(
                     guard.clear_ready();
                 }
             }
+            _ = async {
+                match collector.deaths.next_deadline() {
+                    Some(due) => tokio::time::sleep(Duration::from_secs_f64((due - unix_now()).clamp(0.0, 10.0))).await,
+                    None => pending().await,
+                }
+            } => collector.flush_deaths(unix_now())?,
             _ = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -255,6 +281,7 @@ pub(crate) async fn run(
             }
         }
     }
+    collector.flush_all_deaths()?;
     collector.emit_summaries()?;
     collector.emit_node(RecordBody::End(End { reason }))?;
     collector.flush()?;

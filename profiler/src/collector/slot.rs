@@ -140,6 +140,11 @@ impl KernelSlot {
         self.burst_seen = false;
     }
 
+    /// The paths of the cgroup and its descendants.
+    pub(super) fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.subtree.values().map(PathBuf::as_path)
+    }
+
     /// The path of cgroup `id`, if it is in this subtree.
     pub(super) fn path_of(&self, id: u64) -> Option<&Path> {
         self.subtree.get(&id).map(PathBuf::as_path)

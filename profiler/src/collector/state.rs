@@ -6,6 +6,7 @@ use std::{os::unix::fs::MetadataExt, path::PathBuf};
 use profiler_common::MAX_SLOTS;
 
 use super::{
+    deaths::DeathLog,
     on_warning, page_size,
     targets::{lineage_key, Lineages, Slots, Targets},
     unix_now,
@@ -16,10 +17,10 @@ use crate::{
     cgroup::{LimitCache, MemoryCgroup},
     errors,
     forecast::risk::Thresholds,
-    mode::ChargeMode,
+    mode::{ChargeMode, OomSource},
     output::Sink,
     pods::{limit::node_memory, Discovery, Identity, LogTree, NodeRoots, RuntimeNames, Selection},
-    probe::KernelMaps,
+    probe::{report::Decision, KernelMaps},
     record::{LostEvents, Record, RecordBody, SummaryRecord, Warning, WatchStart},
 };
 
@@ -39,8 +40,8 @@ pub(super) struct Collector<'s> {
     lost_reported: u64,
     /// What to watch.
     targets: Targets,
-    /// Where fixed cgroups' owners are looked up (discovered ones carry theirs).
-    roots: NodeRoots,
+    /// Where fixed cgroups' owners are looked up (discovered ones carry theirs), and senders'.
+    pub(super) roots: NodeRoots,
     /// The free kernel slots.
     slots: Slots,
     /// What each pod container went through, across restarts.
@@ -57,6 +58,10 @@ pub(super) struct Collector<'s> {
     thresholds: Thresholds,
     /// `--on-warning`.
     on_warning: Option<String>,
+    /// Where OOM kills are learned from.
+    pub(super) oom_source: OomSource,
+    /// What is remembered to tell deaths.
+    pub(super) deaths: DeathLog,
 }
 
 impl<'s> Collector<'s> {
@@ -65,7 +70,7 @@ impl<'s> Collector<'s> {
     pub(super) fn new(
         sink: &'s mut dyn Sink,
         maps: Option<KernelMaps>,
-        mode: ChargeMode,
+        decision: &Decision,
         targets: Targets,
         roots: NodeRoots,
         thresholds: Thresholds,
@@ -75,7 +80,7 @@ impl<'s> Collector<'s> {
             watched: Vec::new(),
             sink,
             maps,
-            mode,
+            mode: decision.mode,
             page_size: page_size(),
             lost_reported: 0,
             targets,
@@ -88,6 +93,8 @@ impl<'s> Collector<'s> {
             limits: LimitCache::default(),
             thresholds,
             on_warning,
+            oom_source: decision.oom_source,
+            deaths: DeathLog::default(),
         }
     }
 
@@ -158,6 +165,7 @@ impl<'s> Collector<'s> {
             }
             return Ok(());
         };
+        self.deaths.slot_reset(slot);
         if let Some(key) = lineage_key(&identity) {
             if self.lineages.join(&key, identity.container_id.as_deref()) {
                 log::info!(
@@ -282,6 +290,7 @@ impl<'s> Collector<'s> {
                     let usage = out.sample.usage_bytes;
                     let limit = out.sample.limit_bytes;
                     self.emit_about(unix_now(), i, RecordBody::Sample(out.sample))?;
+                    self.check_last_exit(i, false)?;
                     if let Some(change) = out.change {
                         let warning = Warning {
                             level: change.to.into(),
@@ -343,6 +352,8 @@ impl<'s> Collector<'s> {
     /// Watched cgroup `index` is gone: out of the kernel's filter, a `cgroup_gone` line and
     /// its summary. It leaves the list (and frees its slot) at the next round.
     fn retire(&mut self, index: usize) -> Result<(), CollectError> {
+        // Its last process's exit comes before the news that it is gone.
+        self.check_last_exit(index, true)?;
         if let Some(maps) = self.maps.as_mut() {
             self.watched[index].slot.detach(maps)?;
         }

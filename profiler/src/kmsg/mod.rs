@@ -209,6 +209,10 @@ pub(crate) struct KmsgOomKill {
     pub oom_score_adj: Option<i32>,
     /// The task's uid.
     pub uid: Option<u32>,
+    /// Whether the "Killed process" line said a memory cgroup ran out (`Memory cgroup out of
+    /// memory: …`) or the node (`Out of memory: …`); `None` when it said neither. Unlike the
+    /// rate-limited "oom-kill:" line, the kernel prints it for every kill.
+    pub memcg_oom: Option<bool>,
     /// Time of the "Killed process" record, in microseconds since boot.
     pub usec: u64,
 }
@@ -262,6 +266,7 @@ impl OomKillAssembler {
             shmem_rss_bytes: killed.sizes.shmem_rss_bytes,
             oom_score_adj: killed.sizes.oom_score_adj,
             uid: killed.sizes.uid,
+            memcg_oom: killed.memcg_oom,
             usec: rec.usec,
         };
         if let Some(i) = self.pending.iter().rposition(|p| p.pid == kill.pid) {
@@ -352,6 +357,7 @@ struct KilledLine {
     pid: u32,
     comm: String,
     sizes: KilledSizes,
+    memcg_oom: Option<bool>,
 }
 
 /// `[Memory cgroup out of memory|Out of memory…]: Killed process PID (COMM) total-vm:NkB, …`
@@ -371,10 +377,19 @@ fn parse_killed_line(message: &str) -> Option<KilledLine> {
         Some(end) => (&rest[..end], parse_sizes(&rest[end + 2..])),
         None => (&rest[..rest.rfind(')')?], KilledSizes::default()),
     };
+    let prefix = &message[..start];
+    let memcg_oom = if prefix.starts_with("Memory cgroup out of memory") {
+        Some(true)
+    } else if prefix.starts_with("Out of memory") {
+        Some(false)
+    } else {
+        None
+    };
     Some(KilledLine {
         pid,
         comm: comm.to_string(),
         sizes,
+        memcg_oom,
     })
 }
 

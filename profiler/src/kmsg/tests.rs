@@ -113,6 +113,7 @@ fn memcg_kill_joins_both_lines() {
             shmem_rss_bytes: Some(0),
             oom_score_adj: Some(0),
             uid: Some(0),
+            memcg_oom: Some(true),
             usec: 249345583,
         }]
     );
@@ -126,6 +127,11 @@ fn global_oom_has_no_oom_memcg() {
     assert_eq!(kill.pid, 777);
     assert_eq!(kill.comm, "stress");
     assert_eq!(kill.constraint.as_deref(), Some("CONSTRAINT_NONE"));
+    assert_eq!(
+        kill.memcg_oom,
+        Some(false),
+        "the line says the node ran out"
+    );
     assert_eq!(kill.oom_memcg, None);
     assert_eq!(
         kill.task_memcg.as_deref(),
@@ -181,6 +187,7 @@ fn old_kernel_lines_leave_missing_parts_empty() {
             shmem_rss_bytes: None,
             oom_score_adj: None,
             uid: None,
+            memcg_oom: None,
             usec: 90000210,
         }]
     );

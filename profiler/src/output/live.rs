@@ -90,6 +90,27 @@ impl<W: Write> LiveSink<W> {
                 opt_bytes(k.limit_bytes),
                 k.victim_cgroup.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "?".into()),
             ),
+            RecordBody::Exit(e) => format!(
+                "EXIT in {cgroup}{}: pid {} ({}) exit code {}: {}",
+                container_detail(record),
+                e.pid,
+                e.comm.escape_debug(),
+                e.exit_code,
+                e.explanation.escape_debug(),
+            ),
+            RecordBody::Signal(s) => format!(
+                "{} to pid {} ({}) in {cgroup} from {} (pid {}{}){}",
+                s.signal,
+                s.pid,
+                s.comm.escape_debug(),
+                s.sender_comm.escape_debug(),
+                s.sender_pid,
+                s.sender_container
+                    .as_ref()
+                    .map(|c| format!(", container {}", c.escape_debug()))
+                    .unwrap_or_default(),
+                if s.delivered { "" } else { " (not delivered)" },
+            ),
             RecordBody::Burst(b) => format!(
                 "burst in {cgroup}: charged more than {} since the last sample (usage {}, limit {})",
                 bytes(b.budget_bytes),
@@ -380,6 +401,9 @@ mod tests {
                 oom_score_adj: Some(0),
                 limit_bytes: Some(64 << 20),
                 source: KillSource::Bpf,
+                constraint: None,
+                oom_cgroup: None,
+                oom_limit_source: None,
             }),
         };
         let mut out = Vec::new();

@@ -155,6 +155,8 @@ mod tests {
                     mode_reason: "test".into(),
                     oom_source: OomSource::MarkVictim,
                     oom_reason: "test".into(),
+                    deaths: true,
+                    deaths_reason: "test".into(),
                 },
             },
         }
@@ -272,6 +274,9 @@ mod tests {
             oom_score_adj: Some(-998),
             limit_bytes: Some(128 << 20),
             source: KillSource::Bpf,
+            constraint: None,
+            oom_cgroup: None,
+            oom_limit_source: None,
         };
         let warning = Warning {
             level: WarningLevel::Critical,

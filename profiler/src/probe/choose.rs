@@ -34,6 +34,8 @@ pub(crate) struct KernelNeeds {
     pub(crate) task: Result<TaskLayout, BtfError>,
     /// Whether the OOM-victim tracepoint hands over the task.
     pub(crate) victim: Result<(), BtfError>,
+    /// Whether the death programs' fields are there (already put into `task`).
+    pub(crate) deaths: Result<(), BtfError>,
     /// Each hook's target on this kernel, in the order of [`HOOKS`].
     pub(crate) targets: Vec<Result<&'static str, TargetError>>,
 }
@@ -41,10 +43,17 @@ pub(crate) struct KernelNeeds {
 impl KernelNeeds {
     /// Resolves everything from the kernel's BTF.
     pub(crate) fn resolve(btf: &KernelBtf) -> Self {
+        let mut task = btf::task_layout(btf);
+        let deaths = btf::death_fields(btf).map(|fields| {
+            if let Ok(task) = task.as_mut() {
+                fields.apply(task);
+            }
+        });
         Self {
             charge: btf::charge_layout(btf),
-            task: btf::task_layout(btf),
+            task,
             victim: btf::mark_victim_takes_the_task(btf),
+            deaths,
             targets: HOOKS.iter().map(|h| h.resolve_target(btf)).collect(),
         }
     }
@@ -82,6 +91,8 @@ pub(crate) fn polling_requested() -> Decision {
         mode_reason: "asked for with --mode polling".into(),
         oom_source: OomSource::Kmsg,
         oom_reason: "polling mode: no kernel programs".into(),
+        deaths: false,
+        deaths_reason: "polling mode: no kernel programs".into(),
     }
 }
 
@@ -115,7 +126,9 @@ pub(crate) fn choose<A: Attacher>(
                     mode: ChargeMode::Polling,
                     mode_reason: text.clone(),
                     oom_source: OomSource::Kmsg,
-                    oom_reason: text,
+                    oom_reason: text.clone(),
+                    deaths: false,
+                    deaths_reason: text,
                 },
                 attacher: None,
             });
@@ -134,7 +147,8 @@ pub(crate) fn choose<A: Attacher>(
     let mut attacher = load(&needs)?;
     let mut hooks = Vec::with_capacity(HOOKS.len());
     let (mode, mode_reason) = charge_path(only, &needs, &mut attacher, &mut hooks)?;
-    let (oom_source, oom_reason) = match task_hooks(&needs, &mut attacher, &mut hooks) {
+    let outcomes = task_hooks(&needs, &mut attacher, &mut hooks);
+    let (oom_source, oom_reason) = match outcomes.oom {
         Ok(()) => (
             OomSource::MarkVictim,
             "raw tracepoint oom:mark_victim attached".to_string(),
@@ -144,6 +158,19 @@ pub(crate) fn choose<A: Attacher>(
             format!("oom:mark_victim unusable ({why}); reading the kernel log"),
         ),
     };
+    let (deaths, deaths_reason) = match outcomes.deaths {
+        Ok(()) => (
+            true,
+            "raw tracepoints sched:sched_process_exit and signal:signal_generate attached"
+                .to_string(),
+        ),
+        Err(why) => (
+            false,
+            format!(
+                "process exits and signals unseen ({why}): deaths are told from OOM kills only"
+            ),
+        ),
+    };
     Ok(Choice {
         decision: Decision {
             hooks,
@@ -151,6 +178,8 @@ pub(crate) fn choose<A: Attacher>(
             mode_reason,
             oom_source,
             oom_reason,
+            deaths,
+            deaths_reason,
         },
         attacher: Some(attacher),
     })
@@ -285,13 +314,24 @@ fn attach_family<A: Attacher>(
     }
 }
 
-/// The reclaim and OOM-victim hooks. Returns whether `mark_victim` attached, or why not.
+/// What became of the hooks that read tasks.
+struct TaskHookOutcomes {
+    /// Whether `mark_victim` attached, or why not.
+    oom: Result<(), String>,
+    /// Whether both death hooks attached, or why not.
+    deaths: Result<(), String>,
+}
+
+/// The reclaim, OOM-victim and death hooks.
 fn task_hooks<A: Attacher>(
     needs: &KernelNeeds,
     attacher: &mut A,
     hooks: &mut Vec<HookReport>,
-) -> Result<(), String> {
-    let mut oom = Err("not tried".to_string());
+) -> TaskHookOutcomes {
+    let mut outcomes = TaskHookOutcomes {
+        oom: Err("not tried".to_string()),
+        deaths: Ok(()),
+    };
     for hook in HOOKS
         .iter()
         .filter(|h| !matches!(h.role, HookRole::Charge { .. }))
@@ -300,6 +340,13 @@ fn task_hooks<A: Attacher>(
             // Reclaim needs the memcg offsets and the task's css_set, not the victim tracepoint.
             HookRole::Reclaim => needs.charge.as_ref().err().or(needs.task.as_ref().err()),
             HookRole::Oom => needs.task.as_ref().err().or(needs.victim.as_ref().err()),
+            // The death programs find the watched slot as reclaim does.
+            HookRole::Death => needs
+                .charge
+                .as_ref()
+                .err()
+                .or(needs.task.as_ref().err())
+                .or(needs.deaths.as_ref().err()),
             HookRole::Charge { .. } => None,
         };
         let target = hook.default_target();
@@ -309,15 +356,22 @@ fn task_hooks<A: Attacher>(
                 .attach(hook, target)
                 .map_err(|e| (HookStatus::Failed, error_chain(&e))),
         };
-        if hook.role == HookRole::Oom {
-            oom = outcome.as_ref().map_err(|(_, why)| why.clone()).copied();
+        let why = outcome.as_ref().map_err(|(_, why)| why.clone()).copied();
+        match hook.role {
+            HookRole::Oom => outcomes.oom = why,
+            HookRole::Death => {
+                if let (Ok(()), Err(why)) = (&outcomes.deaths, why) {
+                    outcomes.deaths = Err(format!("{target}: {why}"));
+                }
+            }
+            _ => {}
         }
         hooks.push(match outcome {
             Ok(()) => HookReport::new(hook, target, HookStatus::Attached, None),
             Err((status, why)) => HookReport::new(hook, target, status, Some(why)),
         });
     }
-    oom
+    outcomes
 }
 
 /// Every hook skipped, for the same reason.

@@ -44,6 +44,8 @@ pub(crate) enum HookRole {
     Reclaim,
     /// The OOM killer's victims.
     Oom,
+    /// How watched processes end, and who sent them SIGKILL or SIGTERM.
+    Death,
 }
 
 /// A hook the profiler can use: program name in the object, and where it attaches.
@@ -111,7 +113,7 @@ pub(crate) const CHARGE_MODES: [ChargeMode; 3] = [
 
 /// Every hook, charge-path families in the order of [`CHARGE_MODES`], each family's primary
 /// hook first.
-pub(crate) const HOOKS: [Hook; 12] = [
+pub(crate) const HOOKS: [Hook; 14] = [
     charge(
         "memcg_lruvec_state",
         &["mod_memcg_lruvec_state"],
@@ -195,6 +197,8 @@ pub(crate) const HOOKS: [Hook; 12] = [
         HookRole::Reclaim,
     ),
     tracepoint("oom_mark_victim", &["mark_victim"], HookRole::Oom),
+    tracepoint("process_exit", &["sched_process_exit"], HookRole::Death),
+    tracepoint("signal_generate", &["signal_generate"], HookRole::Death),
 ];
 
 impl Hook {

@@ -4,7 +4,7 @@ use aya::{
     util::nr_cpus,
     Ebpf,
 };
-use profiler_common::{BurstBudget, SlotCounters, MAX_SLOTS};
+use profiler_common::{BurstBudget, LastExit, SlotCounters, MAX_SLOTS};
 
 use super::ProbeError;
 
@@ -15,6 +15,7 @@ pub(crate) struct KernelMaps {
     counters: PerCpuArray<MapData, SlotCounters>,
     budgets: Array<MapData, BurstBudget>,
     lost: PerCpuArray<MapData, u64>,
+    last_exit: PerCpuArray<MapData, LastExit>,
     cpus: usize,
     generation_value: u32,
 }
@@ -48,6 +49,7 @@ impl KernelMaps {
             counters: take(ebpf, "COUNTERS")?,
             budgets: take(ebpf, "BUDGETS")?,
             lost: take(ebpf, "LOST_EVENTS")?,
+            last_exit: take(ebpf, "LAST_EXIT")?,
             cpus,
             generation_value: 0,
         })
@@ -77,7 +79,22 @@ impl KernelMaps {
         debug_assert!(slot < MAX_SLOTS);
         let zeros = PerCpuValues::try_from(vec![SlotCounters::default(); self.cpus])?;
         self.counters.set(slot, zeros, 0)?;
+        let zeros = PerCpuValues::try_from(vec![LastExit::default(); self.cpus])?;
+        self.last_exit.set(slot, zeros, 0)?;
         self.budgets.set(slot, BurstBudget::default(), 0)
+    }
+
+    /// The processes of the slot that ended since it was given out, and the last of them
+    /// (the newest over the CPUs).
+    pub(crate) fn last_exit(&self, slot: u32) -> Result<(u64, Option<LastExit>), MapError> {
+        let per_cpu = self.last_exit.get(&slot, 0)?;
+        let exits = per_cpu.iter().map(|e| e.exits).sum();
+        let newest = per_cpu
+            .iter()
+            .filter(|e| e.exits > 0)
+            .max_by_key(|e| e.ktime_ns)
+            .copied();
+        Ok((exits, newest))
     }
 
     /// The slot's counters, summed over CPUs.

@@ -71,6 +71,11 @@ pub(crate) struct Decision {
     pub oom_source: OomSource,
     /// Why that source.
     pub oom_reason: String,
+    /// Whether deaths are followed from the kernel: both `sched_process_exit` and
+    /// `signal_generate` attached.
+    pub deaths: bool,
+    /// Why, or why not.
+    pub deaths_reason: String,
 }
 
 /// What the kernel offers and what was chosen; `profiler doctor` prints it, and recordings

@@ -25,10 +25,12 @@ enum Rss {
 /// struct kernfs_node { long count; long parent; u64 id; };                 // id @16
 /// struct lruvec { long lists[2]; };
 /// struct mem_cgroup_per_node { long pad; struct lruvec lruvec; struct mem_cgroup *memcg; };
-/// struct task_struct { long flags; int pid; int tgid; char comm[16];
-///                      struct css_set *cgroups; struct mm_struct *mm; struct signal_struct *signal; };
+/// struct task_struct { long flags; int pid; int tgid; char comm[16]; struct css_set *cgroups;
+///                      struct mm_struct *mm; struct signal_struct *signal; int exit_code; };
 /// struct css_set { long refcount; struct cgroup_subsys_state *subsys[6]; };
-/// struct signal_struct { long a; long b; int c; short oom_score_adj; };    // @20
+/// struct signal_struct { int sigcnt; atomic_t live; long b; int c; short oom_score_adj; };
+/// typedef struct { int counter; } atomic_t;
+/// struct kernel_siginfo { struct { int si_signo; int si_errno; int si_code; ... }; };
 /// // 6.2+:   struct percpu_counter { long lock; long count; long list; };
 /// //         struct mm_struct { long a; struct { long total_vm; struct percpu_counter rss_stat[4]; }; };
 /// // before: typedef struct { long counter; } atomic_long_t;
@@ -80,7 +82,7 @@ fn mini_kernel(rss: Rss, kmem: bool, task_victim: bool) -> KernelBtf {
     b.named3("lruvec", 9, bits(8));
     b.named3("memcg", 22, bits(24));
     // 12 task_struct, 13 char[16], 14 css_set, 15 (cgroup_subsys_state *)[6], 16 signal_struct
-    b.ty("task_struct", STRUCT, 7, 0, 56);
+    b.ty("task_struct", STRUCT, 8, 0, 64);
     b.named3("flags", 2, 0);
     b.named3("pid", 1, bits(8));
     b.named3("tgid", 1, bits(12));
@@ -88,6 +90,7 @@ fn mini_kernel(rss: Rss, kmem: bool, task_victim: bool) -> KernelBtf {
     b.named3("cgroups", 23, bits(32));
     b.named3("mm", 24, bits(40));
     b.named3("signal", 25, bits(48));
+    b.named3("exit_code", 1, bits(56));
     b.ty("", ARRAY, 0, 0, 0);
     b.words(&[3, 1, 16]);
     b.ty("css_set", STRUCT, 2, 0, 56);
@@ -95,8 +98,9 @@ fn mini_kernel(rss: Rss, kmem: bool, task_victim: bool) -> KernelBtf {
     b.named3("subsys", 15, bits(8));
     b.ty("", ARRAY, 0, 0, 0);
     b.words(&[26, 1, 6]);
-    b.ty("signal_struct", STRUCT, 4, 0, 24);
-    b.named3("a", 2, 0);
+    b.ty("signal_struct", STRUCT, 5, 0, 24);
+    b.named3("sigcnt", 1, 0);
+    b.named3("live", 41, bits(4));
     b.named3("b", 2, bits(8));
     b.named3("c", 1, bits(16));
     b.named3("oom_score_adj", 4, bits(20));
@@ -183,6 +187,17 @@ fn mini_kernel(rss: Rss, kmem: bool, task_victim: bool) -> KernelBtf {
     }
     b.ty("", PTR, 0, 0, 37);
     b.ty("btf_trace_mark_victim", TYPEDEF, 0, 0, 38);
+    // 40: struct { int counter; }, 41: atomic_t
+    b.ty("", STRUCT, 1, 0, 4);
+    b.named3("counter", 1, 0);
+    b.ty("atomic_t", TYPEDEF, 0, 0, 40);
+    // 42: the anonymous head of a siginfo, 43: struct kernel_siginfo
+    b.ty("", STRUCT, 3, 0, 12);
+    b.named3("si_signo", 1, 0);
+    b.named3("si_errno", 1, bits(4));
+    b.named3("si_code", 1, bits(8));
+    b.ty("kernel_siginfo", STRUCT, 1, 0, 48);
+    b.named3("", 42, 0);
     match KernelBtf::from_bytes(&b.finish()) {
         Ok(btf) => btf,
         Err(e) => panic!("hand-built kernel BTF does not parse: {e}"),
@@ -242,8 +257,32 @@ fn task_layout_with_percpu_counters() {
             mm_shmempages: 3,
             mm_total_vm: 8,
             valid: 1,
-            _pad: [0; 4],
+            exit_code: 0,
+            signal_live: 0,
+            siginfo_code: 0,
+            _pad: 0,
         })
+    );
+}
+
+#[test]
+fn death_fields_are_found_through_typedefs_and_anonymous_structs() {
+    let btf = mini_kernel(Rss::PercpuCounters, true, true);
+    assert_eq!(
+        death_fields(&btf).ok(),
+        Some(DeathFields {
+            exit_code: 56,
+            signal_live: 4,
+            siginfo_code: 8,
+        })
+    );
+    let mut layout = task_layout(&btf).unwrap_or_else(|e| panic!("task layout: {e}"));
+    death_fields(&btf)
+        .unwrap_or_else(|e| panic!("death fields: {e}"))
+        .apply(&mut layout);
+    assert_eq!(
+        (layout.exit_code, layout.signal_live, layout.siginfo_code),
+        (56, 4, 8)
     );
 }
 

@@ -88,6 +88,7 @@ fn needs() -> KernelNeeds {
         charge: Ok(ChargeLayout::UNRESOLVED),
         task: Ok(TaskLayout::UNRESOLVED),
         victim: Ok(()),
+        deaths: Ok(()),
         targets: HOOKS.iter().map(|h| Ok(h.default_target())).collect(),
     }
 }
@@ -116,10 +117,12 @@ fn hook<'a>(decision: &'a Decision, kind: &str, target: &str) -> &'a HookReport 
 }
 
 const TRACEPOINT_FAMILY: [&str; 3] = ["memcg_events", "memcg_lruvec_state", "memcg_state"];
-const TASK_HOOKS: [&str; 3] = [
+const TASK_HOOKS: [&str; 5] = [
     "memcg_reclaim_begin",
     "memcg_reclaim_end",
     "oom_mark_victim",
+    "process_exit",
+    "signal_generate",
 ];
 
 fn attached_set(extra: &[&'static str]) -> Vec<&'static str> {
@@ -410,4 +413,32 @@ fn without_the_victim_tracepoint_kills_come_from_the_kernel_log() {
         .expect("loaded")
         .attached()
         .contains(&"oom_mark_victim"));
+}
+
+#[test]
+fn a_kernel_without_the_death_fields_keeps_the_other_hooks() {
+    let mut old = needs();
+    old.deaths = Err(BtfError::MemberMissing {
+        struct_name: "signal_struct".into(),
+        member: "live".into(),
+        container: "signal_struct".into(),
+    });
+    let (decision, kernel) = run(None, Ok(old), FakeAttacher::new()).expect("a choice");
+    let kernel = kernel.expect("loaded");
+    assert!(!decision.deaths);
+    assert!(
+        decision.deaths_reason.contains("live"),
+        "{}",
+        decision.deaths_reason
+    );
+    assert_eq!(
+        hook(&decision, "raw_tracepoint", "sched_process_exit").status,
+        HookStatus::Skipped
+    );
+    assert!(kernel.attached().contains(&"oom_mark_victim"));
+    assert!(!kernel.attached().contains(&"process_exit"));
+    assert_eq!(decision.mode, ChargeMode::Tracepoint);
+
+    let (decision, _) = run(None, Ok(needs()), FakeAttacher::new()).expect("a choice");
+    assert!(decision.deaths, "{}", decision.deaths_reason);
 }
