@@ -17,6 +17,8 @@ enum Kind {
     Number,
     /// Any string.
     Text,
+    /// `true` or `false`.
+    Bool,
     /// One of these strings.
     OneOf(&'static [&'static str]),
     /// `null` or the inner kind.
@@ -25,7 +27,7 @@ enum Kind {
     Null,
 }
 
-use Kind::{Integer, Null, Nullable, Number, OneOf, Text, Unsigned};
+use Kind::{Bool, Integer, Null, Nullable, Number, OneOf, Text, Unsigned};
 
 const UNSIGNED_OR_NULL: Kind = Nullable(&Unsigned);
 const NUMBER_OR_NULL: Kind = Nullable(&Number);
@@ -57,15 +59,28 @@ const POD_KEYS: [(&str, Kind); 7] = [
 ];
 
 /// The line types that are about one cgroup, and so carry [`POD_KEYS`].
-const CGROUP_LINES: [&str; 7] = [
+const CGROUP_LINES: [&str; 9] = [
     "watch_start",
     "sample",
     "burst",
     "oom_kill",
+    "exit",
+    "signal",
     "cgroup_gone",
     "warning",
     "summary",
 ];
+const CONSTRAINT: Kind = Nullable(&OneOf(&["memcg", "node", "cpuset", "mempolicy"]));
+const OOM_LIMIT_SOURCE: Kind = Nullable(&OneOf(&[
+    "container",
+    "cgroup",
+    "pod",
+    "qos",
+    "kubepods",
+    "ancestor",
+    "node",
+]));
+const SIGNAL: Kind = OneOf(&["SIGKILL", "SIGTERM"]);
 const RISK: Kind = OneOf(&["ok", "warning", "critical"]);
 
 /// The keys every line of `type` must have, besides `type`, `ts`, `cgroup` and (for lines about
@@ -145,6 +160,38 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("oom_score_adj", Integer),
             ("limit_bytes", UNSIGNED_OR_NULL),
             ("source", OneOf(&["bpf", "kmsg"])),
+            ("constraint", CONSTRAINT),
+            ("oom_cgroup", TEXT_OR_NULL),
+            ("oom_limit_source", OOM_LIMIT_SOURCE),
+        ],
+        "exit" => &[
+            ("cgroup", Text),
+            ("pid", Unsigned),
+            ("comm", Text),
+            ("exit_code", Unsigned),
+            ("signal", TEXT_OR_NULL),
+            (
+                "cause",
+                OneOf(&["oom_limit", "oom_node", "signal", "exited"]),
+            ),
+            ("oom_cgroup", TEXT_OR_NULL),
+            ("limit_source", OOM_LIMIT_SOURCE),
+            ("sender_pid", UNSIGNED_OR_NULL),
+            ("sender_comm", TEXT_OR_NULL),
+            ("sender_cgroup", TEXT_OR_NULL),
+            ("sender_container", TEXT_OR_NULL),
+            ("explanation", Text),
+        ],
+        "signal" => &[
+            ("cgroup", Text),
+            ("pid", Unsigned),
+            ("comm", Text),
+            ("signal", SIGNAL),
+            ("sender_pid", Unsigned),
+            ("sender_comm", Text),
+            ("sender_cgroup", TEXT_OR_NULL),
+            ("sender_container", TEXT_OR_NULL),
+            ("delivered", Bool),
         ],
         "cgroup_gone" => &[("cgroup", Text)],
         "lost_events" => &[("cgroup", Null), ("count", Unsigned), ("source", Text)],
@@ -162,6 +209,7 @@ fn matches(kind: Kind, value: &Value) -> bool {
         Integer => value.is_i64() || value.is_u64(),
         Number => value.as_f64().is_some_and(|n| n >= 0.0),
         Text => value.is_string(),
+        Bool => value.is_boolean(),
         OneOf(choices) => value.as_str().is_some_and(|s| choices.contains(&s)),
         Nullable(inner) => value.is_null() || matches(*inner, value),
         Null => value.is_null(),
@@ -174,6 +222,7 @@ fn describe(kind: Kind) -> String {
         Integer => "an integer".to_owned(),
         Number => "a non-negative number".to_owned(),
         Text => "a string".to_owned(),
+        Bool => "true or false".to_owned(),
         OneOf(choices) => format!("one of {choices:?}"),
         Nullable(inner) => format!("null or {}", describe(*inner)),
         Null => "null".to_owned(),

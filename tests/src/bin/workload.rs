@@ -11,6 +11,8 @@
 //! workload [--comm NAME] burst --mib N --delay-ms D               waiting, burst_start, burst_done
 //! workload [--comm NAME] pagefault --mib N --iters I              pagefault pages=.. secs=.. pages_per_sec=..
 //! workload [--comm NAME] json-churn --seconds S                   json-churn docs=.. secs=.. docs_per_sec=..
+//! workload [--comm NAME] exit --code N --after-ms T               ready, then exits with N
+//! workload [--comm NAME] ignore-term                              ready (SIGTERM ignored)
 //! ```
 //!
 //! `leak` with `--baseline-mib B` first touches B MiB, and with `--hold-s H` waits H seconds
@@ -42,8 +44,9 @@ const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
 
 /// The subcommands, for error messages.
-const SUBCOMMANDS: &str = "leak, grow, hold, burst, pagefault, json-churn, accelerate, sawtooth, \
-                           pagecache, shmem, spike, steps, multi; `workload help` describes them";
+const SUBCOMMANDS: &str = "leak, grow, hold, burst, pagefault, json-churn, exit, ignore-term, \
+                           accelerate, sawtooth, pagecache, shmem, spike, steps, multi; \
+                           `workload help` describes them";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -104,6 +107,18 @@ fn run(argv: Vec<String>) -> Result<(), String> {
         "json-churn" => {
             options.allow(&["seconds"])?;
             json_churn(Duration::from_secs(options.number("seconds")?))
+        }
+        "exit" => {
+            options.allow(&["code", "after-ms"])?;
+            let code = u8::try_from(options.number("code")?)
+                .map_err(|_| "--code takes 0 to 255".to_string())?;
+            say("ready")?;
+            thread::sleep(options.millis("after-ms")?);
+            std::process::exit(i32::from(code))
+        }
+        "ignore-term" => {
+            options.allow(&[])?;
+            ignore_term()
         }
         other => match forecast::run(other, options) {
             Some(result) => result,
@@ -351,6 +366,20 @@ fn leak(step: usize, interval: Duration, steps: Option<u64>, quiet: &Quiet) -> R
         thread::sleep(interval);
     }
     say(&format!("done {total}"))?;
+    sleep_forever()
+}
+
+/// Ignores SIGTERM, as a program that does not handle it would leave a runtime's stop to the
+/// SIGKILL after the grace period, and sleeps.
+fn ignore_term() -> Result<(), String> {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    if unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(format!(
+            "signal(SIGTERM, SIG_IGN): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    say("ready")?;
     sleep_forever()
 }
 

@@ -21,7 +21,9 @@ use super::{say, say_growth_start, sleep_forever, Options, Quiet, Region, XorShi
 pub(crate) const HELP: &str = "\
 workload [--comm NAME] SUBCOMMAND [--key value ...]
 
-Test modes (see the source's header): leak, grow, hold, burst, pagefault, json-churn.
+Test modes (see the source's header): leak, grow, hold, burst, pagefault, json-churn, and
+for the deaths: `exit --code N --after-ms T` (exits with N after T ms) and `ignore-term` (ignores
+SIGTERM and sleeps, as a program that leaves a stop to the grace period's SIGKILL).
 
 Modes of `cargo xtask bench forecast`. Each prints `growth_start <unix seconds>` when its growth
 starts. All but sawtooth first touch --baseline-mib (default 16) and hold it for --hold-s
