@@ -376,7 +376,7 @@ fn ignore_term() -> Result<(), String> {
     if unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) } == libc::SIG_ERR {
         return Err(format!(
             "signal(SIGTERM, SIG_IGN): {}",
-            std::io::Error::last_os_error()
+            io::Error::last_os_error()
         ));
     }
     say("ready")?;
