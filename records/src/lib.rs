@@ -15,5 +15,7 @@ pub mod probe;
 pub mod recording;
 
 pub use doctor::{Doctor, DoctorError};
-pub use line::{Body, End, Identity, Line, LineError, OomKill, Sample, Warning, WatchStart};
+pub use line::{
+    Body, End, Exit, Identity, Line, LineError, OomKill, Sample, Signal, Warning, WatchStart,
+};
 pub use probe::{Hook, Probe};

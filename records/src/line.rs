@@ -117,6 +117,62 @@ pub struct OomKill {
     /// Where the kill was learned from: `bpf` or `kmsg`.
     #[serde(default)]
     pub source: Option<String>,
+    /// What limited the memory: `memcg`, `node`, `cpuset`, `mempolicy` (absent before the
+    /// deaths were told, null when the kernel log did not say).
+    #[serde(default)]
+    pub constraint: Option<String>,
+    /// The cgroup whose limit was reached.
+    #[serde(default)]
+    pub oom_cgroup: Option<String>,
+    /// Whose limit that is.
+    #[serde(default)]
+    pub oom_limit_source: Option<String>,
+}
+
+/// An `exit` line: a process died of a signal, or a cgroup's last process exited.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Exit {
+    /// Process id.
+    pub pid: u32,
+    /// Command, verbatim (untrusted: escape before showing).
+    pub comm: String,
+    /// As runtimes report it: the status, or 128 + the signal.
+    pub exit_code: u32,
+    /// `SIGKILL`, ..., or none when it exited.
+    pub signal: Option<String>,
+    /// `oom_limit`, `oom_node`, `signal` or `exited`.
+    pub cause: String,
+    /// For an OOM kill: the cgroup whose limit was reached.
+    pub oom_cgroup: Option<String>,
+    /// For an OOM kill: whose limit that is.
+    pub limit_source: Option<String>,
+    /// For a signal: the sender's pid.
+    pub sender_pid: Option<u32>,
+    /// For a signal: the sender's command (untrusted).
+    pub sender_comm: Option<String>,
+    /// For a signal: the sender's container.
+    pub sender_container: Option<String>,
+    /// One sentence (untrusted: it holds names from the node).
+    pub explanation: String,
+}
+
+/// A `signal` line: SIGKILL or SIGTERM sent to a process by another.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Signal {
+    /// The target's pid.
+    pub pid: u32,
+    /// The target's command (untrusted).
+    pub comm: String,
+    /// `SIGKILL` or `SIGTERM`.
+    pub signal: String,
+    /// The sender's pid.
+    pub sender_pid: u32,
+    /// The sender's command (untrusted).
+    pub sender_comm: String,
+    /// The sender's container.
+    pub sender_container: Option<String>,
 }
 
 /// A `warning` line.
@@ -165,6 +221,10 @@ pub enum Body {
     Sample(Sample),
     /// A kill.
     OomKill(OomKill),
+    /// A death, explained.
+    Exit(Exit),
+    /// A SIGKILL or SIGTERM from someone.
+    Signal(Signal),
     /// A change of warning level.
     Warning(Warning),
     /// More was charged between two samples than the burst budget (shown by the samples).

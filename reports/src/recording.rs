@@ -3,7 +3,9 @@
 //! The reader and the line types live in the `records` crate, shared with xtask (which reads
 //! the same lines and must build without the reports' chart dependencies); they are
 //! re-exported here so that `reports::recording::…` keeps naming them.
-pub use records::line::{Body, End, Identity, Line, OomKill, Sample, Warning, WatchStart};
+pub use records::line::{
+    Body, End, Exit, Identity, Line, OomKill, Sample, Signal, Warning, WatchStart,
+};
 pub use records::probe::{Hook, Probe};
 pub use records::recording::{
     read, scan, Damage, Header, ReadError, Recording, Scan, SUPPORTED_VERSIONS,

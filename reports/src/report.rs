@@ -217,7 +217,7 @@ mod tests {
             assert!(!page.contains(external), "{external}");
         }
         assert_eq!(page.matches("src=\"data:image/png;base64,").count(), 2);
-        assert!(page.contains("What was killed"));
+        assert!(page.contains("How containers ended"));
         // Every line type this profiler writes is known to its reader.
         assert!(!page.contains("types this profiler does not know"));
         assert!(page.contains("critical"));

@@ -7,7 +7,7 @@
 //! since the recording started.
 use std::collections::HashMap;
 
-use crate::recording::{Body, Identity, Line, OomKill, Sample, Warning};
+use crate::recording::{Body, Exit, Identity, Line, OomKill, Sample, Signal, Warning};
 
 /// One sample, reduced to what a report shows.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,6 +35,24 @@ pub struct Kill {
     pub event: OomKill,
 }
 
+/// A death, as the `exit` line told it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Death {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// What the line said.
+    pub exit: Exit,
+}
+
+/// A SIGKILL or SIGTERM from someone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignalMark {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// What the line said.
+    pub signal: Signal,
+}
+
 /// A change of warning level.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WarningMark {
@@ -55,6 +73,10 @@ pub struct Container {
     pub points: Vec<Point>,
     /// Kills in time order.
     pub kills: Vec<Kill>,
+    /// Deaths (`exit` lines) in time order.
+    pub deaths: Vec<Death>,
+    /// Signals from someone, in time order.
+    pub signals: Vec<SignalMark>,
     /// Warnings in time order.
     pub warnings: Vec<WarningMark>,
     /// Restarts seen (the largest count any sample carried).
@@ -213,6 +235,8 @@ impl Timeline {
                 event,
             }),
             Body::Warning(warning) => container.warnings.push(WarningMark { t, warning }),
+            Body::Exit(exit) => container.deaths.push(Death { t, exit }),
+            Body::Signal(signal) => container.signals.push(SignalMark { t, signal }),
             Body::WatchStart(_)
             | Body::Burst {}
             | Body::Summary {}

@@ -170,7 +170,7 @@ fn a_recorded_kill_becomes_a_report_a_browser_shows() {
         seen.text.contains(HOSTILE_COMM),
         "process name not shown as text"
     );
-    assert!(seen.text.contains("What was killed"));
+    assert!(seen.text.contains("How containers ended"));
     assert!(seen.text.contains(&format!("pid {pid}")), "the kill's pid");
     assert_eq!(page.eval("document.querySelectorAll('script').length"), 0);
     // Only the two charts are images, and the browser decoded both.

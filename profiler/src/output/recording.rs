@@ -222,10 +222,13 @@ mod tests {
     /// identities, and a victim's name that is markup.
     #[test]
     fn round_trip_through_the_reports_reader() {
+        use crate::deaths::{Cause, Constraint};
         use crate::forecast::risk::Risk;
+        use crate::pods::LimitSource;
         use crate::pods::{classify::Qos, Identity};
         use crate::record::{
-            KillSource, LostEvents, OomKill, SummaryRecord, Warning, WarningLevel, WatchStart,
+            Exit, KillSource, LostEvents, OomKill, SignalRecord, SummaryRecord, Warning,
+            WarningLevel, WatchStart,
         };
         use reports::recording::{read, Body};
 
@@ -274,9 +277,33 @@ mod tests {
             oom_score_adj: Some(-998),
             limit_bytes: Some(128 << 20),
             source: KillSource::Bpf,
-            constraint: None,
-            oom_cgroup: None,
-            oom_limit_source: None,
+            constraint: Some(Constraint::Memcg),
+            oom_cgroup: Some("/kubepods/pod1".into()),
+            oom_limit_source: Some(LimitSource::Pod),
+        };
+        let exit = Exit {
+            pid: 4242,
+            comm: "<script>alert(1)</script>".into(),
+            exit_code: 137,
+            signal: Some("SIGKILL".into()),
+            cause: Cause::OomLimit,
+            oom_cgroup: Some("/kubepods/pod1".into()),
+            limit_source: Some(LimitSource::Pod),
+            sender_pid: None,
+            sender_comm: None,
+            sender_cgroup: None,
+            sender_container: None,
+            explanation: "OOM-killed: the pod's limit of 128.0MiB was reached".into(),
+        };
+        let signal = SignalRecord {
+            pid: 4243,
+            comm: "sleep".into(),
+            signal: "SIGTERM".into(),
+            sender_pid: 9,
+            sender_comm: "containerd-shim".into(),
+            sender_cgroup: None,
+            sender_container: None,
+            delivered: true,
         };
         let warning = Warning {
             level: WarningLevel::Critical,
@@ -321,6 +348,8 @@ mod tests {
                 }),
             ),
             record(8.0, RecordBody::CgroupGone),
+            record(8.5, RecordBody::Exit(exit.clone())),
+            record(8.7, RecordBody::Signal(signal.clone())),
             record(
                 9.0,
                 RecordBody::End(End {
@@ -387,6 +416,30 @@ mod tests {
         );
         assert_eq!(k.oom_score_adj, Some(-998));
         assert_eq!(k.victim_cgroup.as_deref(), Some("/kubepods/pod1/ctr"));
+        assert_eq!(
+            (
+                k.constraint.as_deref(),
+                k.oom_cgroup.as_deref(),
+                k.oom_limit_source.as_deref()
+            ),
+            (Some("memcg"), Some("/kubepods/pod1"), Some("pod"))
+        );
         assert_eq!(recording.lines[4].body, Body::LostEvents { count: 3 });
+        let Body::Exit(e) = &recording.lines[7].body else {
+            panic!("exit expected: {:?}", recording.lines[7]);
+        };
+        assert_eq!((e.pid, e.exit_code), (4242, 137));
+        assert_eq!(e.comm, exit.comm);
+        assert_eq!(e.signal.as_deref(), Some("SIGKILL"));
+        assert_eq!(e.cause, "oom_limit");
+        assert_eq!(e.limit_source.as_deref(), Some("pod"));
+        assert_eq!(e.oom_cgroup.as_deref(), Some("/kubepods/pod1"));
+        assert_eq!(e.explanation, exit.explanation);
+        let Body::Signal(s) = &recording.lines[8].body else {
+            panic!("signal expected");
+        };
+        assert_eq!((s.pid, s.sender_pid), (4243, 9));
+        assert_eq!(s.signal, "SIGTERM");
+        assert_eq!(s.sender_comm, "containerd-shim");
     }
 }
