@@ -29,7 +29,7 @@ use profiler_common::{
 
 use crate::{
     maps::{count_lost_event, CHARGE_LAYOUT, EVENTS, LAST_EXIT, TASK_LAYOUT},
-    memcg::{memcg_cgroup_id, read_at, slot_of_memcg, task_memcg},
+    memcg::{checked_slot_of_memcg, memcg_cgroup_id, read_at, task_memcg},
 };
 
 /// `sched:sched_process_exit`: one thread exits; the process ends with its last thread.
@@ -44,7 +44,7 @@ pub(crate) fn process_exit(ctx: RawTracePointContext) -> i32 {
     let Some(memcg) = task_memcg(task, &layout, &charge) else {
         return 0;
     };
-    let Some(slot) = slot_of_memcg(memcg) else {
+    let Some(slot) = checked_slot_of_memcg(memcg) else {
         return 0;
     };
     // `signal->live` was decremented before this tracepoint: 0 means the last thread.
@@ -111,7 +111,7 @@ pub(crate) fn signal_generate(ctx: RawTracePointContext) -> i32 {
     let Some(memcg) = task_memcg(target, &layout, &charge) else {
         return 0;
     };
-    let Some(slot) = slot_of_memcg(memcg) else {
+    let Some(slot) = checked_slot_of_memcg(memcg) else {
         return 0;
     };
     // `SEND_SIG_NOINFO` (0) is kill(2)'s; `SEND_SIG_PRIV` (1) the kernel's own.

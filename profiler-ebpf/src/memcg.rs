@@ -31,6 +31,19 @@ pub(crate) fn slot_of_memcg(memcg: u64) -> Option<u32> {
     slot_of(memcg, Some)
 }
 
+/// Like [`slot_of_memcg`], checked against the filter: the cache can still map a memcg freed
+/// and reallocated at the same address to the old cgroup's slot for up to one interval, which
+/// a count can bear but a death cannot (it would be told as another container's). Only a
+/// memcg whose slot was found pays for the check: deaths and signals, not charges.
+#[inline(always)]
+pub(crate) fn checked_slot_of_memcg(memcg: u64) -> Option<u32> {
+    let slot = slot_of_memcg(memcg)?;
+    let id = memcg_cgroup_id(memcg, &CHARGE_LAYOUT.load())?;
+    // SAFETY: copied out at once.
+    let watched = unsafe { WATCHED.get(id) }.copied()?;
+    (watched == slot).then_some(slot)
+}
+
 /// Like [`slot_of_memcg`], for a `struct lruvec *` (what `__mod_memcg_lruvec_state` gets on
 /// kernels without the memcg tracepoints). The cache is keyed by the lruvec itself, so the hot
 /// path is the same single probe; only the slow path goes from the lruvec to its memcg.

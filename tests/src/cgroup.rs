@@ -17,7 +17,7 @@ use crate::process::{self, lock, Feed, NoMatch, Reaper};
 use crate::{require_root, workload_bin};
 
 /// Where the cgroup v1 memory hierarchy is mounted.
-const MEMORY_ROOT: &str = "/sys/fs/cgroup/memory";
+pub(crate) const MEMORY_ROOT: &str = "/sys/fs/cgroup/memory";
 
 /// How long the guard waits for a killed process to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(10);

@@ -25,6 +25,7 @@ mod access;
 mod browser;
 mod cgroup;
 mod contract;
+mod docker;
 mod kube;
 mod process;
 mod profiler;
@@ -41,6 +42,7 @@ pub use access::{Access, AccessWatch};
 pub use browser::{open_page, ConsoleMessage, Page, PageReport, CHROMIUM_OVERRIDE};
 pub use cgroup::{own_memcg, TestCgroup, Workload};
 pub use contract::check_line;
+pub use docker::{Dockerd, IMAGE};
 pub use kube::{relative_to_own_memcg, Container, KubeNode, Pod, Qos};
 pub use process::Exit;
 pub use profiler::{

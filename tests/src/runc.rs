@@ -343,7 +343,7 @@ pub fn static_workload_bin() -> PathBuf {
 
 /// `busybox` from PATH, which must be statically linked (Debian's busybox-static).
 #[track_caller]
-fn static_busybox() -> PathBuf {
+pub(crate) fn static_busybox() -> PathBuf {
     let path = find_in_path("busybox").unwrap_or_else(|| {
         panic!(
             "busybox is not on PATH; `cargo xtask setup` installs it (Debian package \

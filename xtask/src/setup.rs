@@ -148,17 +148,20 @@ pub(crate) fn run() -> Result<()> {
 /// The Debian packages behind the tools the host tests use: the OCI runtime, and a busybox
 /// that runs in a rootfs without a libc (the `busybox` package's binary is dynamic), for the
 /// runc tests; the headless browser (and a font for it) that checks the HTML report; and
-/// bpftool, the independent reader of the kernel's BTF the host-tier BTF tests compare with.
-const TEST_PACKAGES: [&str; 5] = [
+/// bpftool, the independent reader of the kernel's BTF the host-tier BTF tests compare with;
+/// and Debian's docker.io (dockerd, containerd, runc), whose containers the deaths tests end in
+/// every way (the tests start their own daemon).
+const TEST_PACKAGES: [&str; 6] = [
     "runc",
     "busybox-static",
     "chromium",
     "fonts-dejavu-core",
     "bpftool",
+    "docker.io",
 ];
 
 /// What [`TEST_PACKAGES`] put on PATH.
-const TEST_TOOLS: [&str; 4] = ["runc", "busybox", "chromium", "bpftool"];
+const TEST_TOOLS: [&str; 5] = ["runc", "busybox", "chromium", "bpftool", "dockerd"];
 /// What `fonts-dejavu-core` installs.
 const BROWSER_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
