@@ -135,6 +135,46 @@ pub struct SignalSent {
     pub target_comm: [u8; COMM_LEN],
     /// Command name of the sender, NUL padded.
     pub sender_comm: [u8; COMM_LEN],
+    /// The same signal from the same sender to the same target sent again within
+    /// [`SIGNAL_REPEAT_NS`] of the last record of it, counted instead of recorded: how many
+    /// times since that record.
+    pub repeats: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// A SIGKILL or SIGTERM from one sender to one target is recorded at most once in this long;
+/// the repeats are counted (a process that sends SIGTERM in a loop would otherwise fill the
+/// ring buffer and crowd out the OOM kills).
+pub const SIGNAL_REPEAT_NS: u64 = 1_000_000_000;
+/// How many (target, sender, signal) the repeat filter remembers (least recently used go).
+pub const MAX_SIGNAL_KEYS: u32 = 4096;
+
+/// The key of the repeat filter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalKey {
+    /// The target's thread group id.
+    pub target_tgid: u32,
+    /// The sender's thread group id.
+    pub sender_tgid: u32,
+    /// The signal.
+    pub sig: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// The repeat filter's memory of one (target, sender, signal).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalSeen {
+    /// `bpf_ktime_get_boot_ns()` of the last record.
+    pub recorded_ns: u64,
+    /// Repeats counted since the key was first seen (added to atomically by every CPU).
+    pub repeats: u64,
+    /// [`repeats`](Self::repeats) at the last record: the record after it carries the
+    /// difference.
+    pub repeats_recorded: u64,
 }
 
 /// The processes of a watched cgroup that ended, per CPU: how many, and the last one (user
@@ -168,7 +208,9 @@ const _: () = assert!(size_of::<RingEventHeader>() == 16);
 const _: () = assert!(size_of::<BurstEvent>() == 40);
 const _: () = assert!(size_of::<OomVictim>() == 88);
 const _: () = assert!(size_of::<ProcessExit>() == 56);
-const _: () = assert!(size_of::<SignalSent>() == 88);
+const _: () = assert!(size_of::<SignalSent>() == 96);
+const _: () = assert!(size_of::<SignalKey>() == 16);
+const _: () = assert!(size_of::<SignalSeen>() == 24);
 const _: () = assert!(size_of::<LastExit>() == 40);
 
 #[cfg(feature = "user")]

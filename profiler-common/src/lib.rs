@@ -20,6 +20,7 @@ pub use counters::{
 pub use event::KernelEvent;
 pub use event::{
     read_error, BurstEvent, LastExit, OomVictim, ProcessExit, RingEventHeader, RingEventKind,
-    SignalSent, COMM_LEN, SIGKILL, SIGTERM, SI_KERNEL, SI_USER,
+    SignalKey, SignalSeen, SignalSent, COMM_LEN, MAX_SIGNAL_KEYS, SIGKILL, SIGNAL_REPEAT_NS,
+    SIGTERM, SI_KERNEL, SI_USER,
 };
 pub use layout::{ChargeLayout, TaskLayout, ITEM_NONE};

@@ -5,7 +5,9 @@
 //! before reading a task (the signal number), then finds the watched slot through the same
 //! per-CPU memcg cache as the charge path, and stops there for everything not watched. Only a
 //! death by signal, a SIGKILL or a SIGTERM leaves a ring record; a normal exit is counted in
-//! `LAST_EXIT`, so a fork-heavy container costs no ring traffic.
+//! `LAST_EXIT`, so a fork-heavy container costs no ring traffic, and a signal sent again by the
+//! same sender to the same target within a second is counted in `SIGNALS_SEEN`, so a process
+//! that sends SIGTERM in a loop costs one record a second.
 //
 // /sys/kernel/tracing/events/sched/sched_process_exit/format (6.18), for reference; the raw
 // tracepoint gets (struct task_struct *p) (and, since 6.16, bool group_dead, not read here):
@@ -22,13 +24,18 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
+use core::{
+    intrinsics::{atomic_xadd, AtomicOrdering},
+    ptr::{read_volatile, write_volatile},
+};
+
 use profiler_common::{
-    LastExit, ProcessExit, RingEventHeader, RingEventKind, SignalSent, TaskLayout, COMM_LEN,
-    SIGKILL, SIGTERM, SI_KERNEL, SI_USER,
+    LastExit, ProcessExit, RingEventHeader, RingEventKind, SignalKey, SignalSeen, SignalSent,
+    TaskLayout, COMM_LEN, SIGKILL, SIGNAL_REPEAT_NS, SIGTERM, SI_KERNEL, SI_USER,
 };
 
 use crate::{
-    maps::{count_lost_event, CHARGE_LAYOUT, EVENTS, LAST_EXIT, TASK_LAYOUT},
+    maps::{count_lost_event, CHARGE_LAYOUT, EVENTS, LAST_EXIT, SIGNALS_SEEN, TASK_LAYOUT},
     memcg::{checked_slot_of_memcg, memcg_cgroup_id, read_at, task_memcg},
 };
 
@@ -121,6 +128,13 @@ pub(crate) fn signal_generate(ctx: RawTracePointContext) -> i32 {
         1 => SI_KERNEL,
         _ => read_at::<i32>(info, layout.siginfo_code).unwrap_or(SI_USER),
     };
+    let target_tgid = read_at::<u32>(target, layout.tgid).unwrap_or(0);
+    let sender_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let Some(repeats) = first_in_window(target_tgid, sender_tgid, sig, now) else {
+        return 0;
+    };
     // SAFETY: helper without preconditions.
     let sender = unsafe { bpf_get_current_task() };
     let sender_cgroup_id = task_memcg(sender, &layout, &charge)
@@ -134,22 +148,62 @@ pub(crate) fn signal_generate(ctx: RawTracePointContext) -> i32 {
         header: RingEventHeader {
             kind: RingEventKind::SignalSent as u32,
             _pad: 0,
-            // SAFETY: helper without preconditions.
-            ktime_ns: unsafe { bpf_ktime_get_boot_ns() },
+            ktime_ns: now,
         },
         target_cgroup_id: memcg_cgroup_id(memcg, &charge).unwrap_or(0),
         sender_cgroup_id,
         slot,
         sig,
-        target_tgid: read_at::<u32>(target, layout.tgid).unwrap_or(0),
-        sender_tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        target_tgid,
+        sender_tgid,
         si_code,
         result: ctx.arg::<u64>(4) as i32,
         target_comm: task_comm(target, &layout),
         sender_comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+        repeats,
+        _pad: 0,
     });
     entry.submit(0);
     0
+}
+
+/// The repeat filter: `Some(repeats since the last record)` when this signal is to be
+/// recorded (the first from this sender to this target, or the first after
+/// [`SIGNAL_REPEAT_NS`]), `None` when it is a repeat, counted.
+#[inline(always)]
+fn first_in_window(target_tgid: u32, sender_tgid: u32, sig: u32, now: u64) -> Option<u32> {
+    let key = SignalKey {
+        target_tgid,
+        sender_tgid,
+        sig,
+        _pad: 0,
+    };
+    if let Some(seen) = SIGNALS_SEEN.get_ptr_mut(key) {
+        // SAFETY: a pointer into the map's value, valid for this program run. Other CPUs may
+        // update it at the same time: the count only ever grows, by an atomic add (the BPF
+        // target's one read-modify-write); two CPUs past the window at once both record,
+        // which is harmless.
+        unsafe {
+            if now.wrapping_sub(read_volatile(&raw const (*seen).recorded_ns)) < SIGNAL_REPEAT_NS {
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*seen).repeats, 1);
+                return None;
+            }
+            let total = read_volatile(&raw const (*seen).repeats);
+            let since = total.wrapping_sub(read_volatile(&raw const (*seen).repeats_recorded));
+            write_volatile(&raw mut (*seen).repeats_recorded, total);
+            write_volatile(&raw mut (*seen).recorded_ns, now);
+            return Some(u32::try_from(since).unwrap_or(u32::MAX));
+        }
+    }
+    let seen = SignalSeen {
+        recorded_ns: now,
+        repeats: 0,
+        repeats_recorded: 0,
+    };
+    // A full map evicts the least recently used key; a failed insert only costs a repeat
+    // filter entry, and the signal is still recorded.
+    let _ = SIGNALS_SEEN.insert(key, seen, 0);
+    Some(0)
 }
 
 /// A task's command name (zeros when it cannot be read).

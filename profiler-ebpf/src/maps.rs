@@ -1,12 +1,12 @@
 //! The load-time layouts and the maps every program shares with user space.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
 use profiler_common::{
-    BurstBudget, ChargeLayout, LastExit, MemcgSlot, SlotCounters, TaskLayout, MAX_SLOTS,
-    MAX_WATCHED_IDS, MEMCG_CACHE_ENTRIES,
+    BurstBudget, ChargeLayout, LastExit, MemcgSlot, SignalKey, SignalSeen, SlotCounters,
+    TaskLayout, MAX_SIGNAL_KEYS, MAX_SLOTS, MAX_WATCHED_IDS, MEMCG_CACHE_ENTRIES,
 };
 
 /// Item numbers and cgroup-id offsets, from the running kernel's BTF (set by the loader).
@@ -49,6 +49,12 @@ pub(crate) static BUDGETS: Array<BurstBudget> = Array::with_max_entries(MAX_SLOT
 /// process is known without a ring record per exit.
 #[map]
 pub(crate) static LAST_EXIT: PerCpuArray<LastExit> = PerCpuArray::with_max_entries(MAX_SLOTS, 0);
+
+/// The repeat filter of SIGKILLs and SIGTERMs to watched tasks: when each (target, sender,
+/// signal) was last recorded, and its repeats since.
+#[map]
+pub(crate) static SIGNALS_SEEN: LruHashMap<SignalKey, SignalSeen> =
+    LruHashMap::with_max_entries(MAX_SIGNAL_KEYS, 0);
 
 /// Records for user space: bursts, OOM victims, deaths by signal, SIGKILLs and SIGTERMs.
 #[map]

@@ -89,6 +89,11 @@ pub struct WatchArgs {
     /// Critical when a container's OOM kill is forecast within this long.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
     pub critical: Duration,
+    /// The kubelet's hard eviction threshold on the node's available memory (its
+    /// `--eviction-hard memory.available<...>`, 100Mi by default): `node` lines forecast when
+    /// it is reached. A quantity (100Mi, 1Gi, 500M) or a share (5%).
+    #[arg(long, value_name = "QUANTITY", default_value = "100Mi")]
+    pub eviction_threshold: crate::node::EvictionThreshold,
     /// Run this shell command whenever a container's warning level changes (warning,
     /// critical, cleared), with the details in PROFILER_* environment variables.
     #[arg(long, value_name = "CMD")]

@@ -15,6 +15,7 @@ mod errors;
 mod forecast;
 mod kmsg;
 mod mode;
+mod node;
 mod output;
 mod pods;
 mod privilege;

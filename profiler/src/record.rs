@@ -15,6 +15,7 @@ use crate::{
     distributions::Summary,
     forecast::risk::Risk,
     mode::ChargeMode,
+    node::NodeRecord,
     pods::{Identity, LimitSource},
 };
 
@@ -45,6 +46,8 @@ pub(crate) enum RecordBody {
     Burst(Burst),
     /// The kernel OOM-killed a process in the cgroup.
     OomKill(OomKill),
+    /// The kernel killed every process of a cgroup with `memory.oom.group` set.
+    OomGroupKill(OomGroupKill),
     /// A process of the cgroup died of a signal, or its last process exited.
     Exit(Exit),
     /// SIGKILL or SIGTERM was sent to a process of the cgroup.
@@ -57,6 +60,8 @@ pub(crate) enum RecordBody {
     CgroupGone,
     /// Kernel records were lost (ring buffer full, or kernel log overwritten).
     LostEvents(LostEvents),
+    /// The node's memory, its forecast and its next OOM victims, every round.
+    Node(NodeRecord),
     /// The watch ended.
     End(End),
 }
@@ -245,6 +250,38 @@ pub(crate) struct OomKill {
     pub oom_cgroup: Option<PathBuf>,
     /// Whose limit that is, seen from the watched container.
     pub oom_limit_source: Option<LimitSource>,
+    /// The cgroup killed whole with the victim (its `memory.oom.group` is set, cgroup v2):
+    /// every process in it died in this kill, told by one `oom_group_kill` line. Null when the
+    /// victim died alone.
+    pub oom_group: Option<PathBuf>,
+    /// For a node OOM: the victim's `oom_score` at the last ranking of the next victims.
+    pub oom_score: Option<u32>,
+    /// For a node OOM: the victim's place in that ranking (1: the first), null when it was
+    /// not in it.
+    pub next_victim_rank: Option<u32>,
+}
+
+/// Fields of an `oom_group_kill` record: the kernel killed every process of a cgroup whose
+/// `memory.oom.group` is set, at once.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct OomGroupKill {
+    /// The cgroup killed whole.
+    pub oom_group: PathBuf,
+    /// Every process killed, the one the kernel chose first.
+    pub victims: Vec<GroupVictim>,
+    /// What limited the memory, as for each victim's `oom_kill`.
+    pub constraint: Option<Constraint>,
+    /// The cgroup whose limit was reached.
+    pub oom_cgroup: Option<PathBuf>,
+}
+
+/// One process of a group kill.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct GroupVictim {
+    /// Process id.
+    pub pid: u32,
+    /// Command name, verbatim.
+    pub comm: String,
 }
 
 /// Fields of an `exit` record: a process of the cgroup died of a signal, or the cgroup's
@@ -298,6 +335,10 @@ pub(crate) struct SignalRecord {
     pub sender_container: Option<String>,
     /// Whether the kernel queued it (not ignored, not already pending).
     pub delivered: bool,
+    /// How many times the same sender sent the same signal to the same process since the
+    /// previous `signal` line of them: repeats within a second of a line are counted, not
+    /// told (a process sending SIGTERM in a loop costs a line a second).
+    pub repeats: u32,
 }
 
 /// Fields of a `lost_events` record.
@@ -392,6 +433,9 @@ mod tests {
                 constraint: None,
                 oom_cgroup: None,
                 oom_limit_source: None,
+                oom_group: None,
+                oom_score: None,
+                next_victim_rank: None,
             }),
         };
         let line = serde_json::to_string(&record).expect("serializable");

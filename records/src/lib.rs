@@ -16,6 +16,7 @@ pub mod recording;
 
 pub use doctor::{Doctor, DoctorError};
 pub use line::{
-    Body, End, Exit, Identity, Line, LineError, OomKill, Sample, Signal, Warning, WatchStart,
+    Body, End, Exit, GroupVictim, Identity, Line, LineError, NextVictim, Node, OomGroupKill,
+    OomKill, Sample, Signal, Warning, WatchStart,
 };
 pub use probe::{Hook, Probe};

@@ -127,6 +127,40 @@ pub struct OomKill {
     /// Whose limit that is.
     #[serde(default)]
     pub oom_limit_source: Option<String>,
+    /// The cgroup killed whole with the victim (`memory.oom.group`), when it was.
+    #[serde(default)]
+    pub oom_group: Option<String>,
+    /// For a node OOM: the victim's `oom_score` at the last ranking.
+    #[serde(default)]
+    pub oom_score: Option<u32>,
+    /// For a node OOM: its place in that ranking (1: first).
+    #[serde(default)]
+    pub next_victim_rank: Option<u32>,
+}
+
+/// An `oom_group_kill` line: every process of a cgroup with `memory.oom.group` set, killed
+/// at once.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct OomGroupKill {
+    /// The cgroup killed whole.
+    pub oom_group: String,
+    /// Its processes, the one the kernel chose first.
+    pub victims: Vec<GroupVictim>,
+    /// `memcg`, `node`, ...
+    pub constraint: Option<String>,
+    /// The cgroup whose limit was reached.
+    pub oom_cgroup: Option<String>,
+}
+
+/// One process of a group kill.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct GroupVictim {
+    /// Process id.
+    pub pid: u32,
+    /// Command (untrusted).
+    pub comm: String,
 }
 
 /// An `exit` line: a process died of a signal, or a cgroup's last process exited.
@@ -173,6 +207,49 @@ pub struct Signal {
     pub sender_comm: String,
     /// The sender's container.
     pub sender_container: Option<String>,
+    /// The same signal from the same sender since the previous line of it, not each told.
+    pub repeats: u32,
+}
+
+/// A `node` line: the node's memory, its forecast and its next OOM victims.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Node {
+    /// `MemTotal`, bytes.
+    pub mem_total_bytes: u64,
+    /// `MemAvailable`, bytes.
+    pub mem_available_bytes: u64,
+    /// The kubelet's eviction threshold on `memory.available`, bytes.
+    pub eviction_threshold_bytes: u64,
+    /// Seconds until the threshold is reached, when forecast.
+    pub eta_eviction_seconds: Option<f64>,
+    /// Seconds until nothing is available, when forecast.
+    pub eta_oom_seconds: Option<f64>,
+    /// `some avg10` of the node's memory pressure, %.
+    pub psi_some_avg10: Option<f64>,
+    /// The processes the kernel would kill first, highest `oom_score` first.
+    pub next_victims: Vec<NextVictim>,
+}
+
+/// One of a `node` line's next victims.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct NextVictim {
+    /// Process id.
+    pub pid: u32,
+    /// Command (untrusted).
+    pub comm: String,
+    /// `oom_score` (0..2000).
+    pub oom_score: u32,
+    /// `oom_score_adj`.
+    pub oom_score_adj: i32,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Its memory cgroup.
+    pub victim_cgroup: Option<String>,
+    /// Its container's owner.
+    #[serde(flatten)]
+    pub identity: Identity,
 }
 
 /// A `warning` line.
@@ -221,10 +298,14 @@ pub enum Body {
     Sample(Sample),
     /// A kill.
     OomKill(OomKill),
+    /// A group kill: every process of a cgroup.
+    OomGroupKill(OomGroupKill),
     /// A death, explained.
     Exit(Exit),
     /// A SIGKILL or SIGTERM from someone.
     Signal(Signal),
+    /// The node's memory and next victims.
+    Node(Node),
     /// A change of warning level.
     Warning(Warning),
     /// More was charged between two samples than the burst budget (shown by the samples).

@@ -2,8 +2,10 @@
 //! timeline of each container, PNG charts, the self-contained HTML page, and the memory
 //! request/limit recommendations.
 pub mod chart;
+mod endings;
 pub mod files;
 pub mod html;
+mod node;
 pub mod page;
 pub mod recommend;
 pub mod recording;

@@ -4,7 +4,8 @@
 //! the same lines and must build without the reports' chart dependencies); they are
 //! re-exported here so that `reports::recording::…` keeps naming them.
 pub use records::line::{
-    Body, End, Exit, Identity, Line, OomKill, Sample, Signal, Warning, WatchStart,
+    Body, End, Exit, GroupVictim, Identity, Line, NextVictim, Node, OomGroupKill, OomKill, Sample,
+    Signal, Warning, WatchStart,
 };
 pub use records::probe::{Hook, Probe};
 pub use records::recording::{

@@ -82,10 +82,21 @@ pub enum ReportError {
 /// Reads `recording` and writes its report into `dir`, which is made if missing. The directory
 /// is checked first: an unwritable one fails before the recording is read.
 pub fn write_report(recording: &Path, dir: &Path) -> Result<Written, ReportError> {
+    let made = !dir.exists();
     prepare_dir(dir).map_err(|source| ReportError::OutputDir {
         dir: dir.to_owned(),
         source,
     })?;
+    let written = write_into(recording, dir);
+    if made && written.is_err() {
+        // A refused recording leaves no empty directory behind; one with files stays.
+        let _ = std::fs::remove_dir(dir);
+    }
+    written
+}
+
+/// [`write_report`] into a directory that is ready.
+fn write_into(recording: &Path, dir: &Path) -> Result<Written, ReportError> {
     let file = File::open(recording).map_err(|source| ReportError::Open {
         path: recording.to_owned(),
         source,

@@ -7,7 +7,9 @@
 //! since the recording started.
 use std::collections::HashMap;
 
-use crate::recording::{Body, Exit, Identity, Line, OomKill, Sample, Signal, Warning};
+use crate::recording::{
+    Body, Exit, Identity, Line, NextVictim, Node, OomGroupKill, OomKill, Sample, Signal, Warning,
+};
 
 /// One sample, reduced to what a report shows.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,6 +46,15 @@ pub struct Death {
     pub exit: Exit,
 }
 
+/// A group kill: every process of a cgroup with `memory.oom.group` set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupKill {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// What the line said.
+    pub group: OomGroupKill,
+}
+
 /// A SIGKILL or SIGTERM from someone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SignalMark {
@@ -75,6 +86,8 @@ pub struct Container {
     pub kills: Vec<Kill>,
     /// Deaths (`exit` lines) in time order.
     pub deaths: Vec<Death>,
+    /// Group kills in time order.
+    pub group_kills: Vec<GroupKill>,
     /// Signals from someone, in time order.
     pub signals: Vec<SignalMark>,
     /// Warnings in time order.
@@ -164,6 +177,94 @@ impl Container {
     }
 }
 
+/// The node's memory at one `node` line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NodePoint {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// `MemTotal`, bytes.
+    pub total: u64,
+    /// `MemAvailable`, bytes.
+    pub available: u64,
+    /// The eviction threshold, bytes.
+    pub threshold: u64,
+    /// Seconds until the threshold, when forecast.
+    pub eta_eviction: Option<f64>,
+    /// `some avg10`, %.
+    pub psi: Option<f64>,
+}
+
+/// One ranking of the next victims, and the span of `node` lines that carried it unchanged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ranking {
+    /// Seconds since the start: the first line with this ranking.
+    pub first_t: f64,
+    /// The last line with it.
+    pub last_t: f64,
+    /// Highest `oom_score` first.
+    pub victims: Vec<NextVictim>,
+}
+
+/// The node over the recording, from its `node` lines.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeTimeline {
+    /// One per `node` line, in time order.
+    pub points: Vec<NodePoint>,
+    /// The next-victim rankings, a new one each time it changed.
+    pub rankings: Vec<Ranking>,
+}
+
+impl NodeTimeline {
+    fn add(&mut self, t: f64, node: Node) {
+        self.points.push(NodePoint {
+            t,
+            total: node.mem_total_bytes,
+            available: node.mem_available_bytes,
+            threshold: node.eviction_threshold_bytes,
+            eta_eviction: node.eta_eviction_seconds,
+            psi: node.psi_some_avg10,
+        });
+        // The same processes in the same order with the same scores: the same ranking.
+        let key = |v: &NextVictim| (v.pid, v.oom_score);
+        match self.rankings.last_mut() {
+            Some(last)
+                if last
+                    .victims
+                    .iter()
+                    .map(key)
+                    .eq(node.next_victims.iter().map(key)) =>
+            {
+                last.last_t = t;
+            }
+            _ => self.rankings.push(Ranking {
+                first_t: t,
+                last_t: t,
+                victims: node.next_victims,
+            }),
+        }
+    }
+
+    /// The ranking the last `node` line at or before `t` carried.
+    pub fn ranking_at(&self, t: f64) -> Option<&Ranking> {
+        self.rankings.iter().rev().find(|r| r.first_t <= t)
+    }
+
+    /// The line with the least memory available.
+    pub fn lowest(&self) -> Option<&NodePoint> {
+        self.points.iter().min_by_key(|p| p.available)
+    }
+
+    /// Seconds with available memory below the eviction threshold. Each line stands for the
+    /// time until the next one, capped at `max_gap` so a pause in the recording does not count.
+    pub fn time_below_threshold(&self, max_gap: f64) -> f64 {
+        self.points
+            .windows(2)
+            .filter(|pair| pair[0].available < pair[0].threshold)
+            .map(|pair| (pair[1].t - pair[0].t).clamp(0.0, max_gap))
+            .sum()
+    }
+}
+
 /// A recording folded into containers.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Timeline {
@@ -177,6 +278,8 @@ pub struct Timeline {
     pub unknown_lines: u64,
     /// Kernel records the watch lost (a kill among them would be missing).
     pub lost_events: u64,
+    /// The node, when the recording has `node` lines.
+    pub node: NodeTimeline,
     index: HashMap<String, usize>,
 }
 
@@ -202,6 +305,10 @@ impl Timeline {
             }
             Body::LostEvents { count } => {
                 self.lost_events += count;
+                return;
+            }
+            Body::Node(node) => {
+                self.node.add(t, node);
                 return;
             }
             _ => {}
@@ -235,12 +342,14 @@ impl Timeline {
                 event,
             }),
             Body::Warning(warning) => container.warnings.push(WarningMark { t, warning }),
+            Body::OomGroupKill(group) => container.group_kills.push(GroupKill { t, group }),
             Body::Exit(exit) => container.deaths.push(Death { t, exit }),
             Body::Signal(signal) => container.signals.push(SignalMark { t, signal }),
             Body::WatchStart(_)
             | Body::Burst {}
             | Body::Summary {}
             | Body::LostEvents { .. }
+            | Body::Node(_)
             | Body::CgroupGone {}
             | Body::End(_)
             | Body::Other => {}

@@ -208,10 +208,20 @@ impl TestCgroup {
         self.spawn_into(&path, args)
     }
 
+    /// Like [`spawn`](Self::spawn), for another program (`stress-ng`): it and its children
+    /// are charged here. The guard SIGKILLs the program itself, as the others.
+    pub fn spawn_program(&self, program: &Path, args: &[&str]) -> Workload {
+        self.spawn_program_into(&self.path, program, args)
+    }
+
     fn spawn_into(&self, cgroup: &Path, args: &[&str]) -> Workload {
+        self.spawn_program_into(cgroup, &workload_bin(), args)
+    }
+
+    fn spawn_program_into(&self, cgroup: &Path, program: &Path, args: &[&str]) -> Workload {
         let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes())
             .expect("cgroup paths have no NUL bytes");
-        let mut command = process::command(&workload_bin());
+        let mut command = process::command(program);
         command.args(args);
         // SAFETY: only async-signal-safe calls (open, write, close) on memory prepared before fork.
         unsafe {

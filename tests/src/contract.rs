@@ -19,6 +19,8 @@ enum Kind {
     Text,
     /// `true` or `false`.
     Bool,
+    /// An array (of anything).
+    Array,
     /// One of these strings.
     OneOf(&'static [&'static str]),
     /// `null` or the inner kind.
@@ -27,7 +29,7 @@ enum Kind {
     Null,
 }
 
-use Kind::{Bool, Integer, Null, Nullable, Number, OneOf, Text, Unsigned};
+use Kind::{Array, Bool, Integer, Null, Nullable, Number, OneOf, Text, Unsigned};
 
 const UNSIGNED_OR_NULL: Kind = Nullable(&Unsigned);
 const NUMBER_OR_NULL: Kind = Nullable(&Number);
@@ -59,11 +61,12 @@ const POD_KEYS: [(&str, Kind); 7] = [
 ];
 
 /// The line types that are about one cgroup, and so carry [`POD_KEYS`].
-const CGROUP_LINES: [&str; 9] = [
+const CGROUP_LINES: [&str; 10] = [
     "watch_start",
     "sample",
     "burst",
     "oom_kill",
+    "oom_group_kill",
     "exit",
     "signal",
     "cgroup_gone",
@@ -163,6 +166,16 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("constraint", CONSTRAINT),
             ("oom_cgroup", TEXT_OR_NULL),
             ("oom_limit_source", OOM_LIMIT_SOURCE),
+            ("oom_group", TEXT_OR_NULL),
+            ("oom_score", UNSIGNED_OR_NULL),
+            ("next_victim_rank", UNSIGNED_OR_NULL),
+        ],
+        "oom_group_kill" => &[
+            ("cgroup", Text),
+            ("oom_group", Text),
+            ("victims", Array),
+            ("constraint", CONSTRAINT),
+            ("oom_cgroup", TEXT_OR_NULL),
         ],
         "exit" => &[
             ("cgroup", Text),
@@ -192,9 +205,20 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("sender_cgroup", TEXT_OR_NULL),
             ("sender_container", TEXT_OR_NULL),
             ("delivered", Bool),
+            ("repeats", Unsigned),
         ],
         "cgroup_gone" => &[("cgroup", Text)],
         "lost_events" => &[("cgroup", Null), ("count", Unsigned), ("source", Text)],
+        "node" => &[
+            ("cgroup", Null),
+            ("mem_total_bytes", Unsigned),
+            ("mem_available_bytes", Unsigned),
+            ("eviction_threshold_bytes", Unsigned),
+            ("eta_eviction_seconds", NUMBER_OR_NULL),
+            ("eta_oom_seconds", NUMBER_OR_NULL),
+            ("psi_some_avg10", NUMBER_OR_NULL),
+            ("next_victims", Array),
+        ],
         "end" => &[
             ("cgroup", Null),
             ("reason", OneOf(&["duration", "signal", "all_gone"])),
@@ -210,6 +234,7 @@ fn matches(kind: Kind, value: &Value) -> bool {
         Number => value.as_f64().is_some_and(|n| n >= 0.0),
         Text => value.is_string(),
         Bool => value.is_boolean(),
+        Array => value.is_array(),
         OneOf(choices) => value.as_str().is_some_and(|s| choices.contains(&s)),
         Nullable(inner) => value.is_null() || matches(*inner, value),
         Null => value.is_null(),
@@ -223,6 +248,7 @@ fn describe(kind: Kind) -> String {
         Number => "a non-negative number".to_owned(),
         Text => "a string".to_owned(),
         Bool => "true or false".to_owned(),
+        Array => "an array".to_owned(),
         OneOf(choices) => format!("one of {choices:?}"),
         Nullable(inner) => format!("null or {}", describe(*inner)),
         Null => "null".to_owned(),

@@ -178,6 +178,65 @@ fn a_sigkill_after_an_ignored_sigterm_says_so() {
     assert!(!died_of_term, "{}", profiler.report());
 }
 
+/// A SIGTERM flood costs a line a second: 500 SIGTERMs from the test in a burst are one
+/// `signal` line, and the next SIGTERM after the second is over is a line carrying the 499
+/// repeats; nothing is lost.
+#[test]
+fn repeated_signals_are_counted_not_each_told() {
+    let _test = start_test!();
+    let cgroup = TestCgroup::new("flooded", 64 * MIB);
+    let path = cgroup.path_str();
+    let mut profiler = Profiler::watch(&["--cgroup", path, "--interval", "250ms"]);
+    profiler.wait_watching(&[path]);
+
+    let mut target = cgroup.spawn(&["ignore-term"]);
+    target.wait_line("ready", PATIENCE);
+    let pid = target.pid();
+    let started = std::time::Instant::now();
+    for _ in 0..500 {
+        send(&target, libc::SIGTERM);
+    }
+    let burst = started.elapsed();
+    assert!(
+        burst < Duration::from_millis(800),
+        "500 kill(2) calls took {burst:?}: too slow to fall in one second"
+    );
+    let (_, first) = profiler.wait_for("the first SIGTERM's line", PATIENCE, |l| {
+        is_line(l, "signal", path) && l["pid"] == pid
+    });
+    expect(
+        &profiler,
+        &first,
+        first["repeats"] == 0,
+        "repeats 0 on the first",
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    send(&target, libc::SIGTERM);
+    let (_, next) = profiler.wait_for("the next SIGTERM's line", PATIENCE, |l| {
+        is_line(l, "signal", path) && l["pid"] == pid
+    });
+    expect(
+        &profiler,
+        &next,
+        next["repeats"] == 499,
+        "the 499 repeats counted",
+    );
+    send(&target, libc::SIGKILL);
+    target.wait_exit(PATIENCE);
+    wait_exit(&mut profiler, path, pid);
+    let lines = profiler.lines_so_far();
+    let terms = lines
+        .iter()
+        .filter(|(_, l)| is_line(l, "signal", path) && l["signal"] == "SIGTERM")
+        .count();
+    let lost = lines.iter().any(|(_, l)| l["type"] == "lost_events");
+    assert!(
+        terms == 2 && !lost,
+        "{terms} SIGTERM lines, lost events {lost}: {}",
+        profiler.report()
+    );
+}
+
 /// The cgroup's last process exits with a code: one `exit` line with the code and its
 /// meaning, once the cgroup is empty; a clean exit 0 likewise.
 #[test]

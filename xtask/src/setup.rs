@@ -150,18 +150,27 @@ pub(crate) fn run() -> Result<()> {
 /// runc tests; the headless browser (and a font for it) that checks the HTML report; and
 /// bpftool, the independent reader of the kernel's BTF the host-tier BTF tests compare with;
 /// and Debian's docker.io (dockerd, containerd, runc), whose containers the deaths tests end in
-/// every way (the tests start their own daemon).
-const TEST_PACKAGES: [&str; 6] = [
+/// every way (the tests start their own daemon); and stress-ng, whose `--bigheap` workers make
+/// the kill storm no death may be lost in.
+const TEST_PACKAGES: [&str; 7] = [
     "runc",
     "busybox-static",
     "chromium",
     "fonts-dejavu-core",
     "bpftool",
     "docker.io",
+    "stress-ng",
 ];
 
 /// What [`TEST_PACKAGES`] put on PATH.
-const TEST_TOOLS: [&str; 5] = ["runc", "busybox", "chromium", "bpftool", "dockerd"];
+const TEST_TOOLS: [&str; 6] = [
+    "runc",
+    "busybox",
+    "chromium",
+    "bpftool",
+    "dockerd",
+    "stress-ng",
+];
 /// What `fonts-dejavu-core` installs.
 const BROWSER_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 

@@ -116,6 +116,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
             critical_s: args.critical.as_secs_f64(),
         },
         on_warning: args.on_warning.clone(),
+        eviction_threshold: args.eviction_threshold,
     };
     collector::run(options, signals, probes, &report, sink.as_mut()).await?;
     Ok(())

@@ -9,6 +9,7 @@ use profiler_common::{BurstEvent, KernelEvent, OomVictim};
 use super::{
     boot_ns_to_unix,
     deaths::{oom_cgroup_path, OomNote},
+    group::{oom_group_of, read_oom_group},
     slot::KernelSlot,
     state::Collector,
     targets::lineage_key,
@@ -20,7 +21,7 @@ use crate::{
     kmsg::KmsgOomKill,
     mode::OomSource,
     pods::limit::source_of,
-    record::{Burst, KillSource, OomKill, RecordBody},
+    record::{Burst, GroupVictim, KillSource, OomKill, RecordBody},
 };
 
 /// The kernel log's word on one OOM kill.
@@ -102,6 +103,9 @@ impl Victim {
                 constraint: None,
                 oom_cgroup: None,
                 oom_limit_source: None,
+                oom_group: None,
+                oom_score: None,
+                next_victim_rank: None,
             },
             context: None,
         }
@@ -128,6 +132,9 @@ impl Victim {
                 constraint: None,
                 oom_cgroup: None,
                 oom_limit_source: None,
+                oom_group: None,
+                oom_score: None,
+                next_victim_rank: None,
             },
             context: Some(context),
         })
@@ -175,7 +182,10 @@ impl Collector<'_> {
             return self.on_oom_context(pid, OomContext::of(&kill), unix_now());
         }
         match Victim::from_kmsg(kill, unix_now()) {
-            Some(victim) => self.finish_kill(victim),
+            Some(victim) => {
+                self.finish_kill(victim)?;
+                self.release_exits(unix_now())
+            }
             None => {
                 log::debug!("kernel log kill of pid {pid} names no memcg");
                 Ok(())
@@ -244,6 +254,35 @@ impl Collector<'_> {
             .ok()
             .and_then(|s| s.limit_bytes);
         let applied = limit_of(&victim_path).or(watched.limit.bytes);
+        // The kernel's rule over the cgroups' own settings, read while the victims are still
+        // in them (they cannot be removed before their processes are gone).
+        let domain = match constraint {
+            Some(Constraint::Memcg) => oom_cgroup.as_deref(),
+            _ => None,
+        };
+        let oom_group = oom_group_of(&victim_path, domain, read_oom_group);
+        let standing = match (constraint, self.node.as_mut()) {
+            (Some(Constraint::Node), Some(node)) => {
+                node.restart_forecast();
+                node.standing(victim.kill.pid, victim.ts)
+            }
+            _ => None,
+        };
+        if let Some(group) = &oom_group {
+            let member = GroupVictim {
+                pid: victim.kill.pid,
+                comm: victim.kill.comm.clone(),
+            };
+            self.deaths.groups.add(
+                victim.ts,
+                index,
+                group,
+                member,
+                constraint,
+                oom_cgroup.as_deref(),
+            );
+        }
+        let watched = &self.watched[index];
         let note = OomNote {
             ts: victim.ts,
             context: victim.context.clone(),
@@ -256,6 +295,8 @@ impl Collector<'_> {
             },
             own_limit_bytes: own_limit,
             oom_score_adj: victim.kill.oom_score_adj,
+            oom_group: oom_group.clone(),
+            standing,
         };
         self.note_kill(victim.kill.pid, note);
         let body = RecordBody::OomKill(OomKill {
@@ -264,6 +305,9 @@ impl Collector<'_> {
             constraint,
             oom_cgroup,
             oom_limit_source,
+            oom_group,
+            oom_score: standing.map(|s| s.oom_score),
+            next_victim_rank: standing.map(|s| s.rank),
             ..victim.kill
         });
         self.emit_about(victim.ts, index, body)

@@ -17,12 +17,15 @@ use profiler_common::{LastExit, ProcessExit, SignalSent, COMM_LEN, SIGKILL, SIGT
 use super::{
     attribution::{OomContext, Victim},
     boot_ns_to_unix,
+    group::GroupKills,
     state::Collector,
-    CollectError,
+    unix_now, CollectError,
 };
 use crate::{
     cgroup::{has_no_processes, memory_cgroup_of, MemoryCgroup},
-    deaths::{explain, status::signal_name, Cause, Death, ExitStatus, OomStory, SignalStory},
+    deaths::{
+        explain, status::signal_name, Cause, Death, ExitStatus, OomStory, SignalStory, Standing,
+    },
     pods::{Identity, LimitSource, LogTree, RuntimeNames},
     record::{Exit, RecordBody, SignalRecord},
 };
@@ -53,6 +56,10 @@ pub(super) struct OomNote {
     pub(super) own_limit_bytes: Option<u64>,
     /// The victim's `oom_score_adj`.
     pub(super) oom_score_adj: Option<i32>,
+    /// The cgroup killed whole with it.
+    pub(super) oom_group: Option<PathBuf>,
+    /// For a node OOM, where it stood in the last ranking of the next victims.
+    pub(super) standing: Option<Standing>,
 }
 
 /// A SIGTERM or SIGKILL to one process.
@@ -116,14 +123,16 @@ pub(super) struct DeathLog {
     contexts: HashMap<u32, (f64, OomContext)>,
     /// OOM kills of the kernel programs waiting for the kernel log's word, with their deadline.
     pending_kills: Vec<(f64, Victim)>,
-    /// Exits waiting for their OOM kill's record.
-    pending_exits: Vec<ExitEvent>,
+    /// Exits waiting for their OOM kill's record, each until a deadline (Unix seconds).
+    pending_exits: Vec<(f64, ExitEvent)>,
     /// The OOM kills reported, by pid.
     oom_kills: HashMap<u32, OomNote>,
     /// SIGTERMs and SIGKILLs seen, by target pid.
     signals: HashMap<u32, SignalNotes>,
     /// Exits counted per slot at the last look.
     exits_seen: HashMap<u32, u64>,
+    /// Group kills being gathered.
+    pub(super) groups: GroupKills,
 }
 
 impl DeathLog {
@@ -132,6 +141,8 @@ impl DeathLog {
         self.pending_kills
             .iter()
             .map(|(deadline, _)| *deadline)
+            .chain(self.pending_exits.iter().map(|(deadline, _)| *deadline))
+            .chain(self.groups.next_deadline())
             .reduce(f64::min)
     }
 
@@ -155,6 +166,20 @@ impl DeathLog {
     /// Whether the kill of `pid` is still waiting for the kernel log.
     fn kill_pending(&self, pid: u32) -> bool {
         self.pending_kills.iter().any(|(_, v)| v.kill.pid == pid)
+    }
+
+    /// Whether an exit may be an OOM kill not reported yet: a SIGKILL that the kernel sent
+    /// itself (or whose sending was not seen), and no OOM kill of the process known.
+    fn may_be_oom_kill(&self, exit: &ExitEvent) -> bool {
+        let sigkill = ExitStatus::from_wait(exit.exit_code)
+            .signal()
+            .is_some_and(|s| u32::from(s) == SIGKILL);
+        let by_kernel = self
+            .signals
+            .get(&exit.tgid)
+            .and_then(|n| n.kill.as_ref())
+            .is_none_or(|n| n.from_kernel);
+        sigkill && by_kernel && !self.oom_kills.contains_key(&exit.tgid)
     }
 }
 
@@ -219,15 +244,20 @@ impl Collector<'_> {
             sender_cgroup,
             sender_container,
             delivered: s.result == 0,
+            repeats: s.repeats,
         });
         self.emit_about(ts, index, body)
     }
 
-    /// A process of a watched cgroup died of a signal.
+    /// A process of a watched cgroup died of a signal. Its record waits for its OOM kill's
+    /// when that is still being written, or may yet come: the OOM killer sends its SIGKILL
+    /// before it marks the victim, so on another CPU the victim can die first, and the kernel
+    /// log's kill comes later still.
     pub(super) fn on_process_exit(&mut self, e: &ProcessExit) -> Result<(), CollectError> {
         let event = ExitEvent::from(e);
-        if self.deaths.kill_pending(event.tgid) {
-            self.deaths.pending_exits.push(event);
+        let deadline = boot_ns_to_unix(event.ktime_ns) + CONTEXT_WAIT_S;
+        if self.deaths.kill_pending(event.tgid) || self.deaths.may_be_oom_kill(&event) {
+            self.deaths.pending_exits.push((deadline, event));
             return Ok(());
         }
         self.emit_exit(&event)
@@ -250,7 +280,7 @@ impl Collector<'_> {
             victim.context = Some(context.clone());
             self.finish_kill(victim)?;
         }
-        self.release_exits()
+        self.release_exits(now)
     }
 
     /// Kills whose deadline has passed are written without the kernel log's word.
@@ -262,7 +292,8 @@ impl Collector<'_> {
         for (_, victim) in due {
             self.finish_kill(victim)?;
         }
-        self.release_exits()?;
+        self.release_exits(now)?;
+        self.flush_group_kills(now)?;
         self.deaths.prune(now);
         Ok(())
     }
@@ -272,12 +303,13 @@ impl Collector<'_> {
         self.flush_deaths(f64::INFINITY)
     }
 
-    /// Exits whose kill is no longer waiting.
-    fn release_exits(&mut self) -> Result<(), CollectError> {
+    /// Exits whose kill has been written, or need wait no longer (at `now`).
+    pub(super) fn release_exits(&mut self, now: f64) -> Result<(), CollectError> {
         let exits = std::mem::take(&mut self.deaths.pending_exits);
-        for exit in exits {
-            if self.deaths.kill_pending(exit.tgid) {
-                self.deaths.pending_exits.push(exit);
+        for (deadline, exit) in exits {
+            let killed = self.deaths.oom_kills.contains_key(&exit.tgid);
+            if self.deaths.kill_pending(exit.tgid) || (!killed && deadline > now) {
+                self.deaths.pending_exits.push((deadline, exit));
             } else {
                 self.emit_exit(&exit)?;
             }
@@ -292,7 +324,8 @@ impl Collector<'_> {
             victim.context = Some(context.clone());
         }
         if victim.context.is_some() || !self.deaths.kmsg_context {
-            return self.finish_kill(victim);
+            self.finish_kill(victim)?;
+            return self.release_exits(unix_now());
         }
         let deadline = victim.ts + CONTEXT_WAIT_S;
         self.deaths.pending_kills.push((deadline, victim));
@@ -324,6 +357,8 @@ impl Collector<'_> {
             limit_bytes: note.limit_bytes,
             own_limit_bytes: note.own_limit_bytes,
             oom_score_adj: note.oom_score_adj,
+            group: note.oom_group.as_deref(),
+            standing: note.standing,
         });
         let notes = self
             .deaths

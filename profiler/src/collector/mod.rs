@@ -2,6 +2,7 @@
 //! (charge rate, reclaim) and their events (bursts, OOM victims) into records.
 mod attribution;
 mod deaths;
+mod group;
 mod on_warning;
 mod outlook;
 mod sample;
@@ -52,6 +53,8 @@ pub(crate) struct WatchOptions {
     pub thresholds: Thresholds,
     /// `--on-warning`: run on every change of a container's warning level.
     pub on_warning: Option<String>,
+    /// The kubelet's eviction threshold, for the `node` lines.
+    pub eviction_threshold: crate::node::EvictionThreshold,
 }
 
 /// Why a watch could not go on.
@@ -138,6 +141,7 @@ pub(crate) async fn run(
         duration,
         thresholds,
         on_warning,
+        eviction_threshold,
     } = options;
     if let Targets::Fixed(cgroups) = &targets {
         if cgroups.len() > profiler_common::MAX_SLOTS as usize {
@@ -190,6 +194,7 @@ pub(crate) async fn run(
         thresholds,
         on_warning,
     );
+    collector.node = Some(crate::node::NodeWatch::new(eviction_threshold));
     collector.deaths.kmsg_context = oom_source == OomSource::MarkVictim && kmsg.is_some();
     collector.start()?;
 

@@ -18,6 +18,7 @@ use crate::{
     errors,
     forecast::risk::Thresholds,
     mode::{ChargeMode, OomSource},
+    node::NodeWatch,
     output::Sink,
     pods::{limit::node_memory, Discovery, Identity, LogTree, NodeRoots, RuntimeNames, Selection},
     probe::{report::Decision, KernelMaps},
@@ -62,6 +63,8 @@ pub(super) struct Collector<'s> {
     pub(super) oom_source: OomSource,
     /// What is remembered to tell deaths.
     pub(super) deaths: DeathLog,
+    /// The node's memory, forecast and next victims (a `node` line every round).
+    pub(super) node: Option<NodeWatch>,
 }
 
 impl<'s> Collector<'s> {
@@ -95,6 +98,7 @@ impl<'s> Collector<'s> {
             on_warning,
             oom_source: decision.oom_source,
             deaths: DeathLog::default(),
+            node: None,
         }
     }
 
@@ -332,6 +336,11 @@ impl<'s> Collector<'s> {
                     count,
                     source: "ring_buffer",
                 }))?;
+            }
+        }
+        if let Some(node) = self.node.as_mut() {
+            if let Some(record) = node.observe(unix_now(), &self.roots) {
+                self.emit_node(RecordBody::Node(record))?;
             }
         }
         self.flush()?;

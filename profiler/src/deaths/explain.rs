@@ -63,6 +63,19 @@ pub(crate) struct OomStory<'a> {
     pub(crate) own_limit_bytes: Option<u64>,
     /// The victim's `oom_score_adj` (the kubelet sets it from the QoS class).
     pub(crate) oom_score_adj: Option<i32>,
+    /// The cgroup killed whole with it (`memory.oom.group`).
+    pub(crate) group: Option<&'a Path>,
+    /// For a node OOM: where it stood among the next victims just before.
+    pub(crate) standing: Option<Standing>,
+}
+
+/// Where a process stood in the last ranking of the node's next OOM victims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// Its place: 1 is the process the kernel would kill first.
+    pub(crate) rank: u32,
+    /// Its `oom_score` then.
+    pub(crate) oom_score: u32,
 }
 
 /// Who sent the signal that ended the process.
@@ -123,6 +136,20 @@ pub(crate) fn explain(death: &Death<'_>) -> (Cause, String) {
 }
 
 fn oom_sentence(oom: &OomStory<'_>) -> (Cause, String) {
+    let (cause, sentence) = oom_limit_sentence(oom);
+    let group = oom
+        .group
+        .map(|g| {
+            format!(
+                "; the kernel killed every process of {} with it (memory.oom.group is set)",
+                g.display()
+            )
+        })
+        .unwrap_or_default();
+    (cause, format!("{sentence}{group}"))
+}
+
+fn oom_limit_sentence(oom: &OomStory<'_>) -> (Cause, String) {
     let limit = |limit: Option<u64>| {
         limit.map_or("limit".to_string(), |b| format!("limit of {}", bytes(b)))
     };
@@ -130,13 +157,25 @@ fn oom_sentence(oom: &OomStory<'_>) -> (Cause, String) {
         Some(Constraint::Node) => {
             let adj = oom
                 .oom_score_adj
-                .map(|a| format!(" (its oom_score_adj is {a}{})", qos_of_adj(a)))
-                .unwrap_or_default();
+                .map(|a| format!("its oom_score_adj is {a}{}", qos_of_adj(a)));
+            let standing = oom.standing.map(|s| match s.rank {
+                1 => format!("the highest oom_score on the node ({})", s.oom_score),
+                n => format!(
+                    "number {n} by oom_score ({}) at the last ranking",
+                    s.oom_score
+                ),
+            });
+            let why = match (standing, adj) {
+                (Some(s), Some(a)) => format!(", {s}; {a}"),
+                (Some(s), None) => format!(", {s}"),
+                (None, Some(a)) => format!(" ({a})"),
+                (None, None) => String::new(),
+            };
             (
                 Cause::OomNode,
                 format!(
                     "OOM-killed by the node's OOM killer: the node ran out of memory and the \
-                     kernel chose this process{adj}; no cgroup limit was reached"
+                     kernel chose this process{why}; no cgroup limit was reached"
                 ),
             )
         }
@@ -301,6 +340,7 @@ mod tests {
                 limit_bytes: Some(512 * MIB),
                 own_limit_bytes: None,
                 oom_score_adj: Some(500),
+                ..OomStory::default()
             }),
             signal: None,
         };
@@ -349,6 +389,44 @@ mod tests {
         assert_eq!(cause, Cause::OomNode);
         assert!(text.contains("node ran out of memory"), "{text}");
         assert!(text.contains("oom_score_adj is 1000, BestEffort"), "{text}");
+        let ranked = Death {
+            oom: death.oom.clone().map(|oom| OomStory {
+                standing: Some(Standing {
+                    rank: 1,
+                    oom_score: 1312,
+                }),
+                ..oom
+            }),
+            ..death
+        };
+        assert_eq!(
+            explain(&ranked).1,
+            "OOM-killed by the node's OOM killer: the node ran out of memory and the kernel \
+             chose this process, the highest oom_score on the node (1312); its oom_score_adj \
+             is 1000, BestEffort; no cgroup limit was reached"
+        );
+    }
+
+    #[test]
+    fn a_group_kill_says_the_whole_cgroup_died() {
+        let c1 = Path::new("/sys/fs/cgroup/kubepods.slice/pod1/c1");
+        let death = Death {
+            status: killed(9),
+            oom: Some(OomStory {
+                constraint: Some(Constraint::Memcg),
+                limit_source: Some(LimitSource::Container),
+                limit_bytes: Some(64 * MIB),
+                own_limit_bytes: Some(64 * MIB),
+                group: Some(c1),
+                ..OomStory::default()
+            }),
+            signal: None,
+        };
+        assert_eq!(
+            explain(&death).1,
+            "OOM-killed: the container's limit of 64.0MiB was reached; the kernel killed every \
+             process of /sys/fs/cgroup/kubepods.slice/pod1/c1 with it (memory.oom.group is set)"
+        );
     }
 
     #[test]

@@ -7,5 +7,5 @@
 pub(crate) mod explain;
 pub(crate) mod status;
 
-pub(crate) use explain::{explain, Cause, Constraint, Death, OomStory, SignalStory};
+pub(crate) use explain::{explain, Cause, Constraint, Death, OomStory, SignalStory, Standing};
 pub(crate) use status::ExitStatus;

@@ -12,6 +12,7 @@ use super::{bytes, Sink};
 use crate::{
     distributions::{Distributions, Percentiles, SampleFigures},
     forecast::risk::Risk,
+    node::NodeRecord,
     record::{Record, RecordBody, Sample, WarningLevel},
 };
 
@@ -32,6 +33,8 @@ pub(crate) struct LiveSink<W: Write> {
     /// Latest sample per cgroup, with the name shown for it.
     rows: BTreeMap<PathBuf, Row>,
     events: VecDeque<String>,
+    /// The node's line of the latest round.
+    node: Option<NodeRecord>,
 }
 
 impl<W: Write> LiveSink<W> {
@@ -42,6 +45,7 @@ impl<W: Write> LiveSink<W> {
             redraw,
             rows: BTreeMap::new(),
             events: VecDeque::new(),
+            node: None,
         }
     }
 
@@ -90,6 +94,16 @@ impl<W: Write> LiveSink<W> {
                 opt_bytes(k.limit_bytes),
                 k.victim_cgroup.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "?".into()),
             ),
+            RecordBody::OomGroupKill(g) => format!(
+                "GROUP OOM KILL in {cgroup}{}: every process of {} (memory.oom.group): {}",
+                container_detail(record),
+                g.oom_group.display(),
+                g.victims
+                    .iter()
+                    .map(|v| format!("pid {} ({})", v.pid, v.comm.escape_debug()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             RecordBody::Exit(e) => format!(
                 "EXIT in {cgroup}{}: pid {} ({}) exit code {}: {}",
                 container_detail(record),
@@ -99,7 +113,7 @@ impl<W: Write> LiveSink<W> {
                 e.explanation.escape_debug(),
             ),
             RecordBody::Signal(s) => format!(
-                "{} to pid {} ({}) in {cgroup} from {} (pid {}{}){}",
+                "{} to pid {} ({}) in {cgroup} from {} (pid {}{}){}{}",
                 s.signal,
                 s.pid,
                 s.comm.escape_debug(),
@@ -110,7 +124,13 @@ impl<W: Write> LiveSink<W> {
                     .map(|c| format!(", container {}", c.escape_debug()))
                     .unwrap_or_default(),
                 if s.delivered { "" } else { " (not delivered)" },
+                match s.repeats {
+                    0 => String::new(),
+                    n => format!(", and {n} more like it since the last"),
+                },
             ),
+            // The live view shows the node in its header, not among the events.
+            RecordBody::Node(_) => return None,
             RecordBody::Burst(b) => format!(
                 "burst in {cgroup}: charged more than {} since the last sample (usage {}, limit {})",
                 bytes(b.budget_bytes),
@@ -163,6 +183,9 @@ impl<W: Write> LiveSink<W> {
     }
 
     fn render_table(&mut self) -> io::Result<()> {
+        if let Some(node) = &self.node {
+            writeln!(self.out, "{}", node_line(node))?;
+        }
         const HEADER: [&str; 14] = [
             "USAGE",
             "WSET",
@@ -238,6 +261,39 @@ impl<W: Write> LiveSink<W> {
         }
         Ok(())
     }
+}
+
+/// The node in one line: available memory against the eviction threshold, the forecast, and
+/// the process the kernel would kill first.
+fn node_line(node: &NodeRecord) -> String {
+    let forecast = match (node.eta_eviction_seconds, node.eta_oom_seconds) {
+        (Some(evict), _) => format!(", eviction forecast in {}", eta(Some(evict))),
+        (None, Some(oom)) => format!(", out of memory forecast in {}", eta(Some(oom))),
+        (None, None) => String::new(),
+    };
+    let next = node
+        .next_victims
+        .first()
+        .map(|v| {
+            let owner = v
+                .identity
+                .short()
+                .map(|o| format!(", {o}"))
+                .unwrap_or_default();
+            format!(
+                "; next OOM victim {} (pid {}{owner}, oom_score {})",
+                v.comm.escape_debug(),
+                v.pid,
+                v.oom_score
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "NODE: {} of {} available (eviction below {}){forecast}{next}",
+        bytes(node.mem_available_bytes),
+        bytes(node.mem_total_bytes),
+        bytes(node.eviction_threshold_bytes)
+    )
 }
 
 /// p50, p90, p99 and max as byte counts, in `template`'s four `{}`; `-` when none.
@@ -331,6 +387,10 @@ impl<W: Write> Sink for LiveSink<W> {
             }
             return Ok(());
         }
+        if let RecordBody::Node(node) = &record.body {
+            self.node = Some(node.clone());
+            return Ok(());
+        }
         if matches!(record.body, RecordBody::CgroupGone) {
             if let Some(path) = &record.cgroup {
                 self.rows.remove(path);
@@ -350,7 +410,7 @@ impl<W: Write> Sink for LiveSink<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.rows.is_empty() {
+        if self.rows.is_empty() && self.node.is_none() {
             return self.out.flush();
         }
         if self.redraw {
@@ -404,6 +464,9 @@ mod tests {
                 constraint: None,
                 oom_cgroup: None,
                 oom_limit_source: None,
+                oom_group: None,
+                oom_score: None,
+                next_victim_rank: None,
             }),
         };
         let mut out = Vec::new();
@@ -445,6 +508,46 @@ mod tests {
         // Once in the table of figures, once in the table of percentiles.
         assert_eq!(text.matches("/cg/a").count(), 2, "{text}");
         assert!(text.contains("2.0MiB"), "{text}");
+    }
+
+    #[test]
+    fn the_node_heads_the_table() {
+        let node = NodeRecord {
+            mem_total_bytes: 8 << 30,
+            mem_available_bytes: 300 << 20,
+            eviction_threshold_bytes: 100 << 20,
+            eta_eviction_seconds: Some(42.0),
+            eta_oom_seconds: Some(60.0),
+            psi_some_avg10: None,
+            next_victims: vec![crate::node::NextVictim {
+                pid: 77,
+                comm: "hog\n".into(),
+                oom_score: 1300,
+                oom_score_adj: 1000,
+                rss_bytes: 1 << 30,
+                victim_cgroup: None,
+                identity: Identity::default(),
+            }],
+        };
+        let mut out = Vec::new();
+        let mut sink = LiveSink::new(&mut out, false);
+        let record = Record {
+            ts: 0.0,
+            cgroup: None,
+            identity: None,
+            body: RecordBody::Node(node),
+        };
+        sink.emit(&record).expect("emit");
+        sink.flush().expect("flush");
+        let text = String::from_utf8(out).expect("utf8");
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(
+                "NODE: 300.0MiB of 8.0GiB available (eviction below 100.0MiB), eviction \
+                 forecast in 42s; next OOM victim hog\\n (pid 77, oom_score 1300)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

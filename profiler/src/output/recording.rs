@@ -224,11 +224,12 @@ mod tests {
     fn round_trip_through_the_reports_reader() {
         use crate::deaths::{Cause, Constraint};
         use crate::forecast::risk::Risk;
+        use crate::node::{NextVictim, NodeRecord};
         use crate::pods::LimitSource;
         use crate::pods::{classify::Qos, Identity};
         use crate::record::{
-            Exit, KillSource, LostEvents, OomKill, SignalRecord, SummaryRecord, Warning,
-            WarningLevel, WatchStart,
+            Exit, GroupVictim, KillSource, LostEvents, OomGroupKill, OomKill, SignalRecord,
+            SummaryRecord, Warning, WarningLevel, WatchStart,
         };
         use reports::recording::{read, Body};
 
@@ -280,6 +281,41 @@ mod tests {
             constraint: Some(Constraint::Memcg),
             oom_cgroup: Some("/kubepods/pod1".into()),
             oom_limit_source: Some(LimitSource::Pod),
+            oom_group: Some("/kubepods/pod1/ctr".into()),
+            oom_score: None,
+            next_victim_rank: None,
+        };
+        let group = OomGroupKill {
+            oom_group: "/kubepods/pod1/ctr".into(),
+            victims: vec![
+                GroupVictim {
+                    pid: 4242,
+                    comm: "<script>alert(1)</script>".into(),
+                },
+                GroupVictim {
+                    pid: 4243,
+                    comm: "sleep".into(),
+                },
+            ],
+            constraint: Some(Constraint::Memcg),
+            oom_cgroup: Some("/kubepods/pod1".into()),
+        };
+        let node = NodeRecord {
+            mem_total_bytes: 8 << 30,
+            mem_available_bytes: 90 << 20,
+            eviction_threshold_bytes: 100 << 20,
+            eta_eviction_seconds: Some(0.0),
+            eta_oom_seconds: Some(4.5),
+            psi_some_avg10: Some(12.5),
+            next_victims: vec![NextVictim {
+                pid: 4243,
+                comm: "sleep".into(),
+                oom_score: 1200,
+                oom_score_adj: 1000,
+                rss_bytes: 1 << 20,
+                victim_cgroup: Some("/kubepods/pod1/ctr".into()),
+                identity: identity.clone(),
+            }],
         };
         let exit = Exit {
             pid: 4242,
@@ -304,6 +340,7 @@ mod tests {
             sender_cgroup: None,
             sender_container: None,
             delivered: true,
+            repeats: 0,
         };
         let warning = Warning {
             level: WarningLevel::Critical,
@@ -350,6 +387,13 @@ mod tests {
             record(8.0, RecordBody::CgroupGone),
             record(8.5, RecordBody::Exit(exit.clone())),
             record(8.7, RecordBody::Signal(signal.clone())),
+            record(8.8, RecordBody::OomGroupKill(group.clone())),
+            Record {
+                ts: 8.9,
+                cgroup: None,
+                identity: None,
+                body: RecordBody::Node(node.clone()),
+            },
             record(
                 9.0,
                 RecordBody::End(End {
@@ -371,6 +415,9 @@ mod tests {
         assert_eq!(recording.lines.len(), records.len());
         for (line, written) in recording.lines.iter().zip(&records) {
             assert_eq!(line.ts, written.ts);
+            if written.cgroup.is_none() {
+                continue;
+            }
             assert_eq!(line.cgroup.as_deref(), Some("/kubepods/pod1/ctr"));
             assert_eq!(line.identity.pod.as_deref(), Some("web-7f9c"));
             assert_eq!(line.identity.qos.as_deref(), Some("burstable"));
@@ -441,5 +488,37 @@ mod tests {
         assert_eq!((s.pid, s.sender_pid), (4243, 9));
         assert_eq!(s.signal, "SIGTERM");
         assert_eq!(s.sender_comm, "containerd-shim");
+        assert_eq!(k.oom_group.as_deref(), Some("/kubepods/pod1/ctr"));
+        let Body::OomGroupKill(g) = &recording.lines[9].body else {
+            panic!("group kill expected: {:?}", recording.lines[9]);
+        };
+        assert_eq!(g.oom_group, "/kubepods/pod1/ctr");
+        let pids: Vec<(u32, &str)> = g.victims.iter().map(|v| (v.pid, v.comm.as_str())).collect();
+        assert_eq!(pids, vec![(4242, kill.comm.as_str()), (4243, "sleep")]);
+        assert_eq!(g.constraint.as_deref(), Some("memcg"));
+        let Body::Node(n) = &recording.lines[10].body else {
+            panic!("node expected: {:?}", recording.lines[10]);
+        };
+        assert_eq!(recording.lines[10].cgroup, None);
+        assert_eq!(
+            (
+                n.mem_total_bytes,
+                n.mem_available_bytes,
+                n.eviction_threshold_bytes
+            ),
+            (8 << 30, 90 << 20, 100 << 20)
+        );
+        assert_eq!(
+            (n.eta_eviction_seconds, n.eta_oom_seconds),
+            (Some(0.0), Some(4.5))
+        );
+        assert_eq!(n.psi_some_avg10, Some(12.5));
+        let v = &n.next_victims[0];
+        assert_eq!(
+            (v.pid, v.oom_score, v.oom_score_adj, v.rss_bytes),
+            (4243, 1200, 1000, 1 << 20)
+        );
+        assert_eq!(v.identity.pod.as_deref(), Some("web-7f9c"));
+        assert_eq!(v.victim_cgroup.as_deref(), Some("/kubepods/pod1/ctr"));
     }
 }

@@ -13,7 +13,14 @@
 //! workload [--comm NAME] json-churn --seconds S                   json-churn docs=.. secs=.. docs_per_sec=..
 //! workload [--comm NAME] exit --code N --after-ms T               ready, then exits with N
 //! workload [--comm NAME] ignore-term                              ready (SIGTERM ignored)
+//! workload [--comm NAME] spawn --seconds S                        spawn runs=.. secs=.. spawns_per_sec=..
+//! workload [--comm NAME] signals --signal usr1|term --seconds S   signals sent=.. secs=.. signals_per_sec=..
 //! ```
+//!
+//! `spawn` runs `/bin/true` in a loop (fork, exec, exit, wait): the fork/exit-heavy workload.
+//! `signals` forks a child that ignores SIGUSR1 and SIGTERM and sends it one signal after
+//! another with kill(2): SIGUSR1 is what signal-heavy programs send (and the profiler's kernel
+//! filter drops), SIGTERM what the profiler reports, each one, to a watched process.
 //!
 //! `leak` with `--baseline-mib B` first touches B MiB, and with `--hold-s H` waits H seconds
 //! before it leaks (both 0 by default: it leaks at once). It prints `growth_start <unix seconds>`
@@ -45,7 +52,7 @@ const PAGE: usize = 4096;
 
 /// The subcommands, for error messages.
 const SUBCOMMANDS: &str = "leak, grow, hold, burst, pagefault, json-churn, exit, ignore-term, \
-                           accelerate, sawtooth, pagecache, shmem, spike, steps, multi; \
+                           spawn, signals, accelerate, sawtooth, pagecache, shmem, spike, steps, multi; \
                            `workload help` describes them";
 
 fn main() -> ExitCode {
@@ -119,6 +126,19 @@ fn run(argv: Vec<String>) -> Result<(), String> {
         "ignore-term" => {
             options.allow(&[])?;
             ignore_term()
+        }
+        "spawn" => {
+            options.allow(&["seconds"])?;
+            spawn(Duration::from_secs(options.number("seconds")?))
+        }
+        "signals" => {
+            options.allow(&["signal", "seconds"])?;
+            let signal = match options.text("signal")? {
+                "usr1" => libc::SIGUSR1,
+                "term" => libc::SIGTERM,
+                other => return Err(format!("--signal takes usr1 or term, not {other:?}")),
+            };
+            signals(signal, Duration::from_secs(options.number("seconds")?))
         }
         other => match forecast::run(other, options) {
             Some(result) => result,
@@ -381,6 +401,71 @@ fn ignore_term() -> Result<(), String> {
     }
     say("ready")?;
     sleep_forever()
+}
+
+fn spawn(seconds: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    let mut runs = 0u64;
+    while start.elapsed() < seconds {
+        let status = std::process::Command::new("/bin/true")
+            .status()
+            .map_err(|e| format!("running /bin/true: {e}"))?;
+        if !status.success() {
+            return Err(format!("/bin/true: {status}"));
+        }
+        runs += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    say(&format!(
+        "spawn runs={runs} secs={secs} spawns_per_sec={}",
+        runs as f64 / secs
+    ))
+}
+
+fn signals(signal: i32, seconds: Duration) -> Result<(), String> {
+    // SAFETY: fork in a single-threaded process; the child only calls async-signal-safe
+    // functions (signal, pause, _exit).
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(format!("fork: {}", io::Error::last_os_error()));
+    }
+    if child == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    // The child ignores the signals only once it has run: give it the time to.
+    thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut failed = None;
+    while start.elapsed() < seconds {
+        for _ in 0..100 {
+            // SAFETY: kill(2) on our own child.
+            if unsafe { libc::kill(child, signal) } != 0 {
+                failed = Some(io::Error::last_os_error());
+            }
+        }
+        sent += 100;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    // SAFETY: kill(2) and waitpid(2) on our own child.
+    unsafe {
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, ptr::null_mut(), 0);
+    }
+    if let Some(error) = failed {
+        return Err(format!("kill(2): {error}"));
+    }
+    say(&format!(
+        "signals sent={sent} secs={secs} signals_per_sec={}",
+        sent as f64 / secs
+    ))
 }
 
 fn hold(len: usize) -> Result<(), String> {

@@ -17,7 +17,8 @@ use crate::{build, memcg::require_root, setup};
 /// Which benchmark.
 #[derive(Subcommand)]
 pub(crate) enum Which {
-    /// Page-fault microbenchmark and an allocation-heavy workload, with and without the profiler.
+    /// Page-fault microbenchmark, an allocation-heavy workload, and fork/exit- and signal-heavy
+    /// ones (the deaths' hooks), with and without the profiler.
     Overhead {
         /// Runs per mode (at least 7 for a median worth reading).
         #[arg(long, default_value_t = 9)]
@@ -31,6 +32,9 @@ pub(crate) enum Which {
         /// Seconds per allocation-heavy (JSON) run.
         #[arg(long, default_value_t = 3)]
         json_seconds: u64,
+        /// Seconds per fork/exit-heavy and signal-heavy run.
+        #[arg(long, default_value_t = 3)]
+        deaths_seconds: u64,
     },
     /// Nine growth scenarios (leaks, GC sawtooth, page cache, shmem, spike, steps, several
     /// processes) in memory cgroups of 64–256 MiB, each recorded by `profiler watch --json`
@@ -62,7 +66,8 @@ pub(crate) fn run(which: Which) -> Result<()> {
             mib,
             iters,
             json_seconds,
-        } => overhead::run(&bins, runs, mib, iters, json_seconds),
+            deaths_seconds,
+        } => overhead::run(&bins, runs, mib, iters, json_seconds, deaths_seconds),
         Which::Forecast { runs, only } => forecast::run(&bins, runs, &only),
     }
 }

@@ -132,6 +132,42 @@ fn print_table(title: &str, unit: &str, modes: &[Attached], figures: &[Vec<f64>]
     }
 }
 
+/// Alternates the workload `args` with and without `profiler watch`, and prints its figure
+/// (`unit`, printed by the workload after `key`) and the ratio with/without against `goal`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one table's title, figure, workload and goal"
+)]
+fn with_and_without(
+    bins: &Binaries,
+    cgroup: &TempMemcg,
+    runs: usize,
+    title: &str,
+    (unit, key): (&str, &str),
+    args: &[&str],
+    goal: f64,
+) -> Result<()> {
+    let modes = [Attached::Nothing, Attached::Profiler];
+    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+    let figures = alternate(bins, cgroup, &modes, runs, &args, key)?;
+    print_table(title, unit, &modes, &figures);
+    println!(
+        "  profiler / none         {:.3}   (goal >= {goal:.2})",
+        median(&figures[1]) / median(&figures[0])
+    );
+    let per_round: Vec<f64> = figures[1]
+        .iter()
+        .zip(&figures[0])
+        .map(|(p, n)| p / n)
+        .collect();
+    let (lo, hi) = spread(&per_round);
+    println!(
+        "  profiler / none per round: median {:.3}, min {lo:.3}, max {hi:.3}",
+        median(&per_round)
+    );
+    Ok(())
+}
+
 /// Runs the overhead benchmark.
 pub(super) fn run(
     bins: &Binaries,
@@ -139,6 +175,7 @@ pub(super) fn run(
     mib: u64,
     iters: u64,
     json_seconds: u64,
+    deaths_seconds: u64,
 ) -> Result<()> {
     let cgroup = TempMemcg::new("profiler-bench", 2 << 30)?;
     println!(
@@ -182,28 +219,52 @@ pub(super) fn run(
         median(&per_round)
     );
 
-    let modes = [Attached::Nothing, Attached::Profiler];
-    let args: Vec<String> = ["json-churn", "--seconds", &json_seconds.to_string()]
-        .map(String::from)
-        .to_vec();
-    let json = alternate(bins, &cgroup, &modes, runs, &args, "docs_per_sec=")?;
-    print_table(
+    let seconds = json_seconds.to_string();
+    with_and_without(
+        bins,
+        &cgroup,
+        runs,
         &format!(
             "allocation-heavy workload (build, serialize, parse JSON documents; {json_seconds} s)"
         ),
-        "docs/s",
-        &modes,
-        &json,
-    );
-    println!(
-        "  profiler / none         {:.3}   (goal >= 0.99)",
-        median(&json[1]) / median(&json[0])
-    );
-    let per_round: Vec<f64> = json[1].iter().zip(&json[0]).map(|(p, n)| p / n).collect();
-    let (lo, hi) = spread(&per_round);
-    println!(
-        "  profiler / none per round: median {:.3}, min {lo:.3}, max {hi:.3}",
-        median(&per_round)
-    );
+        ("docs/s", "docs_per_sec="),
+        &["json-churn", "--seconds", &seconds],
+        0.99,
+    )?;
+    // The deaths' hooks fire on every exit and every SIGKILL or SIGTERM on the node: their
+    // cost is the workloads that exit and signal most.
+    let seconds = deaths_seconds.to_string();
+    with_and_without(
+        bins,
+        &cgroup,
+        runs,
+        &format!("fork/exit-heavy workload (run /bin/true in a loop; {deaths_seconds} s)"),
+        ("runs/s", "spawns_per_sec="),
+        &["spawn", "--seconds", &seconds],
+        0.98,
+    )?;
+    with_and_without(
+        bins,
+        &cgroup,
+        runs,
+        &format!(
+            "signal-heavy workload (kill(2) SIGUSR1 to an ignoring child; {deaths_seconds} s)"
+        ),
+        ("signals/s", "signals_per_sec="),
+        &["signals", "--signal", "usr1", "--seconds", &seconds],
+        0.98,
+    )?;
+    with_and_without(
+        bins,
+        &cgroup,
+        runs,
+        &format!(
+            "SIGTERM flood (kill(2) SIGTERM to an ignoring child, each one reported; \
+             {deaths_seconds} s)"
+        ),
+        ("signals/s", "signals_per_sec="),
+        &["signals", "--signal", "term", "--seconds", &seconds],
+        0.98,
+    )?;
     Ok(())
 }

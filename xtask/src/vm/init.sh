@@ -39,6 +39,30 @@ param() {
 in_cgroup() {
     sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$@"
 }
+# Starts `workload ARGS...` in cgroup $1 in the background, its pid (kept across exec: the one
+# the kernel will kill) in file $2, its output in file $3.
+# STARTED is that pid (the job's own: the shell execs the workload).
+start_in() {
+    cg=$1 pidfile=$2 out=$3
+    shift 3
+    sh -c 'echo $$ > "$0/cgroup.procs" && echo $$ > "$1" && shift && exec "$@"' "$cg" "$pidfile" \
+        workload "$@" > "$out" 2>&1 &
+    STARTED=$!
+    n=0
+    while [ ! -s "$pidfile" ] && [ "$n" -lt 100 ]; do n=$((n + 1)); sleep 0.05; done
+}
+# Whether pid $1 lives (a zombie does not: it died, and waits to be reaped).
+alive() {
+    [ -e "/proc/$1" ] && ! grep -q '^State:.*[ZX]' "/proc/$1/status" 2>/dev/null
+}
+# Waits up to $2 seconds for file $1 to hold the word $3.
+wait_word() {
+    n=0
+    while ! grep -q "$3" "$1" 2>/dev/null && [ "$n" -lt $(($2 * 10)) ]; do
+        n=$((n + 1))
+        sleep 0.1
+    done
+}
 # Waits until `profiler watch` (pid $1, output $2) has printed its first line: every program is
 # attached by then. Fails if it exits or takes longer than $3 seconds.
 wait_watch_start() {
@@ -223,6 +247,43 @@ section kprobe_watch /tmp/kprobe.json
 section kprobe_stderr /tmp/kprobe.err
 say "kprobe run done (up $(cut -d' ' -f1 /proc/uptime) s)"
 
+# A group kill: memory.oom.group set (as the kubelet does on cgroup v2), a process holding a
+# little memory and a leak; when the leak reaches the limit the kernel kills both at once.
+G=/sys/fs/cgroup/vmtest-group
+mkdir "$G"
+echo "${LIMIT_MIB}M" > "$G/memory.max"
+echo 0 > "$G/memory.swap.max" 2>/dev/null
+kv group_cgroup "$G"
+if echo 1 > "$G/memory.oom.group" 2>/dev/null; then kv group_set yes; else kv group_set no; fi
+profiler watch --cgroup "$G" --json --interval 1s > /tmp/group.json 2> /tmp/group.err &
+GW=$!
+if wait_watch_start "$GW" /tmp/group.json 180; then
+    start_in "$G" /tmp/gheld.pid /tmp/gheld.out --comm held hold --mib 4
+    GHELD=$STARTED
+    wait_word /tmp/gheld.out 30 ready
+    start_in "$G" /tmp/gleak.pid /tmp/gleak.out --comm gleak leak --step-mib 4 --interval-ms 100
+    GLEAK=$STARTED
+    kv group_held_pid "$GHELD"
+    kv group_leak_pid "$GLEAK"
+    # Neither may outlive the test if the kernel does not kill them.
+    ( sleep 60; kill -9 "$GHELD" "$GLEAK" ) 2>/dev/null &
+    GWD=$!
+    wait "$GLEAK"
+    kv group_leak_status $?
+    wait "$GHELD"
+    kv group_held_status $?
+    kill "$GWD" 2>/dev/null
+    section group_events "$G/memory.events"
+    # The group's line comes a second after its first victim.
+    sleep 3
+fi
+kill -INT "$GW" 2>/dev/null
+wait_or_report "$GW" 60 "profiler watch of the group kill after SIGINT" /tmp/group.json
+kv group_status $?
+section group_watch /tmp/group.json
+section group_stderr /tmp/group.err
+say "group kill done (up $(cut -d' ' -f1 /proc/uptime) s)"
+
 # A SIGINT during a watch's start-up (loading and attaching take seconds here) must end the
 # watch once it is set up. A background job of this script starts with SIGINT ignored; a
 # profiler that caught it only after attaching lost such a signal and ran on until killed.
@@ -287,6 +348,55 @@ while [ "$round" -le "$ROUNDS" ]; do
     say "overhead round $round done"
     round=$((round + 1))
 done
+# A node (global) OOM, which only a guest may have: the guest has 1 GiB and no swap. A leak in
+# a cgroup without a limit, beside a BestEffort-like process (oom_score_adj 1000) and a
+# Guaranteed-like one (-997), each in a cgroup of its own; the profiler, watching the three,
+# is never a candidate (-1000). The kernel kills by oom_score: the BestEffort one first.
+N=/sys/fs/cgroup/node
+for c in leak best guaranteed; do mkdir "$N-$c"; done
+kv node_cgroups "$N-leak $N-best $N-guaranteed"
+start_in "$N-best" /tmp/nbest.pid /tmp/nbest.out --comm best hold --mib 16
+NBEST=$STARTED
+start_in "$N-guaranteed" /tmp/nguar.pid /tmp/nguar.out --comm guaranteed hold --mib 16
+NGUAR=$STARTED
+wait_word /tmp/nbest.out 30 ready
+wait_word /tmp/nguar.out 30 ready
+echo 1000 > "/proc/$NBEST/oom_score_adj"
+echo -997 > "/proc/$NGUAR/oom_score_adj"
+kv node_best_pid "$NBEST"
+kv node_guaranteed_pid "$NGUAR"
+kv node_meminfo "$(grep -E '^(MemTotal|MemAvailable):' /proc/meminfo | tr -s ' \n' ' ')"
+profiler watch --cgroup "$N-leak" --cgroup "$N-best" --cgroup "$N-guaranteed" --json \
+    --interval 500ms > /tmp/node.json 2> /tmp/node.err &
+NW=$!
+echo -1000 > "/proc/$NW/oom_score_adj"
+if wait_watch_start "$NW" /tmp/node.json 180; then
+    # Quiet node lines first, past the forecaster's 20 s of learning (as for a container, it
+    # forecasts nothing before), then 64 MiB/s until the node runs out.
+    sleep 22
+    start_in "$N-leak" /tmp/nleak.pid /tmp/nleak.out --comm nodeleak leak --step-mib 16 --interval-ms 250
+    NLEAK=$STARTED
+    kv node_leak_pid "$NLEAK"
+    ( sleep 120; kill -9 "$NLEAK" ) 2>/dev/null &
+    NWD=$!
+    wait "$NLEAK"
+    kv node_leak_status $?
+    kill "$NWD" 2>/dev/null
+    if alive "$NBEST"; then kv node_best_alive yes; else kv node_best_alive no; fi
+    if alive "$NGUAR"; then kv node_guaranteed_alive yes; else kv node_guaranteed_alive no; fi
+    # The kills' exit lines, and a node line after them.
+    sleep 3
+fi
+kill -INT "$NW" 2>/dev/null
+wait_or_report "$NW" 60 "profiler watch of the node OOM after SIGINT" /tmp/node.json
+kv node_status $?
+kill -9 "$NBEST" "$NGUAR" 2>/dev/null
+wait "$NBEST" "$NGUAR" 2>/dev/null
+dmesg | grep -E 'oom-kill:|Killed process|Out of memory' > /tmp/node.dmesg
+section node_dmesg /tmp/node.dmesg
+section node_watch /tmp/node.json
+section node_stderr /tmp/node.err
+say "node OOM done (up $(cut -d' ' -f1 /proc/uptime) s)"
 kv uptime "$(cut -d' ' -f1 /proc/uptime)"
 put done
 say "done (up $(cut -d' ' -f1 /proc/uptime) s); powering off"

@@ -4,6 +4,7 @@
 use records::{Hook, Line};
 
 mod checks;
+mod deaths;
 mod report;
 
 pub(super) use report::GuestReport;
@@ -80,6 +81,9 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
         checks::psi_check(&watch),
         checks::kill_check(report, &watch),
         checks::kprobe_check(report),
+        deaths::group_check(report),
+        deaths::node_oom_check(report),
+        deaths::node_forecast_check(report),
         checks::hang_check(report),
         checks::end_check(report, &watch),
         checks::mode_check(mode.as_deref(), doctor_mode, mode_reason.as_deref()),

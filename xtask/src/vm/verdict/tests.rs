@@ -4,8 +4,9 @@
 //! `testdata/guest-6.1-kprobe.txt` (Debian's 6.1.192 with the kprobe charge path; fentry
 //! refused by the verifier; the leak killed as pid 157), both from before samples carried PSI;
 //! `testdata/guest-6.12-fentry.txt` (Debian's 6.12.117, fentry charge path, PSI in the samples,
-//! the forced kprobe run; the leak killed as pid 196). The first two predate PSI in samples and
-//! the kprobe run.
+//! the forced kprobe run, the group kill of pids 275 and 278, the node OOM that killed pid 463
+//! (`oom_score_adj` 1000) and then the leak; the leak of the first scenario killed as pid 202).
+//! The first two predate PSI in samples, the kprobe run and the deaths only a guest can have.
 use super::*;
 
 const RECORDED: &str = include_str!("../testdata/guest-6.12-polling.txt");
@@ -14,6 +15,9 @@ const FENTRY: &str = include_str!("../testdata/guest-6.12-fentry.txt");
 const CHARGES: &str = "the charge path sees the charges";
 const PSI: &str = "samples carry PSI (memory.pressure)";
 const KPROBE_RUN: &str = "--mode kprobe works and sees the charges";
+const GROUP: &str = "a group kill names all its victims";
+const NODE_OOM: &str = "a node OOM is told, its victim ranked first before it";
+const NODE_FORECAST: &str = "node lines forecast the node running out";
 
 fn check_named<'a>(verdict: &'a Verdict, prefix: &str) -> &'a Check {
     verdict
@@ -50,7 +54,15 @@ fn recorded_polling_guest_fails_the_charge_path_checks() {
     let verdict = judge(&GuestReport::parse(RECORDED));
     assert_eq!(
         failed(&verdict),
-        vec![CHARGES, PSI, KPROBE_RUN, NOT_POLLING],
+        vec![
+            CHARGES,
+            PSI,
+            KPROBE_RUN,
+            GROUP,
+            NODE_OOM,
+            NODE_FORECAST,
+            NOT_POLLING
+        ],
         "{verdict:#?}"
     );
     assert_eq!(verdict.mode.as_deref(), Some("polling"));
@@ -133,6 +145,9 @@ fn a_kill_of_another_pid_fails() {
             PSI,
             "oom_kill names the workload's pid and cgroup",
             KPROBE_RUN,
+            GROUP,
+            NODE_OOM,
+            NODE_FORECAST,
             NOT_POLLING
         ]
     );
@@ -218,8 +233,12 @@ fn parse_ignores_noise_and_keeps_a_section_cut_short() {
 #[test]
 fn recorded_kprobe_guest_passes_with_brief_hook_details() {
     let verdict = judge(&GuestReport::parse(KPROBE));
-    // That profiler predates PSI in samples and the kprobe run; everything else passes.
-    assert_eq!(failed(&verdict), vec![PSI, KPROBE_RUN]);
+    // That profiler predates PSI in samples, the kprobe run and the deaths; everything else
+    // passes.
+    assert_eq!(
+        failed(&verdict),
+        vec![PSI, KPROBE_RUN, GROUP, NODE_OOM, NODE_FORECAST]
+    );
     assert_eq!(verdict.mode.as_deref(), Some("kprobe"));
     assert_eq!(verdict.hooks.len(), 12);
     assert!(verdict
@@ -287,4 +306,74 @@ fn a_hung_process_fails_with_its_kernel_stack() {
         "{}",
         hung.detail
     );
+}
+
+#[test]
+fn a_group_kill_missing_a_victim_fails() {
+    // The group's line without the held process, as if it had been left out.
+    let text = FENTRY.replace(r#",{"pid":275,"comm":"held"}"#, "");
+    assert_ne!(
+        text, FENTRY,
+        "the recording names pid 275 in its group line"
+    );
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![GROUP], "{verdict:#?}");
+    assert!(check_named(&verdict, "a group kill")
+        .detail
+        .contains("[[278]]"));
+    // The kernel saying it made no group kill fails it too.
+    let text = FENTRY.replace("oom_group_kill 1\n", "oom_group_kill 0\n");
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![GROUP], "{verdict:#?}");
+}
+
+#[test]
+fn a_node_oom_of_the_wrong_process_or_unranked_fails() {
+    // The profiler names another victim than the kernel's (the guest says 463 died).
+    let text = FENTRY.replace("=== kv node_best_pid 463", "=== kv node_best_pid 464");
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![NODE_OOM], "{verdict:#?}");
+    // No ranking before the kill named it.
+    let text = FENTRY.replace(
+        r#""next_victims":[{"pid":463,"#,
+        r#""next_victims":[{"pid":1,"#,
+    );
+    assert_ne!(text, FENTRY);
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![NODE_OOM], "{verdict:#?}");
+    assert!(check_named(&verdict, "a node OOM")
+        .detail
+        .contains("no node line within 5 s before the kill ranks pid 463 first"));
+    // The Guaranteed-like process died too: the kernel did not kill by score.
+    let text = FENTRY.replace(
+        "=== kv node_guaranteed_alive yes",
+        "=== kv node_guaranteed_alive no",
+    );
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![NODE_OOM], "{verdict:#?}");
+}
+
+#[test]
+fn node_lines_without_a_forecast_fail() {
+    let text = FENTRY
+        .lines()
+        .map(|line| {
+            if line.contains(r#""type":"node""#) {
+                forget_etas(line)
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![NODE_FORECAST], "{verdict:#?}");
+}
+
+/// A `node` line with both forecasts set to `null`.
+fn forget_etas(line: &str) -> String {
+    let mut value: serde_json::Value = serde_json::from_str(line).expect("a JSON node line");
+    value["eta_eviction_seconds"] = serde_json::Value::Null;
+    value["eta_oom_seconds"] = serde_json::Value::Null;
+    value.to_string()
 }
