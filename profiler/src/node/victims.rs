@@ -61,10 +61,31 @@ pub(crate) fn top(mut candidates: Vec<Candidate>, n: usize) -> Vec<Candidate> {
     candidates
 }
 
+/// `/proc/PID/oom_score`; `None` if the process is gone.
+fn oom_score(pid: u32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{pid}/oom_score"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The processes worth reading in full: the kernel reports 0 for what it never kills (kernel
+/// threads, `oom_score_adj` −1000), and only the `n` highest scores (with every process tied
+/// with the last of them) can be among the `n` first.
+fn shortlist(mut scores: Vec<(u32, u32)>, n: usize) -> Vec<(u32, u32)> {
+    scores.retain(|&(_, score)| score > 0);
+    scores.sort_by_key(|&(_, score)| std::cmp::Reverse(score));
+    let Some(&(_, last)) = scores.get(n.saturating_sub(1)) else {
+        return scores;
+    };
+    scores.retain(|&(_, score)| score >= last);
+    scores
+}
+
 /// Reads one process; `None` if it is gone or unreadable.
-fn read(pid: u32, page_size: u64) -> Option<Candidate> {
+fn read(pid: u32, oom_score: u32, page_size: u64) -> Option<Candidate> {
     let file = |name: &str| fs::read_to_string(format!("/proc/{pid}/{name}")).ok();
-    let oom_score = file("oom_score")?.trim().parse().ok()?;
     let oom_score_adj = file("oom_score_adj")?.trim().parse().ok()?;
     // statm: size resident shared ... in pages.
     let rss_pages: u64 = file("statm")?.split_whitespace().nth(1)?.parse().ok()?;
@@ -84,9 +105,15 @@ pub(crate) fn rank(roots: &NodeRoots, n: usize) -> Vec<NextVictim> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let candidates: Vec<Candidate> = entries
+    let scores: Vec<(u32, u32)> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| read(pid, page_size))
+        .filter_map(|pid| Some((pid, oom_score(pid)?)))
+        .collect();
+    // Twice as many as wanted: one that is gone by the time it is read, or has no memory
+    // left, leaves room for the next.
+    let candidates: Vec<Candidate> = shortlist(scores, n * 2)
+        .into_iter()
+        .filter_map(|(pid, score)| read(pid, score, page_size))
         .collect();
     let chosen = top(candidates, n);
     if chosen.is_empty() {
@@ -127,6 +154,15 @@ mod tests {
             oom_score_adj,
             rss_bytes: rss_mib << 20,
         }
+    }
+
+    #[test]
+    fn only_the_top_scores_and_their_ties_are_read_in_full() {
+        let scores = vec![(1, 0), (2, 500), (3, 900), (4, 700), (5, 700), (6, 100)];
+        let pids = |list: Vec<(u32, u32)>| list.into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+        assert_eq!(pids(shortlist(scores.clone(), 2)), vec![3, 4, 5]);
+        assert_eq!(pids(shortlist(scores.clone(), 1)), vec![3]);
+        assert_eq!(pids(shortlist(scores, 9)), vec![3, 4, 5, 2, 6]);
     }
 
     #[test]
