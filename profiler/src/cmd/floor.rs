@@ -1,5 +1,6 @@
-//! `profiler attach-floor` (hidden): programs that return at once on the charge-path hooks, so
-//! the overhead benchmark can tell the cost of the hooks from the cost of the profiler's work.
+//! `profiler attach-floor` (hidden): programs that return at once on the charge-path and death
+//! hooks, so the overhead benchmark can tell the cost of the hooks from the cost of the
+//! profiler's work.
 use std::io::Write as _;
 
 use anyhow::{Context as _, Result};
@@ -8,10 +9,12 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{cli::FloorArgs, privilege, probe};
 
-const FLOOR: [(&str, &str); 3] = [
+const FLOOR: [(&str, &str); 5] = [
     ("floor_lruvec_state", "mod_memcg_lruvec_state"),
     ("floor_state", "mod_memcg_state"),
     ("floor_events", "count_memcg_events"),
+    ("floor_process_exit", "sched_process_exit"),
+    ("floor_signal_generate", "signal_generate"),
 ];
 
 /// Runs `profiler attach-floor`.
