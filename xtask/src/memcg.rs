@@ -94,33 +94,12 @@ impl TempMemcg {
 
     /// Starts `cmd` inside the cgroup (it joins before exec) and keeps it for cleanup.
     pub(crate) fn spawn(&self, cmd: &mut Command) -> Result<Process> {
-        use std::os::unix::process::CommandExt as _;
-        let procs = std::ffi::CString::new(
-            self.path
-                .join("cgroup.procs")
-                .into_os_string()
-                .into_encoded_bytes(),
-        )
-        .context("cgroup path with a NUL byte")?;
-        // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-                libc::close(fd);
-                if ok {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        Ok(Process(
-            cmd.spawn().with_context(|| format!("starting {cmd:?}"))?,
-        ))
+        spawn_in(&self.path, cmd)
+    }
+
+    /// Whether this is a cgroup v2 (unified) cgroup.
+    pub(crate) fn is_v2(&self) -> bool {
+        self.v2
     }
 
     /// Whether the kernel has OOM-killed in this cgroup.
@@ -155,6 +134,38 @@ impl Drop for TempMemcg {
             self.path.display()
         );
     }
+}
+
+/// Starts `cmd` inside the cgroup directory `cgroup` (it joins before exec) and keeps it for
+/// cleanup.
+pub(crate) fn spawn_in(cgroup: &Path, cmd: &mut Command) -> Result<Process> {
+    use std::os::unix::process::CommandExt as _;
+    let procs = std::ffi::CString::new(
+        cgroup
+            .join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .context("cgroup path with a NUL byte")?;
+    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            libc::close(fd);
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    Ok(Process(
+        cmd.spawn().with_context(|| format!("starting {cmd:?}"))?,
+    ))
 }
 
 /// Fails unless running as root (cgroups and BPF need it).

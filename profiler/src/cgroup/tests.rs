@@ -493,6 +493,39 @@ fn missing_optional_files_are_not_gone() {
     assert_eq!(snapshot.usage_bytes, 240 * MIB);
 }
 
+#[test]
+fn held_files_read_afresh_and_tell_removal() {
+    let (_temp, dir) = copy_fixture("v1/limited_64m");
+    let cgroup = MemoryCgroup::open_with_version(&dir, CgroupVersion::V1).expect("open copy");
+    let mut handles = SnapshotHandles::new(CgroupVersion::V1);
+    let first = cgroup.read_snapshot_held(&mut handles).expect("first read");
+    assert_eq!(first, cgroup.read_snapshot().expect("read by path"));
+    // The same open file, read again from the start, gives what the file says now.
+    let usage = dir.join("memory.usage_in_bytes");
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&usage)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"12345678\n"))
+        .expect("rewrite usage in place");
+    let second = cgroup.read_snapshot_held(&mut handles).expect("second read");
+    assert_eq!(second.usage_bytes, 12_345_678);
+    // An optional file this kernel lacks is left out, and not a removal.
+    let (_temp2, dir2) = copy_fixture("v1/limited_64m");
+    fs::remove_file(dir2.join("memory.kmem.usage_in_bytes")).expect("remove kmem");
+    let other = MemoryCgroup::open_with_version(&dir2, CgroupVersion::V1).expect("open copy");
+    let mut other_handles = SnapshotHandles::new(CgroupVersion::V1);
+    let read = other.read_snapshot_held(&mut other_handles).expect("no kmem");
+    assert_eq!(read.kernel_bytes, None);
+    // A required file missing before it was first opened: the cgroup is gone.
+    fs::remove_file(dir2.join("memory.stat")).expect("remove stat");
+    let mut fresh = SnapshotHandles::new(CgroupVersion::V1);
+    assert!(matches!(
+        other.read_snapshot_held(&mut fresh),
+        Err(CgroupError::Gone { .. })
+    ));
+}
+
 // --- the host tier: the running machine's real cgroups ---
 
 /// A child of this process's memory cgroup, removed when dropped (also when a test fails).
@@ -545,6 +578,24 @@ fn real_child_cgroup_limit_descendants_and_removal() {
     fs::write(scratch.0.join("memory.limit_in_bytes"), "64M").expect("set the limit");
 
     let child = MemoryCgroup::open(&scratch.0).expect("open the child");
+    let mut handles = SnapshotHandles::new(CgroupVersion::V1);
+    assert_eq!(
+        child
+            .read_snapshot_held(&mut handles)
+            .expect("held read")
+            .limit_bytes,
+        Some(64 * MIB)
+    );
+    // kernfs makes the text afresh when an open file is read again from offset 0.
+    fs::write(scratch.0.join("memory.limit_in_bytes"), "32M").expect("lower the limit");
+    assert_eq!(
+        child
+            .read_snapshot_held(&mut handles)
+            .expect("held read")
+            .limit_bytes,
+        Some(32 * MIB)
+    );
+    fs::write(scratch.0.join("memory.limit_in_bytes"), "64M").expect("set the limit back");
     assert_eq!(child.version(), CgroupVersion::V1);
     assert_eq!(child.id(), inode(&scratch.0));
     let snapshot = child.read_snapshot().expect("read the child");
@@ -565,6 +616,14 @@ fn real_child_cgroup_limit_descendants_and_removal() {
         child.read_snapshot(),
         Err(CgroupError::Gone { .. })
     ));
+    // Its files held open now fail with ENODEV: gone too, and a cgroup made again under the
+    // same name is not read through them.
+    fs::create_dir(&scratch.0).expect("make it again under its name");
+    assert!(matches!(
+        child.read_snapshot_held(&mut handles),
+        Err(CgroupError::Gone { .. })
+    ));
+    fs::remove_dir(&scratch.0).expect("remove the new one");
     assert!(matches!(
         child.effective_limit(),
         Err(CgroupError::Gone { .. })

@@ -25,6 +25,13 @@ use crate::{
 pub async fn run(args: WatchArgs) -> Result<()> {
     // First: a SIGINT or SIGTERM during the start-up below must not be lost.
     let signals = collector::StopSignals::install()?;
+    // Every container's files are held open between samples.
+    match cgroup::raise_open_file_limit() {
+        Ok(limit) => log::debug!("open file limit: {limit}"),
+        Err(e) => {
+            log::warn!("could not raise the open file limit ({e}): files past it are read by path")
+        }
+    }
     // Every argument is checked before anything is loaded into the kernel.
     if args.critical >= args.warn {
         bail!(

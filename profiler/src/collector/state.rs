@@ -1,7 +1,10 @@
 //! The collector's state between events, and its rounds: the watched cgroups joining, sampled
 //! and leaving, with what each pod container went through. Kernel events are attributed in
 //! `attribution`.
-use std::{os::unix::fs::MetadataExt, path::PathBuf};
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+};
 
 use profiler_common::MAX_SLOTS;
 
@@ -50,7 +53,7 @@ pub(super) struct Collector<'s> {
     /// The node's memory: the limit where no cgroup has one.
     node_memory: Option<u64>,
     /// Cgroups the slots ran out for, each warned about once.
-    refused: Vec<PathBuf>,
+    refused: HashSet<PathBuf>,
     /// Whether anything was watched yet.
     ever_watched: bool,
     /// Ancestors' limits, read once per round.
@@ -91,7 +94,7 @@ impl<'s> Collector<'s> {
             slots: Slots::new(MAX_SLOTS),
             lineages: Lineages::default(),
             node_memory: node_memory(),
-            refused: Vec::new(),
+            refused: HashSet::new(),
             ever_watched: false,
             limits: LimitCache::default(),
             thresholds,
@@ -159,13 +162,12 @@ impl<'s> Collector<'s> {
     /// Puts a cgroup under watch: a slot, the kernel filter, a `watch_start` line.
     fn add(&mut self, cgroup: MemoryCgroup, identity: Identity) -> Result<(), CollectError> {
         let Some(slot) = self.slots.take() else {
-            if !self.refused.contains(&cgroup.path().to_path_buf()) {
+            if self.refused.insert(cgroup.path().to_path_buf()) {
                 log::warn!(
                     "not watching {}: at most {} cgroups can be watched at once",
                     cgroup.path().display(),
                     MAX_SLOTS
                 );
-                self.refused.push(cgroup.path().to_path_buf());
             }
             return Ok(());
         };
@@ -221,20 +223,20 @@ impl<'s> Collector<'s> {
             .map(|c| (c.path.clone(), c.identity.clone()))
             .collect();
         let mut joined = false;
+        // By path, once per round: a search of the list for each container found was
+        // quadratic in the node's containers (500 found × 500 watched, every second).
+        let live: HashMap<PathBuf, usize> = self
+            .watched
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| !w.gone)
+            .map(|(i, w)| (w.cgroup.path().to_path_buf(), i))
+            .collect();
         for (path, identity) in found {
-            let mut known = self
-                .watched
-                .iter()
-                .position(|w| !w.gone && w.cgroup.path() == path);
-            if let Some(i) = known {
-                // Removed and made again under the same name (`docker restart` keeps the id):
-                // a new cgroup, with a new id for the kernel's filter.
-                let inode = std::fs::metadata(&path).map(|m| m.ino()).ok();
-                if inode.is_some_and(|ino| ino != self.watched[i].cgroup.id()) {
-                    self.retire(i)?;
-                    known = None;
-                }
-            }
+            // A cgroup removed and made again under the same name (`docker restart` keeps the
+            // id) is a new cgroup: the old one's held files fail with `Gone` at its next
+            // sample, it retires, and the new one joins at the round after.
+            let known = live.get(&path).copied();
             match known {
                 Some(i) if self.watched[i].identity != identity => {
                     if let Some(key) = lineage_key(&identity) {
@@ -243,6 +245,8 @@ impl<'s> Collector<'s> {
                     self.watched[i].identity = identity;
                 }
                 Some(_) => {}
+                // Refused already, and still no slot: not opened again every round.
+                None if self.slots.all_taken() && self.refused.contains(&path) => {}
                 None => match MemoryCgroup::open(&path) {
                     Ok(cgroup) => {
                         self.add(cgroup, identity)?;

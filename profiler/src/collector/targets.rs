@@ -35,6 +35,11 @@ impl Slots {
         self.free.pop_first()
     }
 
+    /// Whether every slot is taken.
+    pub(super) fn all_taken(&self) -> bool {
+        self.free.is_empty()
+    }
+
     /// Gives a slot back once nothing refers to it any more.
     pub(super) fn give_back(&mut self, slot: u32) {
         self.free.insert(slot);

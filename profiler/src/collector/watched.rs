@@ -12,7 +12,7 @@ use super::{
     unix_now,
 };
 use crate::{
-    cgroup::{CgroupError, LimitCache, MemoryCgroup},
+    cgroup::{CgroupError, LimitCache, MemoryCgroup, SnapshotHandles},
     distributions::{Distributions, SampleFigures},
     forecast::{
         risk::{Change, Thresholds},
@@ -113,6 +113,8 @@ pub(super) struct Watched {
     baseline: Option<Baseline>,
     /// What the previous sample left.
     previous: Previous,
+    /// Its files, held open between samples.
+    handles: SnapshotHandles,
 }
 
 impl Watched {
@@ -132,6 +134,7 @@ impl Watched {
             .read_snapshot()
             .ok()
             .map(|s| Baseline::from_snapshot(&s));
+        let cgroup_version = cgroup.version();
         Self {
             slot: KernelSlot::new(slot, &cgroup),
             cgroup,
@@ -149,6 +152,7 @@ impl Watched {
                 stall_us: None,
                 failcnt: None,
             },
+            handles: SnapshotHandles::new(cgroup_version),
         }
     }
 
@@ -171,7 +175,9 @@ impl Watched {
         round: &mut Round<'_>,
         history: (u64, u64),
     ) -> Result<SampleOutcome, SampleError> {
-        let snapshot = self.cgroup.read_snapshot()?;
+        // A cgroup removed (or removed and made again under its name) fails here with
+        // `Gone`: its held files belong to the removed one.
+        let snapshot = self.cgroup.read_snapshot_held(&mut self.handles)?;
         self.limit = applied_limit(&self.cgroup, self.node_memory, round.limits)?;
         let baseline = *self
             .baseline

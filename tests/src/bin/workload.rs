@@ -10,6 +10,7 @@
 //! workload [--comm NAME] hold --mib N                             ready <bytes>
 //! workload [--comm NAME] burst --mib N --delay-ms D               waiting, burst_start, burst_done
 //! workload [--comm NAME] pagefault --mib N --iters I              pagefault pages=.. secs=.. pages_per_sec=..
+//! workload [--comm NAME] churn --mib N --interval-ms M            ready (N MiB touched and freed every M ms)
 //! workload [--comm NAME] json-churn --seconds S                   json-churn docs=.. secs=.. docs_per_sec=..
 //! workload [--comm NAME] exit --code N --after-ms T               ready, then exits with N
 //! workload [--comm NAME] ignore-term                              ready (SIGTERM ignored)
@@ -51,7 +52,7 @@ const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
 
 /// The subcommands, for error messages.
-const SUBCOMMANDS: &str = "leak, grow, hold, burst, pagefault, json-churn, exit, ignore-term, \
+const SUBCOMMANDS: &str = "leak, grow, hold, burst, pagefault, churn, json-churn, exit, ignore-term, \
                            spawn, signals, accelerate, sawtooth, pagecache, shmem, spike, steps, multi; \
                            `workload help` describes them";
 
@@ -110,6 +111,10 @@ fn run(argv: Vec<String>) -> Result<(), String> {
         "pagefault" => {
             options.allow(&["mib", "iters"])?;
             pagefault(options.mib("mib")?, options.number("iters")?)
+        }
+        "churn" => {
+            options.allow(&["mib", "interval-ms"])?;
+            churn(options.mib("mib")?, options.millis("interval-ms")?)
         }
         "json-churn" => {
             options.allow(&["seconds"])?;
@@ -494,6 +499,16 @@ fn pagefault(len: usize, iterations: u64) -> Result<(), String> {
         "pagefault pages={pages} secs={secs} pages_per_sec={}",
         pages as f64 / secs
     ))
+}
+
+/// A busy but steady container: maps `len` bytes, touches them, unmaps them, then sleeps
+/// `interval`, until killed; charges and uncharges every round, the usage stays put.
+fn churn(len: usize, interval: Duration) -> Result<(), String> {
+    say("ready")?;
+    loop {
+        drop(Region::touched(len)?);
+        thread::sleep(interval);
+    }
 }
 
 fn json_churn(duration: Duration) -> Result<(), String> {

@@ -3,10 +3,12 @@
 //! - `overhead`: what the profiler costs the workloads it watches.
 //! - `forecast`: how early and how well the profiler warns before OOM kills, against two
 //!   baselines, on real workloads in real memory cgroups.
+//! - `scale`: what `profiler watch --all` costs on a node of many containers.
 mod evaluate;
 mod forecast;
 mod overhead;
 mod report;
+mod scale;
 mod scenario;
 
 use anyhow::Result;
@@ -49,6 +51,18 @@ pub(crate) enum Which {
         #[arg(long, value_delimiter = ',', num_args = 1..)]
         only: Vec<u8>,
     },
+    /// `profiler watch --all` on kubelet-like nodes of real memory cgroups (50, 500, 2000
+    /// containers by default; the middle size again with the systemd driver's layout, with an
+    /// OOM kill every half second, and with the JSON thrown away): CPU per 1 s interval, peak
+    /// resident memory, descriptors, and the floor of reading the same files once.
+    Scale {
+        /// Node sizes, in containers.
+        #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = [50, 500, 2000])]
+        containers: Vec<usize>,
+        /// Seconds measured per size, after the warm-up.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
 }
 
 /// Runs a benchmark.
@@ -69,6 +83,10 @@ pub(crate) fn run(which: Which) -> Result<()> {
             deaths_seconds,
         } => overhead::run(&bins, runs, mib, iters, json_seconds, deaths_seconds),
         Which::Forecast { runs, only } => forecast::run(&bins, runs, &only),
+        Which::Scale {
+            containers,
+            seconds,
+        } => scale::run(&bins, &containers, seconds),
     }
 }
 

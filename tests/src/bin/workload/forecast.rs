@@ -21,7 +21,7 @@ use super::{say, say_growth_start, sleep_forever, Options, Quiet, Region, XorShi
 pub(crate) const HELP: &str = "\
 workload [--comm NAME] SUBCOMMAND [--key value ...]
 
-Test modes (see the source's header): leak, grow, hold, burst, pagefault, json-churn, and
+Test modes (see the source's header): leak, grow, hold, burst, pagefault, churn, json-churn, and
 for the deaths: `exit --code N --after-ms T` (exits with N after T ms) and `ignore-term` (ignores
 SIGTERM and sleeps, as a program that leaves a stop to the grace period's SIGKILL).
 
