@@ -508,14 +508,18 @@ fn held_files_read_afresh_and_tell_removal() {
         .open(&usage)
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"12345678\n"))
         .expect("rewrite usage in place");
-    let second = cgroup.read_snapshot_held(&mut handles).expect("second read");
+    let second = cgroup
+        .read_snapshot_held(&mut handles)
+        .expect("second read");
     assert_eq!(second.usage_bytes, 12_345_678);
     // An optional file this kernel lacks is left out, and not a removal.
     let (_temp2, dir2) = copy_fixture("v1/limited_64m");
     fs::remove_file(dir2.join("memory.kmem.usage_in_bytes")).expect("remove kmem");
     let other = MemoryCgroup::open_with_version(&dir2, CgroupVersion::V1).expect("open copy");
     let mut other_handles = SnapshotHandles::new(CgroupVersion::V1);
-    let read = other.read_snapshot_held(&mut other_handles).expect("no kmem");
+    let read = other
+        .read_snapshot_held(&mut other_handles)
+        .expect("no kmem");
     assert_eq!(read.kernel_bytes, None);
     // A required file missing before it was first opened: the cgroup is gone.
     fs::remove_file(dir2.join("memory.stat")).expect("remove stat");
