@@ -214,6 +214,17 @@ impl SnapshotHandles {
     }
 }
 
+/// The usage file's text (the first of `handles`, v1 and v2), through its held file.
+pub(super) fn read_usage_held(
+    dir: &Path,
+    handles: &mut SnapshotHandles,
+) -> Result<String, CgroupError> {
+    match handles.files.first_mut() {
+        Some(file) => Ok(file.read(dir, true, &mut handles.buf)?.unwrap_or_default()),
+        None => Ok(String::new()),
+    }
+}
+
 /// Like [`read_snapshot_files`], through files held open in `handles`.
 pub(super) fn read_snapshot_files_held(
     dir: &Path,

@@ -141,6 +141,21 @@ impl MemoryCgroup {
         build_snapshot(&self.path, &files)
     }
 
+    /// Only the usage (v1 `memory.usage_in_bytes`, v2 `memory.current`), through the file
+    /// held open in `handles`: one small read, which also tells a removed cgroup
+    /// ([`CgroupError::Gone`]).
+    pub(crate) fn read_usage_held(
+        &self,
+        handles: &mut SnapshotHandles,
+    ) -> Result<u64, CgroupError> {
+        let text = files::read_usage_held(&self.path, handles)?;
+        let name = match self.version {
+            CgroupVersion::V1 => names::V1_USAGE,
+            CgroupVersion::V2 => names::V2_CURRENT,
+        };
+        parse::parse_single_u64(&text).map_err(|err| err.in_file(self.path.join(name)))
+    }
+
     /// The limit that applies to this cgroup: the smallest of its own limit and those of all
     /// its ancestors up to the hierarchy root; `None` if unlimited everywhere.
     ///

@@ -23,7 +23,10 @@ use crate::{
     mode::{ChargeMode, OomSource},
     node::NodeWatch,
     output::Sink,
-    pods::{limit::node_memory, Discovery, Identity, LogTree, NodeRoots, RuntimeNames, Selection},
+    pods::{
+        limit::node_memory, Discovery, Identity, LogTree, NodeChanges, NodeRoots, RuntimeNames,
+        Selection,
+    },
     probe::{report::Decision, KernelMaps},
     record::{LostEvents, Record, RecordBody, SummaryRecord, Warning, WatchStart},
 };
@@ -68,6 +71,10 @@ pub(super) struct Collector<'s> {
     pub(super) deaths: DeathLog,
     /// The node's memory, forecast and next victims (a `node` line every round).
     pub(super) node: Option<NodeWatch>,
+    /// Whether the node changed since the last look (discovered targets).
+    changes: NodeChanges,
+    /// Whether the selection existed at the last look.
+    selection_exists: bool,
 }
 
 impl<'s> Collector<'s> {
@@ -102,6 +109,8 @@ impl<'s> Collector<'s> {
             oom_source: decision.oom_source,
             deaths: DeathLog::default(),
             node: None,
+            changes: NodeChanges::new(),
+            selection_exists: true,
         }
     }
 
@@ -211,13 +220,20 @@ impl<'s> Collector<'s> {
             return Ok((false, true));
         };
         let looked_at = std::time::Instant::now();
+        // A quiet node is not walked again: only when a directory the last look listed
+        // changed, a watched cgroup went, or a full look is due.
+        if !self.changes.due(looked_at) {
+            return Ok((false, self.selection_exists));
+        }
         let inventory = discovery.scan();
+        self.changes.looked(&inventory.dirs, looked_at);
         log::debug!(
             "looked at the node in {:.2} ms: {} containers",
             looked_at.elapsed().as_secs_f64() * 1e3,
             inventory.containers.len()
         );
         let exists = discovery.selection.still_exists(&inventory);
+        self.selection_exists = exists;
         let found: Vec<(PathBuf, Identity)> = discovery
             .matching(&inventory)
             .map(|c| (c.path.clone(), c.identity.clone()))
@@ -371,6 +387,8 @@ impl<'s> Collector<'s> {
             self.watched[index].slot.detach(maps)?;
         }
         self.watched[index].gone = true;
+        // One made again under its name joins at the next look.
+        self.changes.force();
         self.emit_about(unix_now(), index, RecordBody::CgroupGone)?;
         self.emit_summary(index)
     }

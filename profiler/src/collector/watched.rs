@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use aya::maps::MapError;
+use profiler_common::SlotCounters;
 use thiserror::Error;
 
 use super::{
@@ -12,7 +13,7 @@ use super::{
     unix_now,
 };
 use crate::{
-    cgroup::{CgroupError, LimitCache, MemoryCgroup, SnapshotHandles},
+    cgroup::{CgroupError, LimitCache, MemoryCgroup, MemorySnapshot, SnapshotHandles},
     distributions::{Distributions, SampleFigures},
     forecast::{
         risk::{Change, Thresholds},
@@ -23,6 +24,20 @@ use crate::{
     probe::KernelMaps,
     record::Sample,
 };
+
+/// Rounds between full reads of a quiet cgroup's files. A round without a charge-path event
+/// and with the same usage reuses the last reading; but some figures move without either
+/// (statistics the kernel flushes lazily, a limit raised, a child cgroup made, pressure), and
+/// this bounds how stale they get.
+pub(super) const QUIET_REFRESH_ROUNDS: u32 = 10;
+
+/// Whether the kernel programs saw nothing happen in a cgroup between two readings of its
+/// counters: no charge-path event, no reclaim pass, no major fault.
+fn nothing_charged(now: &SlotCounters, before: &SlotCounters) -> bool {
+    now.events == before.events
+        && now.reclaim_count == before.reclaim_count
+        && now.major_faults == before.major_faults
+}
 
 /// Why a sample could not be taken.
 #[derive(Debug, Error)]
@@ -115,6 +130,10 @@ pub(super) struct Watched {
     previous: Previous,
     /// Its files, held open between samples.
     handles: SnapshotHandles,
+    /// The last full reading of its files.
+    last_read: Option<MemorySnapshot>,
+    /// Quiet rounds since that reading (see [`QUIET_REFRESH_ROUNDS`]).
+    quiet_rounds: u32,
 }
 
 impl Watched {
@@ -153,6 +172,9 @@ impl Watched {
                 failcnt: None,
             },
             handles: SnapshotHandles::new(cgroup_version),
+            last_read: None,
+            // Spread the refreshes of quiet cgroups over the rounds, by slot.
+            quiet_rounds: slot % QUIET_REFRESH_ROUNDS,
         }
     }
 
@@ -167,6 +189,27 @@ impl Watched {
         self.slot.arm(maps, usage, self.limit.bytes, page_size)
     }
 
+    /// The last reading, when this round may reuse it: the kernel programs saw no charge-path
+    /// event and no reclaim since the last sample, the usage (one small read, which also
+    /// notices a removed cgroup) is what that reading said, and the refresh is not due.
+    fn quiet(
+        &mut self,
+        counters: Option<&(SlotCounters, SlotCounters)>,
+        mode: ChargeMode,
+    ) -> Result<Option<MemorySnapshot>, CgroupError> {
+        let (Some((now, before)), Some(last)) = (counters, &self.last_read) else {
+            return Ok(None);
+        };
+        let still = mode != ChargeMode::Polling
+            && nothing_charged(now, before)
+            && self.quiet_rounds + 1 < QUIET_REFRESH_ROUNDS;
+        if !still || self.cgroup.read_usage_held(&mut self.handles)? != last.usage_bytes {
+            return Ok(None);
+        }
+        self.quiet_rounds += 1;
+        Ok(Some(last.clone()))
+    }
+
     /// Reads the files and counters, forecasts, and builds the sample; re-arms the burst
     /// budget. `history` is the kills and restarts to report (the lineage's, for a pod's
     /// container).
@@ -175,16 +218,6 @@ impl Watched {
         round: &mut Round<'_>,
         history: (u64, u64),
     ) -> Result<SampleOutcome, SampleError> {
-        // A cgroup removed (or removed and made again under its name) fails here with
-        // `Gone`: its held files belong to the removed one.
-        let snapshot = self.cgroup.read_snapshot_held(&mut self.handles)?;
-        self.limit = applied_limit(&self.cgroup, self.node_memory, round.limits)?;
-        let baseline = *self
-            .baseline
-            .get_or_insert_with(|| Baseline::from_snapshot(&snapshot));
-        let subtree_changed = self
-            .slot
-            .refresh_subtree(&self.cgroup, round.maps.as_deref_mut())?;
         let counters = match round.maps.as_deref_mut() {
             // Maps exist whenever any program attached (the OOM or reclaim hooks, say), but
             // without a charge-path hook the counters stay at zero: a rate of 0 would be a
@@ -193,6 +226,26 @@ impl Watched {
             Some(maps) => Some(self.slot.counters(maps)?),
             None => None,
         };
+        // A cgroup removed (or removed and made again under its name) fails in these reads
+        // with `Gone`: its held files belong to the removed one.
+        let quiet = self.quiet(counters.as_ref(), round.mode)?;
+        let was_quiet = quiet.is_some();
+        let (snapshot, subtree_changed) = match quiet {
+            Some(last) => (last, false),
+            None => {
+                let snapshot = self.cgroup.read_snapshot_held(&mut self.handles)?;
+                self.limit = applied_limit(&self.cgroup, self.node_memory, round.limits)?;
+                let changed = self
+                    .slot
+                    .refresh_subtree(&self.cgroup, round.maps.as_deref_mut())?;
+                self.last_read = Some(snapshot.clone());
+                self.quiet_rounds = 0;
+                (snapshot, changed)
+            }
+        };
+        let baseline = *self
+            .baseline
+            .get_or_insert_with(|| Baseline::from_snapshot(&snapshot));
         let now = Instant::now();
         let elapsed = now - self.previous.at;
         let inputs = SampleInputs {
@@ -221,7 +274,8 @@ impl Watched {
                 risk: self.outlook.level(),
             },
         );
-        if let Some(maps) = round.maps.as_deref_mut() {
+        // A quiet round charged nothing: the burst budget is as it was armed.
+        if let (Some(maps), false) = (round.maps.as_deref_mut(), was_quiet) {
             self.slot.arm(
                 maps,
                 snapshot.usage_bytes,
@@ -252,5 +306,38 @@ impl Watched {
             forecast,
             change,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_is_quiet_only_when_no_counter_moved() {
+        let before = SlotCounters {
+            events: 10,
+            reclaim_count: 2,
+            major_faults: 1,
+            charged_pages: 40,
+            ..SlotCounters::default()
+        };
+        assert!(nothing_charged(&before, &before));
+        for moved in [
+            SlotCounters {
+                events: 11,
+                ..before
+            },
+            SlotCounters {
+                reclaim_count: 3,
+                ..before
+            },
+            SlotCounters {
+                major_faults: 2,
+                ..before
+            },
+        ] {
+            assert!(!nothing_charged(&moved, &before), "{moved:?}");
+        }
     }
 }

@@ -119,6 +119,9 @@ pub(crate) struct Inventory {
     pub logs: LogTree,
     /// Names of containers outside Kubernetes.
     pub runtime_names: RuntimeNames,
+    /// The directories this look listed (the cgroup tree above the containers, the log
+    /// directories): a change in any of them is what a new look would find.
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Where to look.
@@ -139,17 +142,22 @@ impl Inventory {
     pub(crate) fn scan(roots: &NodeRoots) -> Self {
         let logs = LogTree::read(&roots.pod_logs, &roots.container_logs);
         let runtime_names = RuntimeNames::read(&roots.runtime_state);
-        let containers = container_cgroups(&roots.cgroup_root)
+        let (found, mut dirs) = walk(&roots.cgroup_root);
+        let containers = found
             .into_iter()
             .map(|path| FoundContainer {
                 identity: Identity::of(&path, &logs, &runtime_names),
                 path,
             })
             .collect();
+        dirs.push(roots.pod_logs.clone());
+        dirs.push(roots.container_logs.clone());
+        dirs.extend(logs.pod_dirs.iter().cloned());
         Inventory {
             containers,
             logs,
             runtime_names,
+            dirs,
         }
     }
 
@@ -173,17 +181,19 @@ impl Inventory {
     }
 }
 
-/// Container cgroup directories below `root`, in path order. A container's own children are
-/// part of it and are not listed; symbolic links are not followed (cgroup file systems have
-/// none, and a fixture tree must not lead the walk elsewhere); directories that vanish during
-/// the walk are skipped.
-pub(crate) fn container_cgroups(root: &Path) -> Vec<PathBuf> {
+/// Container cgroup directories below `root`, in path order, and the directories listed to
+/// find them. A container's own children are part of it and are not listed; symbolic links
+/// are not followed (cgroup file systems have none, and a fixture tree must not lead the walk
+/// elsewhere); directories that vanish during the walk are skipped.
+fn walk(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut found = Vec::new();
+    let mut listed = Vec::new();
     let mut pending = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = pending.pop() {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
+        listed.push(dir.clone());
         for entry in entries.filter_map(Result::ok) {
             let Ok(kind) = entry.file_type() else {
                 continue;
@@ -201,5 +211,5 @@ pub(crate) fn container_cgroups(root: &Path) -> Vec<PathBuf> {
         }
     }
     found.sort();
-    found
+    (found, listed)
 }

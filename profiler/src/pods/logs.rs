@@ -48,6 +48,8 @@ pub(crate) struct LogTree {
     pub pods: HashMap<String, PodLogs>,
     /// Containers by id.
     pub containers: HashMap<String, ContainerLog>,
+    /// The pods' log directories listed (each holds a directory per container).
+    pub pod_dirs: Vec<PathBuf>,
 }
 
 /// Whether `name` is a valid Kubernetes object name (a DNS subdomain: lowercase letters,
@@ -146,6 +148,7 @@ impl LogTree {
                 .map(|(n, _)| n)
                 .collect();
             containers.sort();
+            tree.pod_dirs.push(path.clone());
             tree.pods.insert(
                 uid.clone(),
                 PodLogs {

@@ -10,6 +10,7 @@
 //! - [`inventory`]: the containers on the node, named;
 //! - [`select`]: `--pod`, `--container`, `--all`;
 //! - [`limit`]: which limit applies to a container, and where it comes from.
+pub(crate) mod changes;
 pub(crate) mod classify;
 pub(crate) mod inventory;
 pub(crate) mod limit;
@@ -21,6 +22,7 @@ mod tests;
 #[cfg(test)]
 mod testtree;
 
+pub(crate) use changes::NodeChanges;
 pub(crate) use inventory::{FoundContainer, Identity, Inventory, NodeRoots};
 pub(crate) use limit::{AppliedLimit, LimitSource};
 pub(crate) use logs::LogTree;

@@ -45,6 +45,11 @@ impl EbpfAttacher {
         btf_path: &Path,
     ) -> Result<Self, ProbeError> {
         let mut loader = EbpfLoader::new();
+        // No target BTF: the programs read the kernel's layouts from the constants below, not
+        // through CO-RE relocations, and the fentry programs get aya's BTF when one is tried.
+        // aya's default parse of /sys/kernel/btf/vmlinux here was most of the watch's peak
+        // memory and start-up time.
+        loader.btf(None);
         loader.override_global("CHARGE_LAYOUT", charge, true);
         loader.override_global("TASK_LAYOUT", task, true);
         Ok(Self {

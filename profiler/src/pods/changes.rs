@@ -1,0 +1,155 @@
+//! Whether the node may have changed since the last look at it: inotify on every directory
+//! that look listed (the cgroup tree above the containers, the kubelet's log directories and
+//! each pod's), so a quiet node is not walked again every round.
+//!
+//! cgroupfs reports `mkdir` and `rmdir` to inotify like any file system (a runtime makes and
+//! removes cgroups with those system calls); a log link or directory made by the kubelet is an
+//! ordinary file system event. What inotify cannot see (a change below a directory it was not
+//! asked to watch, a runtime's state file rewritten, events lost to a full queue) is caught by
+//! a full look every [`FULL_LOOK`], and a queue overflow counts as a change.
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use inotify::{Inotify, WatchMask};
+
+/// A full look at the node at least this often, whatever inotify said.
+pub(crate) const FULL_LOOK: Duration = Duration::from_secs(60);
+
+/// The node's directories under watch, and when the node was last looked at.
+pub(crate) struct NodeChanges {
+    /// `None` when inotify is unavailable or ran out of watches: every round looks.
+    inotify: Option<Inotify>,
+    /// Read buffer for events.
+    buffer: Vec<u8>,
+    /// When the node was last looked at.
+    last_look: Option<Instant>,
+}
+
+impl NodeChanges {
+    /// Starts with nothing watched: the first call to [`due`](Self::due) says to look.
+    pub(crate) fn new() -> Self {
+        let inotify = Inotify::init()
+            .map_err(|e| log::info!("inotify unavailable ({e}): the node is looked at every round"))
+            .ok();
+        Self {
+            inotify,
+            buffer: vec![0; 16 * 1024],
+            last_look: None,
+        }
+    }
+
+    /// Whether to look at the node now: never looked, [`FULL_LOOK`] passed, inotify
+    /// unavailable, or a watched directory changed (the events are consumed).
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
+        let Some(inotify) = self.inotify.as_mut() else {
+            return true;
+        };
+        let Some(last) = self.last_look else {
+            return true;
+        };
+        let mut changed = now.duration_since(last) >= FULL_LOOK;
+        // Drain everything queued, so a change after this look shows at the next round.
+        loop {
+            match inotify.read_events(&mut self.buffer) {
+                Ok(events) => {
+                    let mut any = false;
+                    for event in events {
+                        any = true;
+                        log::trace!("node change: {:?} {:?}", event.mask, event.name);
+                    }
+                    if !any {
+                        break;
+                    }
+                    changed = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::warn!(
+                        "reading inotify events failed ({e}): the node is looked at every round"
+                    );
+                    self.inotify = None;
+                    return true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Look at the node at the next round, whatever inotify says (a watched cgroup was found
+    /// gone: one made again under its name joins by the next look).
+    pub(crate) fn force(&mut self) {
+        self.last_look = None;
+    }
+
+    /// The node was looked at now, listing `dirs`: watch each of them (a directory watched
+    /// already keeps its watch; removed ones lost theirs with them).
+    pub(crate) fn looked(&mut self, dirs: &[PathBuf], now: Instant) {
+        self.last_look = Some(now);
+        let Some(inotify) = self.inotify.as_mut() else {
+            return;
+        };
+        let mask = WatchMask::CREATE
+            | WatchMask::DELETE
+            | WatchMask::MOVED_FROM
+            | WatchMask::MOVED_TO
+            | WatchMask::ONLYDIR;
+        for dir in dirs {
+            match inotify.watches().add(dir, mask) {
+                Ok(_) => {}
+                // Removed since it was listed: the next look will not list it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    log::warn!(
+                        "cannot watch {} for changes ({e}; fs.inotify.max_user_watches may be \
+                         too low for this node): the node is looked at every round",
+                        dir.display()
+                    );
+                    self.inotify = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_look_is_due_only_after_a_change_or_when_forced() {
+        let temp = tempfile::tempdir().expect("temporary directory");
+        let root = temp.path().to_path_buf();
+        let mut changes = NodeChanges::new();
+        if changes.inotify.is_none() {
+            eprintln!("skipped: no inotify here");
+            return;
+        }
+        let t0 = Instant::now();
+        assert!(changes.due(t0), "never looked");
+        changes.looked(std::slice::from_ref(&root), t0);
+        assert!(!changes.due(t0), "nothing changed");
+        std::fs::create_dir(root.join("pod1")).expect("mkdir");
+        assert!(changes.due(t0), "a directory was made");
+        assert!(!changes.due(t0), "the event was consumed");
+        std::fs::remove_dir(root.join("pod1")).expect("rmdir");
+        assert!(changes.due(t0), "a directory was removed");
+        // A file written inside is not a change in what a look lists.
+        std::fs::write(root.join("x"), "").expect("write");
+        let _ = changes.due(t0);
+        std::fs::write(root.join("x"), "more").expect("rewrite");
+        assert!(
+            !changes.due(t0),
+            "a file's contents changed, not the listing"
+        );
+        changes.force();
+        assert!(changes.due(t0), "forced");
+        changes.looked(std::slice::from_ref(&root), t0);
+        assert!(
+            changes.due(t0 + FULL_LOOK),
+            "a full look is due after {FULL_LOOK:?}"
+        );
+    }
+}
