@@ -1,7 +1,8 @@
 //! What the charge-path and reclaim programs count per watched cgroup, and how they find the
 //! cgroup's slot.
 
-/// How many memory cgroups one profiler can watch at once (slots in the counter arrays).
+/// How many memory cgroups one profiler watches at once by default (slots in the counter
+/// arrays; `watch --max-cgroups` sizes them at load time).
 ///
 /// A watched cgroup and its descendants share one slot: charges in a child count towards the
 /// watched parent, which is what a limit on the parent means.

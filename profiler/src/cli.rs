@@ -94,6 +94,12 @@ pub struct WatchArgs {
     /// it is reached. A quantity (100Mi, 1Gi, 500M) or a share (5%).
     #[arg(long, value_name = "QUANTITY", default_value = "100Mi")]
     pub eviction_threshold: crate::node::EvictionThreshold,
+    /// How many cgroups can be watched at once (containers past it are refused, with a
+    /// warning each). The kernel keeps about 150 bytes per cgroup on every CPU: 1024 on a
+    /// 64-CPU node is 9 MiB of kernel memory.
+    #[arg(long, value_name = "N", default_value_t = profiler_common::MAX_SLOTS,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_cgroups: u32,
     /// Run this shell command whenever a container's warning level changes (warning,
     /// critical, cleared), with the details in PROFILER_* environment variables.
     #[arg(long, value_name = "CMD")]

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, io, path::Path, sync::OnceLock};
 
-use btf_rs::{Btf, BtfType, Type};
+use btf_rs::{Backend, Btf, BtfType, Type};
 
 use super::BtfError;
 
@@ -15,6 +15,40 @@ mod tests;
 
 /// Where the running kernel exposes its own BTF.
 pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// `path`'s BTF, mapped and read where a query needs it rather than parsed whole: parsing a
+/// 5 MB vmlinux BTF into btf-rs's cache took 45 MiB at its peak, most of a watch's resident
+/// memory. sysfs lets `/sys/kernel/btf/vmlinux` be mapped only on recent kernels (it is on
+/// this machine's 6.18): elsewhere a copy in a memfd is mapped instead.
+fn mapped(path: &Path) -> Result<Btf, btf_rs::Error> {
+    match Btf::from_file_with_backend(path, Backend::Mmap) {
+        Ok(btf) => return Ok(btf),
+        Err(btf_rs::Error::IO(e)) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(btf_rs::Error::IO(e))
+        }
+        Err(e) => log::debug!("{} cannot be mapped ({e}): mapping a copy", path.display()),
+    }
+    map_copy(std::fs::read(path)?)
+}
+
+/// BTF `bytes`, copied into a memfd and mapped from there.
+fn map_copy(bytes: Vec<u8>) -> Result<Btf, btf_rs::Error> {
+    use std::io::Write as _;
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; the descriptor it returns
+    // is owned by the File below alone.
+    let fd = unsafe { libc::memfd_create(c"vmlinux-btf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        // No memfd (a very old kernel or a seccomp policy): parse the bytes whole.
+        return Btf::from_bytes(&bytes);
+    }
+    // SAFETY: `fd` was just created and nothing else owns it.
+    let mut copy = unsafe { std::fs::File::from_raw_fd(fd) };
+    copy.write_all(&bytes)?;
+    drop(bytes);
+    // The map is made from a new open of the memfd; the copy goes when both are closed.
+    Btf::from_file_with_backend(format!("/proc/self/fd/{}", copy.as_raw_fd()), Backend::Mmap)
+}
 
 /// Longest chain of typedef / qualifier / pointer / array types followed before the BTF is
 /// declared malformed (real kernels need fewer than ten; this only stops cycles).
@@ -56,21 +90,19 @@ impl KernelBtf {
     /// A file that does not exist gives [`BtfError::Missing`] (kernel without
     /// `CONFIG_DEBUG_INFO_BTF`); one that cannot be read or parsed gives [`BtfError::Parse`].
     pub(crate) fn load(path: &Path) -> Result<Self, BtfError> {
-        // Read whole, then parse from memory: parsing through the file costs ~130,000 seeks
-        // on a 5 MB vmlinux BTF, about 0.2 s of start-up.
-        let parsed = match std::fs::read(path) {
-            Ok(bytes) => Btf::from_bytes(&bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(BtfError::Missing {
+        let parse_error = |source| BtfError::Parse {
+            path: path.to_path_buf(),
+            source,
+        };
+        match mapped(path) {
+            Ok(btf) => Ok(Self::new(btf)),
+            Err(btf_rs::Error::IO(e)) if e.kind() == io::ErrorKind::NotFound => {
+                Err(BtfError::Missing {
                     path: path.to_path_buf(),
                 })
             }
-            Err(e) => Err(btf_rs::Error::IO(e)),
-        };
-        parsed.map(Self::new).map_err(|source| BtfError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })
+            Err(source) => Err(parse_error(source)),
+        }
     }
 
     /// Parses raw BTF data already in memory (a BTF blob, not an ELF file): the hand-built

@@ -151,11 +151,18 @@ impl HeldFile {
             },
         };
         buf.clear();
-        let mut chunk = [0u8; 4096];
+        let mut chunk = [0u8; 16 * 1024];
         loop {
             match file.read_at(&mut chunk, buf.len() as u64) {
                 Ok(0) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    // A seq_file read fills what was asked for while it has text: a short
+                    // read is the end, and asking again would only return 0.
+                    if n < chunk.len() {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) if source.raw_os_error() == Some(libc::ENODEV) => return Err(gone()),
                 Err(source) if required => {

@@ -60,6 +60,8 @@ pub(crate) struct MemoryCgroup {
     path: PathBuf,
     version: CgroupVersion,
     id: u64,
+    /// The device of its file system: where the hierarchy ends, going up.
+    device: u64,
 }
 
 impl MemoryCgroup {
@@ -186,10 +188,27 @@ impl MemoryCgroup {
             CgroupVersion::V2 => (names::V2_MAX, parse_max_v2),
         };
         let own = read_required(&self.path, limit_file)?;
-        let own = parse(&own)
-            .map_err(|err| err.in_file(self.path.join(limit_file)))?
-            .map(|l| (l, self.path.clone()));
-        let device = metadata(&self.path, &self.path)?.dev();
+        let own = parse(&own).map_err(|err| err.in_file(self.path.join(limit_file)))?;
+        self.effective_limit_given(own, cache)
+    }
+
+    /// Like [`MemoryCgroup::effective_limit_cached`], with this cgroup's own limit as just
+    /// read (a sample reads it anyway): only ancestors not in `cache` are read.
+    pub(crate) fn effective_limit_given(
+        &self,
+        own: Option<u64>,
+        cache: &mut LimitCache,
+    ) -> Result<Option<(u64, PathBuf)>, CgroupError> {
+        let limit_file = match self.version {
+            CgroupVersion::V1 => names::V1_LIMIT,
+            CgroupVersion::V2 => names::V2_MAX,
+        };
+        let parse: LimitParser = match self.version {
+            CgroupVersion::V1 => parse_limit_v1,
+            CgroupVersion::V2 => parse_max_v2,
+        };
+        let own = own.map(|l| (l, self.path.clone()));
+        let device = self.device;
 
         // Up the tree until an ancestor already known, or the end of the hierarchy.
         let mut above: Vec<(PathBuf, Option<u64>)> = Vec::new();
@@ -314,11 +333,12 @@ impl MemoryCgroup {
                 }
             }
         }
-        let id = metadata(&dir, &dir)?.ino();
+        let meta = metadata(&dir, &dir)?;
         Ok(Self {
             path: dir,
             version,
-            id,
+            id: meta.ino(),
+            device: meta.dev(),
         })
     }
 }

@@ -50,7 +50,11 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         .map(privilege::missing_for_tracing)
         .unwrap_or_default();
     let (probe, probe_error) = if missing.is_empty() {
-        match probe::start(ModeRequest::Auto, Path::new(VMLINUX_BTF)) {
+        match probe::start(
+            ModeRequest::Auto,
+            Path::new(VMLINUX_BTF),
+            profiler_common::MAX_SLOTS,
+        ) {
             // Dropping the probes right away detaches everything that was attached to check.
             Ok((_probes, report)) => (Some(report), None),
             Err(e) => (None, Some(errors::chain(&e))),

@@ -73,7 +73,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         None => None,
     };
     let started = collector::unix_now();
-    let (probes, report) = probe::start(args.mode, &args.btf)?;
+    let (probes, report) = probe::start(args.mode, &args.btf, args.max_cgroups)?;
     if let Err(why) = &report.btf {
         eprintln!(
             "warning: {why}; falling back to {} mode",
@@ -89,7 +89,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
 
     let stdout = io::stdout().lock();
     let mut sink: Box<dyn Sink> = if args.json {
-        Box::new(JsonSink::new(stdout))
+        Box::new(JsonSink::new(io::BufWriter::with_capacity(1 << 16, stdout)))
     } else {
         let redraw = io::stdout().is_terminal();
         Box::new(LiveSink::new(stdout, redraw))

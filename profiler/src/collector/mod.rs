@@ -73,7 +73,7 @@ pub(crate) enum CollectError {
     #[error(transparent)]
     Kmsg(#[from] crate::kmsg::KmsgError),
     /// Too many cgroups to watch.
-    #[error("at most {0} cgroups can be watched at once")]
+    #[error("at most {0} cgroups can be watched at once (raise it with --max-cgroups)")]
     TooMany(u32),
 }
 
@@ -144,8 +144,11 @@ pub(crate) async fn run(
         eviction_threshold,
     } = options;
     if let Targets::Fixed(cgroups) = &targets {
-        if cgroups.len() > profiler_common::MAX_SLOTS as usize {
-            return Err(CollectError::TooMany(profiler_common::MAX_SLOTS));
+        let slots = probes
+            .as_ref()
+            .map_or(profiler_common::MAX_SLOTS, |p| p.maps.slots());
+        if cgroups.len() > slots as usize {
+            return Err(CollectError::TooMany(slots));
         }
     }
     let StopSignals {
@@ -177,7 +180,8 @@ pub(crate) async fn run(
             Ok(watcher) => Some(watcher),
             Err(e) => {
                 log::warn!(
-                    "the kernel log cannot be read, so OOM kills will not say which limit was                      reached: {}",
+                    "the kernel log cannot be read, so OOM kills will not say which limit was \
+                     reached: {}",
                     crate::errors::chain(&e)
                 );
                 None

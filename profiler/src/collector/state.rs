@@ -3,7 +3,7 @@
 //! `attribution`.
 use std::{
     collections::{HashMap, HashSet},
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use profiler_common::MAX_SLOTS;
@@ -89,6 +89,7 @@ impl<'s> Collector<'s> {
         thresholds: Thresholds,
         on_warning: Option<String>,
     ) -> Self {
+        let slot_count = maps.as_ref().map_or(MAX_SLOTS, KernelMaps::slots);
         Self {
             watched: Vec::new(),
             sink,
@@ -98,7 +99,7 @@ impl<'s> Collector<'s> {
             lost_reported: 0,
             targets,
             roots,
-            slots: Slots::new(MAX_SLOTS),
+            slots: Slots::new(slot_count),
             lineages: Lineages::default(),
             node_memory: node_memory(),
             refused: HashSet::new(),
@@ -173,9 +174,10 @@ impl<'s> Collector<'s> {
         let Some(slot) = self.slots.take() else {
             if self.refused.insert(cgroup.path().to_path_buf()) {
                 log::warn!(
-                    "not watching {}: at most {} cgroups can be watched at once",
+                    "not watching {}: at most {} cgroups can be watched at once (raise it \
+                     with --max-cgroups)",
                     cgroup.path().display(),
-                    MAX_SLOTS
+                    self.maps.as_ref().map_or(MAX_SLOTS, KernelMaps::slots)
                 );
             }
             return Ok(());
@@ -234,6 +236,19 @@ impl<'s> Collector<'s> {
         );
         let exists = discovery.selection.still_exists(&inventory);
         self.selection_exists = exists;
+        // A watched container this look did not find, or found under another inode (removed
+        // and made again under its name), is read in full at its next sample, which tells
+        // whether it is gone: quiet rounds do not read its files.
+        let listed: HashMap<&Path, u64> = inventory
+            .containers
+            .iter()
+            .map(|c| (c.path.as_path(), c.inode))
+            .collect();
+        for w in self.watched.iter_mut().filter(|w| !w.gone) {
+            if listed.get(w.cgroup.path()) != Some(&w.cgroup.id()) {
+                w.suspect = true;
+            }
+        }
         let found: Vec<(PathBuf, Identity)> = discovery
             .matching(&inventory)
             .map(|c| (c.path.clone(), c.identity.clone()))
@@ -305,6 +320,9 @@ impl<'s> Collector<'s> {
                 page_size: self.page_size,
                 limits: &mut self.limits,
                 thresholds: &self.thresholds,
+                // Fixed cgroups are not looked for by a walk of the node, which would notice
+                // their removal: a quiet round reads their usage instead.
+                confirm_quiet: matches!(self.targets, Targets::Fixed(_)),
             };
             let outcome = self.watched[i].sample(&mut round, history);
             match outcome {

@@ -20,7 +20,10 @@ use crate::{
         Forecast,
     },
     mode::ChargeMode,
-    pods::{limit::applied_limit, AppliedLimit, Identity, LimitSource},
+    pods::{
+        limit::{applied_limit, applied_limit_given},
+        AppliedLimit, Identity, LimitSource,
+    },
     probe::KernelMaps,
     record::Sample,
 };
@@ -85,6 +88,9 @@ pub(super) struct Round<'a> {
     pub(super) limits: &'a mut LimitCache,
     /// The warning thresholds.
     pub(super) thresholds: &'a Thresholds,
+    /// Whether a quiet round still reads the usage (one small read, which notices a
+    /// removed cgroup); without it, a removal is noticed by the look at the node.
+    pub(super) confirm_quiet: bool,
 }
 
 /// What one sample gives.
@@ -134,6 +140,8 @@ pub(super) struct Watched {
     last_read: Option<MemorySnapshot>,
     /// Quiet rounds since that reading (see [`QUIET_REFRESH_ROUNDS`]).
     quiet_rounds: u32,
+    /// The last look at the node did not find it where it was: read it in full next.
+    pub(super) suspect: bool,
 }
 
 impl Watched {
@@ -175,6 +183,7 @@ impl Watched {
             last_read: None,
             // Spread the refreshes of quiet cgroups over the rounds, by slot.
             quiet_rounds: slot % QUIET_REFRESH_ROUNDS,
+            suspect: false,
         }
     }
 
@@ -190,20 +199,25 @@ impl Watched {
     }
 
     /// The last reading, when this round may reuse it: the kernel programs saw no charge-path
-    /// event and no reclaim since the last sample, the usage (one small read, which also
-    /// notices a removed cgroup) is what that reading said, and the refresh is not due.
+    /// event and no reclaim since the last sample, the refresh is not due, the last look at
+    /// the node found the cgroup where it was, and with `confirm` the usage (one small read,
+    /// which also notices a removed cgroup) is what that reading said.
     fn quiet(
         &mut self,
         counters: Option<&(SlotCounters, SlotCounters)>,
         mode: ChargeMode,
+        confirm: bool,
     ) -> Result<Option<MemorySnapshot>, CgroupError> {
         let (Some((now, before)), Some(last)) = (counters, &self.last_read) else {
             return Ok(None);
         };
         let still = mode != ChargeMode::Polling
+            && !self.suspect
             && nothing_charged(now, before)
             && self.quiet_rounds + 1 < QUIET_REFRESH_ROUNDS;
-        if !still || self.cgroup.read_usage_held(&mut self.handles)? != last.usage_bytes {
+        if !still
+            || (confirm && self.cgroup.read_usage_held(&mut self.handles)? != last.usage_bytes)
+        {
             return Ok(None);
         }
         self.quiet_rounds += 1;
@@ -228,18 +242,24 @@ impl Watched {
         };
         // A cgroup removed (or removed and made again under its name) fails in these reads
         // with `Gone`: its held files belong to the removed one.
-        let quiet = self.quiet(counters.as_ref(), round.mode)?;
+        let quiet = self.quiet(counters.as_ref(), round.mode, round.confirm_quiet)?;
         let was_quiet = quiet.is_some();
         let (snapshot, subtree_changed) = match quiet {
             Some(last) => (last, false),
             None => {
                 let snapshot = self.cgroup.read_snapshot_held(&mut self.handles)?;
-                self.limit = applied_limit(&self.cgroup, self.node_memory, round.limits)?;
+                self.limit = applied_limit_given(
+                    &self.cgroup,
+                    snapshot.limit_bytes,
+                    self.node_memory,
+                    round.limits,
+                )?;
                 let changed = self
                     .slot
                     .refresh_subtree(&self.cgroup, round.maps.as_deref_mut())?;
                 self.last_read = Some(snapshot.clone());
                 self.quiet_rounds = 0;
+                self.suspect = false;
                 (snapshot, changed)
             }
         };

@@ -2,6 +2,7 @@
 //! kubelet's log trees.
 use std::{
     fs,
+    os::unix::fs::DirEntryExt as _,
     path::{Path, PathBuf},
 };
 
@@ -106,6 +107,8 @@ pub(crate) fn short_id(id: &str) -> &str {
 pub(crate) struct FoundContainer {
     /// Its cgroup directory.
     pub path: PathBuf,
+    /// Its inode (the cgroup id), as the directory listing gave it.
+    pub inode: u64,
     /// Who it is.
     pub identity: Identity,
 }
@@ -145,9 +148,10 @@ impl Inventory {
         let (found, mut dirs) = walk(&roots.cgroup_root);
         let containers = found
             .into_iter()
-            .map(|path| FoundContainer {
+            .map(|(path, inode)| FoundContainer {
                 identity: Identity::of(&path, &logs, &runtime_names),
                 path,
+                inode,
             })
             .collect();
         dirs.push(roots.pod_logs.clone());
@@ -185,7 +189,7 @@ impl Inventory {
 /// find them. A container's own children are part of it and are not listed; symbolic links
 /// are not followed (cgroup file systems have none, and a fixture tree must not lead the walk
 /// elsewhere); directories that vanish during the walk are skipped.
-fn walk(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+fn walk(root: &Path) -> (Vec<(PathBuf, u64)>, Vec<PathBuf>) {
     let mut found = Vec::new();
     let mut listed = Vec::new();
     let mut pending = vec![(root.to_path_buf(), 0usize)];
@@ -204,7 +208,7 @@ fn walk(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
             let path = entry.path();
             let relative = path.strip_prefix(root).unwrap_or(&path);
             match classify(relative) {
-                Some(CgroupRole::Container { .. }) => found.push(path),
+                Some(CgroupRole::Container { .. }) => found.push((path, entry.ino())),
                 _ if depth + 1 < MAX_DEPTH => pending.push((path, depth + 1)),
                 _ => {}
             }

@@ -64,7 +64,34 @@ pub(crate) fn applied_limit(
     node_memory: Option<u64>,
     cache: &mut LimitCache,
 ) -> Result<AppliedLimit, CgroupError> {
-    Ok(match cgroup.effective_limit_cached(cache)? {
+    Ok(from_effective(
+        cgroup,
+        node_memory,
+        cgroup.effective_limit_cached(cache)?,
+    ))
+}
+
+/// Like [`applied_limit`], with the cgroup's own limit as just read in a sample.
+pub(crate) fn applied_limit_given(
+    cgroup: &MemoryCgroup,
+    own: Option<u64>,
+    node_memory: Option<u64>,
+    cache: &mut LimitCache,
+) -> Result<AppliedLimit, CgroupError> {
+    Ok(from_effective(
+        cgroup,
+        node_memory,
+        cgroup.effective_limit_given(own, cache)?,
+    ))
+}
+
+/// The applied limit, from the effective one and whose it is.
+fn from_effective(
+    cgroup: &MemoryCgroup,
+    node_memory: Option<u64>,
+    effective: Option<(u64, std::path::PathBuf)>,
+) -> AppliedLimit {
+    match effective {
         Some((bytes, dir)) => AppliedLimit {
             bytes: Some(bytes),
             source: source_of(cgroup.path(), &dir),
@@ -73,7 +100,7 @@ pub(crate) fn applied_limit(
             bytes: node_memory,
             source: LimitSource::Node,
         },
-    })
+    }
 }
 
 /// `MemTotal` from `/proc/meminfo`, in bytes.

@@ -36,6 +36,9 @@ pub(crate) struct EbpfAttacher {
     aya_btf: Option<Result<aya::Btf, Arc<aya::BtfError>>>,
 }
 
+/// The maps with one entry per watched cgroup.
+pub(crate) const SLOT_MAPS: [&str; 3] = ["COUNTERS", "BUDGETS", "LAST_EXIT"];
+
 impl EbpfAttacher {
     /// Loads the object (no program yet) with the layouts the programs read as load-time
     /// constants.
@@ -43,8 +46,14 @@ impl EbpfAttacher {
         charge: &ChargeLayout,
         task: &TaskLayout,
         btf_path: &Path,
+        slots: u32,
     ) -> Result<Self, ProbeError> {
         let mut loader = EbpfLoader::new();
+        // The per-slot maps, sized for the cgroups to watch (per-CPU ones cost their size on
+        // every CPU).
+        for map in SLOT_MAPS {
+            loader.map_max_entries(map, slots);
+        }
         // No target BTF: the programs read the kernel's layouts from the constants below, not
         // through CO-RE relocations, and the fentry programs get aya's BTF when one is tried.
         // aya's default parse of /sys/kernel/btf/vmlinux here was most of the watch's peak

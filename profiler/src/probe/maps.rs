@@ -4,7 +4,7 @@ use aya::{
     util::nr_cpus,
     Ebpf,
 };
-use profiler_common::{BurstBudget, LastExit, SlotCounters, MAX_SLOTS};
+use profiler_common::{BurstBudget, LastExit, SlotCounters};
 
 use super::ProbeError;
 
@@ -18,6 +18,8 @@ pub(crate) struct KernelMaps {
     last_exit: PerCpuArray<MapData, LastExit>,
     cpus: usize,
     generation_value: u32,
+    /// Entries of the per-slot maps.
+    slots: u32,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
@@ -33,7 +35,7 @@ where
 
 impl KernelMaps {
     /// Takes the maps out of `ebpf` (the programs keep their own references).
-    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self, ProbeError> {
+    pub(crate) fn take(ebpf: &mut Ebpf, slots: u32) -> Result<Self, ProbeError> {
         let cpus = nr_cpus().map_err(|(what, e)| {
             ProbeError::Map(
                 "COUNTERS",
@@ -52,6 +54,7 @@ impl KernelMaps {
             last_exit: take(ebpf, "LAST_EXIT")?,
             cpus,
             generation_value: 0,
+            slots,
         })
     }
 
@@ -68,6 +71,11 @@ impl KernelMaps {
         }
     }
 
+    /// How many cgroups the maps have slots for.
+    pub(crate) fn slots(&self) -> u32 {
+        self.slots
+    }
+
     /// Publishes a change of the watch set: the kernel resolves cached memcgs again.
     pub(crate) fn bump_generation(&mut self) -> Result<(), MapError> {
         self.generation_value = self.generation_value.wrapping_add(1);
@@ -76,7 +84,7 @@ impl KernelMaps {
 
     /// Zeroes a slot's counters before it is given to a new cgroup.
     pub(crate) fn reset_slot(&mut self, slot: u32) -> Result<(), MapError> {
-        debug_assert!(slot < MAX_SLOTS);
+        debug_assert!(slot < self.slots);
         let zeros = PerCpuValues::try_from(vec![SlotCounters::default(); self.cpus])?;
         self.counters.set(slot, zeros, 0)?;
         let zeros = PerCpuValues::try_from(vec![LastExit::default(); self.cpus])?;

@@ -101,6 +101,7 @@ pub(crate) fn kernel_release() -> String {
 pub(crate) fn start(
     request: ModeRequest,
     btf_path: &Path,
+    slots: u32,
 ) -> Result<(Option<Probes>, ProbeReport), ProbeError> {
     let kernel = kernel_release();
     let only = request.only();
@@ -119,7 +120,7 @@ pub(crate) fn start(
     let btf = needs.as_ref().map(|_| ()).map_err(|e| error_chain(e));
     let choice = choose(only, needs, |needs| {
         let (charge, task) = needs.layouts();
-        EbpfAttacher::load(&charge, &task, btf_path)
+        EbpfAttacher::load(&charge, &task, btf_path, slots)
     })?;
     let report = ProbeReport {
         kernel,
@@ -131,7 +132,7 @@ pub(crate) fn start(
     };
     let mut ebpf = attacher.into_ebpf();
     let logger = aya_log::EbpfLogger::init(&mut ebpf)?;
-    let maps = KernelMaps::take(&mut ebpf)?;
+    let maps = KernelMaps::take(&mut ebpf, slots)?;
     let ring = RingReader::take(&mut ebpf)?;
     Ok((
         Some(Probes {

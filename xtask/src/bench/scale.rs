@@ -70,6 +70,8 @@ struct Figures {
     cpu_ms_per_interval: f64,
     /// Peak resident memory, MiB.
     peak_rss_mib: f64,
+    /// Resident memory at the end of the window, MiB.
+    rss_mib: f64,
     /// Open file descriptors at the end of the window.
     fds: usize,
     /// Sample lines per container per second in the window (1.0 when every round sampled all).
@@ -114,7 +116,7 @@ pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> 
         WARM_UP.as_secs()
     );
     println!(
-        "  {:>10} {:<8} {:<6} {:<5} {:>7} {:>5} {:>9} {:>10} {:>12} {:>9} {:>5} {:>8} {:>9} {:>8}",
+        "  {:>10} {:<8} {:<6} {:<5} {:>7} {:>5} {:>9} {:>10} {:>12} {:>9} {:>8} {:>5} {:>8} {:>9} {:>8}",
         "containers",
         "driver",
         "load",
@@ -125,6 +127,7 @@ pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> 
         "ms/interval",
         "µs/container",
         "peak MiB",
+        "RSS MiB",
         "fds",
         "samples",
         "floor ms",
@@ -134,7 +137,7 @@ pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> 
         let f = measure(bins, case, seconds)
             .with_context(|| format!("{} containers ({:?})", case.containers, case.driver))?;
         println!(
-            "  {:>10} {:<8} {:<6} {:<5} {:>7} {:>5} {:>9.0} {:>10.1} {:>12.1} {:>9.1} {:>5} {:>8.2} {:>9.2} {:>8}",
+            "  {:>10} {:<8} {:<6} {:<5} {:>7} {:>5} {:>9.0} {:>10.1} {:>12.1} {:>9.1} {:>8.1} {:>5} {:>8.2} {:>9.2} {:>8}",
             case.containers,
             format!("{:?}", case.driver).to_lowercase(),
             format!("{:?}", case.load).to_lowercase(),
@@ -146,8 +149,9 @@ pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> 
             f.busy,
             f.startup_cpu_ms,
             f.cpu_ms_per_interval,
-            f.cpu_ms_per_interval * 1e3 / case.containers as f64,
+            f.cpu_ms_per_interval * 1e3 / f.watched.max(1) as f64,
             f.peak_rss_mib,
+            f.rss_mib,
             f.fds,
             f.samples_per_container_s,
             f.floor_ms,
@@ -156,7 +160,7 @@ pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> 
         );
     }
     println!(
-        "  (ms/interval: user + system CPU of the watch per 1 s round; samples: sample lines per \
+        "  (ms/interval: user + system CPU of the watch per 1 s round; µs/container: per watched container; samples: sample lines per \
          container per second, 1.00 when every round sampled every container; floor: one pass \
          opening, reading and closing the same files in a tight loop; kills: oom_kill lines / \
          the kernel's count)"
@@ -199,8 +203,11 @@ fn measure(bins: &Binaries, case: &Case, seconds: u64) -> Result<Figures> {
                 "--json",
                 "--interval",
                 "1s",
-                "--cgroup-root",
+                "--max-cgroups",
             ])
+            // Room for every container, as a user of a node this big would give it.
+            .arg(max_cgroups(case.containers).to_string())
+            .arg("--cgroup-root")
             .arg(node.cgroup_root())
             .arg("--pod-logs")
             .arg(node.pod_logs())
@@ -228,6 +235,7 @@ fn measure(bins: &Binaries, case: &Case, seconds: u64) -> Result<Figures> {
     let elapsed = window.elapsed().as_secs_f64();
     let lines_after = count_lines(&out, "\"type\":\"sample\"");
     let peak_rss_mib = status_kib(pid, "VmHWM:")? / 1024.0;
+    let rss_mib = status_kib(pid, "VmRSS:")? / 1024.0;
     let fds = fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -265,11 +273,18 @@ fn measure(bins: &Binaries, case: &Case, seconds: u64) -> Result<Figures> {
         startup_cpu_ms,
         cpu_ms_per_interval: cpu / elapsed,
         peak_rss_mib,
+        rss_mib,
         fds,
         samples_per_container_s,
         kills,
         floor_ms,
     })
+}
+
+/// `--max-cgroups` for a node of `containers`: the default (1024), or the next power of two
+/// that holds them all.
+fn max_cgroups(containers: usize) -> usize {
+    (containers + 1).next_power_of_two().max(1024)
 }
 
 /// Waits until `expected` containers got their `watch_start` line (or, with the output thrown

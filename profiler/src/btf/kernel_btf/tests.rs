@@ -264,6 +264,28 @@ fn the_running_kernel_has_the_charge_path_functions() {
     }
 }
 
+/// The copy mapped from a memfd (kernels whose sysfs BTF cannot be mapped) answers as the
+/// BTF parsed whole does.
+#[test]
+#[ignore = "host tier (cargo xtask test): reads the running kernel's BTF"]
+fn a_mapped_copy_of_the_kernel_btf_answers_as_the_parsed_one() {
+    let bytes = std::fs::read(VMLINUX_BTF).expect("the running kernel's BTF");
+    let parsed = KernelBtf::new(Btf::from_bytes(&bytes).expect("parse whole"));
+    let copied = KernelBtf::new(map_copy(bytes).expect("map a copy"));
+    for function in ["mark_oom_victim", "__oom_kill_process", "do_send_sig_info"] {
+        assert_eq!(
+            parsed.function_params(function).ok().flatten(),
+            copied.function_params(function).ok().flatten(),
+            "{function}"
+        );
+    }
+    assert!(copied
+        .function_params("mark_oom_victim")
+        .ok()
+        .flatten()
+        .is_some());
+}
+
 #[test]
 fn load_reports_missing_and_unparsable_files() {
     match KernelBtf::load(Path::new("/nonexistent/btf/vmlinux")) {
