@@ -443,6 +443,11 @@ impl Workload {
         }
     }
 
+    /// Whether it has exited (and been reaped).
+    pub fn has_exited(&self) -> bool {
+        self.reaper.exit().is_some()
+    }
+
     /// Sends SIGKILL (unless it has already been reaped).
     pub fn kill(&self) {
         self.reaper.signal(libc::SIGKILL);

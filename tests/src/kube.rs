@@ -312,6 +312,25 @@ impl KubeNode {
         next
     }
 
+    /// Ends a container for good, as kubelet does when its pod is deleted: its workload is
+    /// killed if it still runs, its cgroup removed once the process is gone, and its log file
+    /// and link removed.
+    #[track_caller]
+    pub fn remove_container(&self, mut container: Container) {
+        if let Some(workload) = &container.workload {
+            workload.kill();
+            workload.wait_exit(PATIENCE);
+        }
+        container.workload = None;
+        self.cgroup.remove_child(&container.relative_cgroup);
+        let link = self.container_logs().join(format!(
+            "{}_{}_{}-{}.log",
+            container.pod.name, container.pod.namespace, container.name, container.id
+        ));
+        let _ = fs::remove_file(link);
+        let _ = fs::remove_dir_all(container.pod.log_dir.join(&container.name));
+    }
+
     /// A new id for run `restart` of container `name`, with its log file and symlink.
     #[track_caller]
     fn new_run(&self, pod: &Pod, name: &str, restart: u32, limit_bytes: Option<u64>) -> Container {

@@ -11,7 +11,7 @@ use profiler_common::MAX_SLOTS;
 use super::{
     deaths::DeathLog,
     on_warning, page_size,
-    targets::{lineage_key, Lineages, Slots, Targets},
+    targets::{lineage_key, LineageKey, Lineages, Slots, Targets},
     unix_now,
     watched::{Round, SampleError, Watched},
     CollectError,
@@ -30,6 +30,12 @@ use crate::{
     probe::{report::Decision, KernelMaps},
     record::{LostEvents, Record, RecordBody, SummaryRecord, Warning, WatchStart},
 };
+
+/// How often state left by gone containers is pruned, seconds.
+const PRUNE_EVERY_S: f64 = 60.0;
+/// How long a pod container's kills and restarts are remembered after its last container
+/// went: longer than the kubelet's longest restart back-off (5 minutes).
+const LINEAGE_KEEP_S: f64 = 600.0;
 
 /// The collector between events: what it watches, the kernel maps, and where records go.
 pub(super) struct Collector<'s> {
@@ -75,6 +81,8 @@ pub(super) struct Collector<'s> {
     changes: NodeChanges,
     /// Whether the selection existed at the last look.
     selection_exists: bool,
+    /// When state of gone containers was last pruned (Unix seconds).
+    last_prune: f64,
 }
 
 impl<'s> Collector<'s> {
@@ -112,6 +120,7 @@ impl<'s> Collector<'s> {
             node: None,
             changes: NodeChanges::new(),
             selection_exists: true,
+            last_prune: unix_now(),
         }
     }
 
@@ -376,6 +385,7 @@ impl<'s> Collector<'s> {
                 }))?;
             }
         }
+        self.prune(unix_now());
         if let Some(node) = self.node.as_mut() {
             if let Some(record) = node.observe(unix_now(), &self.roots) {
                 self.emit_node(RecordBody::Node(record))?;
@@ -394,6 +404,23 @@ impl<'s> Collector<'s> {
             }) => any_live || !self.ever_watched,
             Targets::Discovered(_) => any_live || exists,
         })
+    }
+
+    /// Forgets, once a minute, what gone containers left behind: lineages no container was
+    /// watched in for [`LINEAGE_KEEP_S`], and refused cgroups that are gone.
+    fn prune(&mut self, now: f64) {
+        if now - self.last_prune < PRUNE_EVERY_S {
+            return;
+        }
+        self.last_prune = now;
+        let live: HashSet<LineageKey> = self
+            .watched
+            .iter()
+            .filter(|w| !w.gone)
+            .filter_map(|w| lineage_key(&w.identity))
+            .collect();
+        self.lineages.prune(&live, now, LINEAGE_KEEP_S);
+        self.refused.retain(|path| path.exists());
     }
 
     /// Watched cgroup `index` is gone: out of the kernel's filter, a `cgroup_gone` line and

@@ -66,6 +66,8 @@ pub(super) struct Lineage {
     /// New container ids seen after the first one.
     pub restarts: u64,
     ids: HashSet<String>,
+    /// When one of its containers was last seen watched (Unix seconds).
+    last_live: f64,
 }
 
 /// Every pod container's lineage.
@@ -76,7 +78,10 @@ impl Lineages {
     /// Records that container `id` runs as `key`; a new id for a known key is a restart.
     /// Returns whether it was one.
     pub(super) fn join(&mut self, key: &LineageKey, id: Option<&str>) -> bool {
-        let lineage = self.0.entry(key.clone()).or_default();
+        let lineage = self.0.entry(key.clone()).or_insert_with(|| Lineage {
+            last_live: super::unix_now(),
+            ..Lineage::default()
+        });
         let Some(id) = id else {
             return false;
         };
@@ -90,6 +95,26 @@ impl Lineages {
     /// Counts a kill.
     pub(super) fn add_kill(&mut self, key: &LineageKey) {
         self.0.entry(key.clone()).or_default().kills += 1;
+    }
+
+    /// Forgets the lineages none of whose containers was watched for `keep` seconds, as of
+    /// `now`; `live` holds the keys watched now. On a node where pods come and go all day
+    /// (jobs, rollouts) each would otherwise stay for the whole watch.
+    pub(super) fn prune(&mut self, live: &HashSet<LineageKey>, now: f64, keep: f64) {
+        self.0.retain(|key, lineage| {
+            if live.contains(key) {
+                lineage.last_live = now;
+                true
+            } else {
+                now - lineage.last_live < keep
+            }
+        });
+    }
+
+    /// How many lineages are remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// `(kills, restarts)` of a key.
@@ -113,6 +138,34 @@ mod tests {
         assert_eq!(slots.take(), Some(0));
         assert_eq!(slots.take(), Some(2));
         assert_eq!(slots.take(), None);
+    }
+
+    #[test]
+    fn lineages_of_gone_containers_are_forgotten_after_a_while() {
+        let key = |c: &str| ("shop".to_owned(), "web-1".to_owned(), c.to_owned());
+        let mut lineages = Lineages::default();
+        lineages.join(&key("app"), Some("a"));
+        lineages.join(&key("job"), Some("b"));
+        lineages.add_kill(&key("app"));
+        let now = super::super::unix_now();
+        let live: HashSet<LineageKey> = [key("app")].into();
+        lineages.prune(&live, now + 100.0, 600.0);
+        assert_eq!(
+            lineages.len(),
+            2,
+            "the job's is kept while a restart may come"
+        );
+        lineages.prune(&live, now + 700.0, 600.0);
+        assert_eq!(lineages.len(), 1, "the job's is forgotten");
+        assert_eq!(
+            lineages.history(&key("app")),
+            (1, 0),
+            "the live one keeps its kills"
+        );
+        lineages.prune(&HashSet::new(), now + 1200.0, 600.0);
+        assert_eq!(lineages.len(), 1, "seen live at the last prune, 500 s ago");
+        lineages.prune(&HashSet::new(), now + 1400.0, 600.0);
+        assert_eq!(lineages.len(), 0);
     }
 
     #[test]

@@ -16,6 +16,9 @@ use inotify::{Inotify, WatchMask};
 
 /// A full look at the node at least this often, whatever inotify said.
 pub(crate) const FULL_LOOK: Duration = Duration::from_secs(60);
+/// How often the node is looked at when inotify ran out of watches (`max_user_watches`)
+/// before every directory had one: changes in the others are seen this late at worst.
+pub(crate) const PARTIAL_LOOK: Duration = Duration::from_secs(10);
 
 /// The node's directories under watch, and when the node was last looked at.
 pub(crate) struct NodeChanges {
@@ -25,6 +28,8 @@ pub(crate) struct NodeChanges {
     buffer: Vec<u8>,
     /// When the node was last looked at.
     last_look: Option<Instant>,
+    /// Some directories could not be watched: look every [`PARTIAL_LOOK`].
+    partial: bool,
 }
 
 impl NodeChanges {
@@ -37,6 +42,7 @@ impl NodeChanges {
             inotify,
             buffer: vec![0; 16 * 1024],
             last_look: None,
+            partial: false,
         }
     }
 
@@ -49,7 +55,12 @@ impl NodeChanges {
         let Some(last) = self.last_look else {
             return true;
         };
-        let mut changed = now.duration_since(last) >= FULL_LOOK;
+        let every = if self.partial {
+            PARTIAL_LOOK
+        } else {
+            FULL_LOOK
+        };
+        let mut changed = now.duration_since(last) >= every;
         // Drain everything queued, so a change after this look shows at the next round.
         loop {
             match inotify.read_events(&mut self.buffer) {
@@ -100,10 +111,22 @@ impl NodeChanges {
                 Ok(_) => {}
                 // Removed since it was listed: the next look will not list it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Out of watches: those made still tell their changes, the rest are looked at
+                // every PARTIAL_LOOK (not every round: a huge tree would cost a walk a round).
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    if !self.partial {
+                        log::warn!(
+                            "cannot watch every directory of the node for changes ({e}; raise \
+                             fs.inotify.max_user_watches): the node is looked at every {}s",
+                            PARTIAL_LOOK.as_secs()
+                        );
+                    }
+                    self.partial = true;
+                    return;
+                }
                 Err(e) => {
                     log::warn!(
-                        "cannot watch {} for changes ({e}; fs.inotify.max_user_watches may be \
-                         too low for this node): the node is looked at every round",
+                        "cannot watch {} for changes ({e}): the node is looked at every round",
                         dir.display()
                     );
                     self.inotify = None;

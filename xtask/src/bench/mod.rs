@@ -4,6 +4,7 @@
 //! - `forecast`: how early and how well the profiler warns before OOM kills, against two
 //!   baselines, on real workloads in real memory cgroups.
 //! - `scale`: what `profiler watch --all` costs on a node of many containers.
+//! - `churn`: the end-to-end churn test (`tests/tests/churn.rs`) run for minutes.
 mod evaluate;
 mod forecast;
 mod overhead;
@@ -51,6 +52,14 @@ pub(crate) enum Which {
         #[arg(long, value_delimiter = ',', num_args = 1..)]
         only: Vec<u8>,
     },
+    /// The churn test for longer (10 containers made and removed a second, one in ten
+    /// OOM-killed, while `watch --all` runs): prints the watch's resident memory and open
+    /// descriptors every 5 s, and fails as the test does.
+    Churn {
+        /// Minutes of churn.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
     /// `profiler watch --all` on kubelet-like nodes of real memory cgroups (50, 500, 2000
     /// containers by default; the middle size again with the systemd driver's layout, with an
     /// OOM kill every half second, and with the JSON thrown away): CPU per 1 s interval, peak
@@ -62,6 +71,10 @@ pub(crate) enum Which {
         /// Seconds measured per size, after the warm-up.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Cgroups that are not containers to add to every node (e.g. 20000: a tree that must
+        /// not slow the watch of the containers).
+        #[arg(long, default_value_t = 0)]
+        other_cgroups: usize,
     },
 }
 
@@ -86,8 +99,31 @@ pub(crate) fn run(which: Which) -> Result<()> {
         Which::Scale {
             containers,
             seconds,
-        } => scale::run(&bins, &containers, seconds),
+            other_cgroups,
+        } => scale::run(&bins, &containers, seconds, other_cgroups),
+        Which::Churn { minutes } => churn(&bins, minutes),
     }
+}
+
+/// Runs the churn test for `minutes`, its output shown.
+fn churn(bins: &build::Binaries, minutes: u64) -> Result<()> {
+    setup::run_cmd(
+        std::process::Command::new("cargo")
+            .current_dir(build::workspace_root())
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "profiler-e2e",
+                "--test",
+                "churn",
+                "--",
+                "--nocapture",
+            ])
+            .env("PROFILER_CHURN_SECONDS", (minutes * 60).to_string())
+            .env("PROFILER_BIN", &bins.profiler)
+            .env("PROFILER_STATIC_WORKLOAD", &bins.static_workload),
+    )
 }
 
 /// The median of `values` (NaN when empty).

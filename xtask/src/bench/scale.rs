@@ -82,9 +82,10 @@ struct Figures {
     floor_ms: f64,
 }
 
-/// Runs the scale benchmark: `sizes` with the cgroupfs driver, then one size (the middle one)
-/// with the systemd driver, with a kill in progress, and with the JSON thrown away.
-pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> {
+/// Runs the scale benchmark: `sizes` with the cgroupfs driver, then (without `others`) one
+/// size (the middle one) with the systemd driver, with a kill in progress, and with the JSON
+/// thrown away.
+pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64, others: usize) -> Result<()> {
     if sizes.is_empty() {
         bail!("--containers needs at least one size, e.g. --containers 50,500,2000");
     }
@@ -98,11 +99,16 @@ pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> 
         })
         .collect();
     let middle = sizes[sizes.len() / 2];
+    // With a big tree of other cgroups (minutes to make and remove), the sizes only.
+    let extras = if others > 0 { 0 } else { 3 };
     for (driver, load, output) in [
         (Driver::Systemd, Load::Steady, Output::File),
         (Driver::Cgroupfs, Load::Kills, Output::File),
         (Driver::Cgroupfs, Load::Steady, Output::Null),
-    ] {
+    ]
+    .into_iter()
+    .take(extras)
+    {
         cases.push(Case {
             containers: middle,
             driver,
@@ -112,7 +118,8 @@ pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> 
     }
     println!(
         "scale benchmark: profiler watch --all --json --interval 1s, {seconds} s measured after \
-         {} s of warm-up; one container in {BUSY_EVERY} runs a process",
+         {} s of warm-up; one container in {BUSY_EVERY} runs a process; {others} more cgroups \
+         that are not containers",
         WARM_UP.as_secs()
     );
     println!(
@@ -134,7 +141,7 @@ pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> 
         "kills"
     );
     for case in &cases {
-        let f = measure(bins, case, seconds)
+        let f = measure(bins, case, seconds, others)
             .with_context(|| format!("{} containers ({:?})", case.containers, case.driver))?;
         println!(
             "  {:>10} {:<8} {:<6} {:<5} {:>7} {:>5} {:>9.0} {:>10.1} {:>12.1} {:>9.1} {:>8.1} {:>5} {:>8.2} {:>9.2} {:>8}",
@@ -169,9 +176,15 @@ pub(super) fn run(bins: &Binaries, sizes: &[usize], seconds: u64) -> Result<()> 
 }
 
 /// Builds the node of `case`, measures the watch on it, and takes the node down.
-fn measure(bins: &Binaries, case: &Case, seconds: u64) -> Result<Figures> {
+fn measure(bins: &Binaries, case: &Case, seconds: u64, others: usize) -> Result<Figures> {
     let built = Instant::now();
-    let node = FakeNode::build(case.containers, case.driver, BUSY_EVERY, &bins.workload)?;
+    let node = FakeNode::build(
+        case.containers,
+        case.driver,
+        BUSY_EVERY,
+        &bins.workload,
+        others,
+    )?;
     eprintln!(
         "built {} containers ({:?}) in {:.1} s",
         node.containers.len(),

@@ -53,12 +53,14 @@ pub(crate) struct FakeNode {
 impl FakeNode {
     /// Makes a node of `containers` containers, one in `busy_every` of them running a process
     /// of `workload` (one in five of those charging and freeing 4 MiB every 100 ms, the others
-    /// holding 2 MiB).
+    /// holding 2 MiB), and `others` more cgroups that are not containers (a hundred per slice
+    /// below `system.slice`).
     pub(crate) fn build(
         containers: usize,
         driver: Driver,
         busy_every: usize,
         workload: &Path,
+        others: usize,
     ) -> Result<Self> {
         let root = TempMemcg::new("profiler-scale", 64 << 30)?;
         let files = std::env::temp_dir().join(format!(
@@ -84,6 +86,12 @@ impl FakeNode {
             node.cgroup(&format!("system.slice/service-{i}.service"), None)?;
         }
         node.cgroup("user.slice/user-0.slice/session-1.scope", None)?;
+        for i in 0..others {
+            node.cgroup(
+                &format!("system.slice/batch-{}.slice/unit-{i}.scope", i / 100),
+                None,
+            )?;
+        }
         let mut pod = 0usize;
         while node.containers.len() < containers {
             let n = PER_POD[pod % PER_POD.len()].min(containers - node.containers.len());
