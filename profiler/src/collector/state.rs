@@ -236,8 +236,12 @@ impl<'s> Collector<'s> {
         if !self.changes.due(looked_at) {
             return Ok((false, self.selection_exists));
         }
-        let inventory = discovery.scan();
-        self.changes.looked(&inventory.dirs, looked_at);
+        let changes = &mut self.changes;
+        let inventory = discovery.scan_with(&mut |dir| changes.watch(dir));
+        // Each pod's log directory: watched after it was listed, so a container's directory
+        // made in between is seen by the next look only; the kubelet then makes its log link
+        // in the container log directory, watched before it was listed, which is a change.
+        self.changes.looked(&inventory.logs.pod_dirs, looked_at);
         log::debug!(
             "looked at the node in {:.2} ms: {} containers",
             looked_at.elapsed().as_secs_f64() * 1e3,

@@ -5,17 +5,19 @@
 //! cgroupfs reports `mkdir` and `rmdir` to inotify like any file system (a runtime makes and
 //! removes cgroups with those system calls); a log link or directory made by the kubelet is an
 //! ordinary file system event. What inotify cannot see (a change below a directory it was not
-//! asked to watch, a runtime's state file rewritten, events lost to a full queue) is caught by
-//! a full look every [`FULL_LOOK`], and a queue overflow counts as a change.
+//! asked to watch, a runtime's state file rewritten) is caught by a full look every
+//! [`FULL_LOOK`]; a queue overflow is an event, so a change.
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use inotify::{Inotify, WatchMask};
 
-/// A full look at the node at least this often, whatever inotify said.
-pub(crate) const FULL_LOOK: Duration = Duration::from_secs(60);
+/// A full look at the node at least this often, whatever inotify said. Directories are watched
+/// before they are listed, so no change falls between a look and the watch; this is the net
+/// under what inotify cannot see (a tree of 20,000 cgroups takes about half a second to walk).
+pub(crate) const FULL_LOOK: Duration = Duration::from_secs(300);
 /// How often the node is looked at when inotify ran out of watches (`max_user_watches`)
 /// before every directory had one: changes in the others are seen this late at worst.
 pub(crate) const PARTIAL_LOOK: Duration = Duration::from_secs(10);
@@ -94,44 +96,52 @@ impl NodeChanges {
         self.last_look = None;
     }
 
-    /// The node was looked at now, listing `dirs`: watch each of them (a directory watched
-    /// already keeps its watch; removed ones lost theirs with them).
+    /// The node was looked at now; `dirs` were listed and are watched from now on.
     pub(crate) fn looked(&mut self, dirs: &[PathBuf], now: Instant) {
         self.last_look = Some(now);
+        for dir in dirs {
+            self.watch(dir);
+        }
+    }
+
+    /// Watches `dir` for entries made, removed or renamed (a directory watched already keeps
+    /// its watch; a removed one lost it with it). Called before a look lists it, a change
+    /// after the call is seen either by that look or by the watch.
+    pub(crate) fn watch(&mut self, dir: &Path) {
         let Some(inotify) = self.inotify.as_mut() else {
             return;
         };
+        if self.partial {
+            // Out of watches: the rest of the node is looked at every PARTIAL_LOOK.
+            return;
+        }
         let mask = WatchMask::CREATE
             | WatchMask::DELETE
             | WatchMask::MOVED_FROM
             | WatchMask::MOVED_TO
             | WatchMask::ONLYDIR;
-        for dir in dirs {
-            match inotify.watches().add(dir, mask) {
-                Ok(_) => {}
-                // Removed since it was listed: the next look will not list it.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                // Out of watches: those made still tell their changes, the rest are looked at
-                // every PARTIAL_LOOK (not every round: a huge tree would cost a walk a round).
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                    if !self.partial {
-                        log::warn!(
-                            "cannot watch every directory of the node for changes ({e}; raise \
-                             fs.inotify.max_user_watches): the node is looked at every {}s",
-                            PARTIAL_LOOK.as_secs()
-                        );
-                    }
-                    self.partial = true;
-                    return;
-                }
-                Err(e) => {
+        match inotify.watches().add(dir, mask) {
+            Ok(_) => {}
+            // Gone already: the look will not list it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Out of watches: those made still tell their changes, the rest are looked at
+            // every PARTIAL_LOOK (not every round: a huge tree would cost a walk a round).
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                if !self.partial {
                     log::warn!(
-                        "cannot watch {} for changes ({e}): the node is looked at every round",
-                        dir.display()
+                        "cannot watch every directory of the node for changes ({e}; raise \
+                         fs.inotify.max_user_watches): the node is looked at every {}s",
+                        PARTIAL_LOOK.as_secs()
                     );
-                    self.inotify = None;
-                    return;
                 }
+                self.partial = true;
+            }
+            Err(e) => {
+                log::warn!(
+                    "cannot watch {} for changes ({e}): the node is looked at every round",
+                    dir.display()
+                );
+                self.inotify = None;
             }
         }
     }

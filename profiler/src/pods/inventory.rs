@@ -122,9 +122,6 @@ pub(crate) struct Inventory {
     pub logs: LogTree,
     /// Names of containers outside Kubernetes.
     pub runtime_names: RuntimeNames,
-    /// The directories this look listed (the cgroup tree above the containers, the log
-    /// directories): a change in any of them is what a new look would find.
-    pub dirs: Vec<PathBuf>,
 }
 
 /// Where to look.
@@ -143,9 +140,18 @@ pub(crate) struct NodeRoots {
 impl Inventory {
     /// Looks at the node once.
     pub(crate) fn scan(roots: &NodeRoots) -> Self {
+        Self::scan_with(roots, &mut |_| {})
+    }
+
+    /// Like [`Inventory::scan`], calling `before_listing` with each directory of the cgroup
+    /// tree and each log directory just before it is listed (to watch it for changes: a
+    /// change after that call is not missed by this look or the watch).
+    pub(crate) fn scan_with(roots: &NodeRoots, before_listing: &mut dyn FnMut(&Path)) -> Self {
+        before_listing(&roots.pod_logs);
+        before_listing(&roots.container_logs);
         let logs = LogTree::read(&roots.pod_logs, &roots.container_logs);
         let runtime_names = RuntimeNames::read(&roots.runtime_state);
-        let (found, mut dirs) = walk(&roots.cgroup_root);
+        let found = walk(&roots.cgroup_root, before_listing);
         let containers = found
             .into_iter()
             .map(|(path, inode)| FoundContainer {
@@ -154,14 +160,10 @@ impl Inventory {
                 inode,
             })
             .collect();
-        dirs.push(roots.pod_logs.clone());
-        dirs.push(roots.container_logs.clone());
-        dirs.extend(logs.pod_dirs.iter().cloned());
         Inventory {
             containers,
             logs,
             runtime_names,
-            dirs,
         }
     }
 
@@ -185,19 +187,18 @@ impl Inventory {
     }
 }
 
-/// Container cgroup directories below `root`, in path order, and the directories listed to
-/// find them. A container's own children are part of it and are not listed; symbolic links
+/// Container cgroup directories below `root` with their inodes, in path order, each
+/// directory passed to `before_listing` before it is listed. A container's own children are part of it and are not listed; symbolic links
 /// are not followed (cgroup file systems have none, and a fixture tree must not lead the walk
 /// elsewhere); directories that vanish during the walk are skipped.
-fn walk(root: &Path) -> (Vec<(PathBuf, u64)>, Vec<PathBuf>) {
+fn walk(root: &Path, before_listing: &mut dyn FnMut(&Path)) -> Vec<(PathBuf, u64)> {
     let mut found = Vec::new();
-    let mut listed = Vec::new();
     let mut pending = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = pending.pop() {
+        before_listing(&dir);
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
-        listed.push(dir.clone());
         for entry in entries.filter_map(Result::ok) {
             let Ok(kind) = entry.file_type() else {
                 continue;
@@ -215,5 +216,5 @@ fn walk(root: &Path) -> (Vec<(PathBuf, u64)>, Vec<PathBuf>) {
         }
     }
     found.sort();
-    (found, listed)
+    found
 }

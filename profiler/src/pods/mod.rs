@@ -50,8 +50,15 @@ pub(crate) struct Discovery {
 
 impl Discovery {
     /// Looks at the node once.
+    #[cfg(test)]
     pub(crate) fn scan(&self) -> Inventory {
         Inventory::scan(&self.roots)
+    }
+
+    /// Looks at the node once, each directory passed to `before_listing` first (see
+    /// [`Inventory::scan_with`]).
+    pub(crate) fn scan_with(&self, before_listing: &mut dyn FnMut(&std::path::Path)) -> Inventory {
+        Inventory::scan_with(&self.roots, before_listing)
     }
 
     /// The containers of `inventory` that the watch follows.
