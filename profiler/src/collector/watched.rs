@@ -29,9 +29,8 @@ use crate::{
 };
 
 /// Rounds between full reads of a quiet cgroup's files. A round without a charge-path event
-/// and with the same usage reuses the last reading; but some figures move without either
-/// (statistics the kernel flushes lazily, a limit raised, a child cgroup made, pressure), and
-/// this bounds how stale they get.
+/// reuses the last reading; but some figures move without one (statistics the kernel flushes
+/// lazily, a limit raised, a child cgroup made, pressure), and this bounds how stale they get.
 pub(super) const QUIET_REFRESH_ROUNDS: u32 = 10;
 
 /// Whether the kernel programs saw nothing happen in a cgroup between two readings of its
@@ -181,8 +180,7 @@ impl Watched {
             },
             handles: SnapshotHandles::new(cgroup_version),
             last_read: None,
-            // Spread the refreshes of quiet cgroups over the rounds, by slot.
-            quiet_rounds: slot % QUIET_REFRESH_ROUNDS,
+            quiet_rounds: 0,
             suspect: false,
         }
     }
@@ -257,8 +255,13 @@ impl Watched {
                 let changed = self
                     .slot
                     .refresh_subtree(&self.cgroup, round.maps.as_deref_mut())?;
+                // Refreshes spread over the rounds by slot: cgroups that joined together do
+                // not all read in full on the same round.
+                self.quiet_rounds = match self.last_read {
+                    None => self.slot.index() % QUIET_REFRESH_ROUNDS,
+                    Some(_) => 0,
+                };
                 self.last_read = Some(snapshot.clone());
-                self.quiet_rounds = 0;
                 self.suspect = false;
                 (snapshot, changed)
             }

@@ -118,6 +118,42 @@ fn v1_cgroupfs_every_qos_and_runtime() {
     );
 }
 
+/// Log directories with entries that do not parse (stray files and directories, names
+/// without the kubelet's separators, a FIFO that would block whoever opened it, a link to
+/// nowhere) are skipped: the real containers are named as ever, and the look does not stall.
+#[test]
+fn log_entries_that_do_not_parse_are_skipped() {
+    let node = FixtureNode::new();
+    node.cgroup(&format!("kubepods/burstable/pod{UID_1}/{ID_A}"));
+    node.cgroup(&format!("kubepods/besteffort/pod{UID_2}/{ID_D}"));
+    node.pod_logs("shop", "web-1", UID_1, &["app"]);
+    node.container_log("shop", "web-1", "app", ID_A);
+    node.pod_logs("default", "batch", UID_2, &["worker"]);
+    node.container_log("default", "batch", "worker", ID_D);
+    let pods = node.roots().pod_logs;
+    let links = node.roots().container_logs;
+    std::fs::write(pods.join("README"), "not a pod").expect("stray file");
+    std::fs::create_dir(pods.join("junk")).expect("stray dir");
+    std::fs::create_dir(pods.join("shop_web-2_not-a-uid")).expect("bad uid");
+    std::fs::create_dir(pods.join("UPPER_Case_0d3b3a5e-6f1c-4b7e-9a4d-2c8e1f0b7a6d"))
+        .expect("bad names");
+    std::fs::write(links.join("nonsense.log"), "").expect("stray log");
+    std::os::unix::fs::symlink("/nonexistent", links.join("a_b.log")).expect("short name");
+    let fifo = std::ffi::CString::new(
+        links
+            .join("web-1_shop_app-fifo.log")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .expect("path");
+    // SAFETY: mkfifo with a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    let inventory = Inventory::scan(&node.roots());
+    let mut found = names(&inventory);
+    found.sort();
+    assert_eq!(found, ["default/batch/worker", "shop/web-1/app"]);
+}
+
 #[test]
 fn systemd_crio_and_docker_scopes_skip_conmon() {
     let node = FixtureNode::new();
