@@ -12,7 +12,6 @@ use super::{
     group::{oom_group_of, read_oom_group},
     slot::KernelSlot,
     state::Collector,
-    targets::lineage_key,
     unix_now, CollectError,
 };
 use crate::{
@@ -337,8 +336,8 @@ impl Collector<'_> {
     fn count_kill(&mut self, index: usize) {
         let w = &mut self.watched[index];
         w.outlook.restart_forecast();
-        match lineage_key(&w.identity) {
-            Some(key) => self.lineages.add_kill(&key),
+        match &w.lineage {
+            Some(key) => self.lineages.add_kill(key),
             None => w.kills_reported += 1,
         }
     }

@@ -13,7 +13,7 @@ use super::{
     on_warning, page_size,
     targets::{lineage_key, LineageKey, Lineages, Slots, Targets},
     unix_now,
-    watched::{Round, SampleError, Watched},
+    watched::{Round, SampleError, Watched, QUIET_REFRESH_ROUNDS},
     CollectError,
 };
 use crate::{
@@ -83,6 +83,8 @@ pub(super) struct Collector<'s> {
     selection_exists: bool,
     /// When state of gone containers was last pruned (Unix seconds).
     last_prune: f64,
+    /// Rounds so far.
+    rounds: u32,
 }
 
 impl<'s> Collector<'s> {
@@ -121,6 +123,7 @@ impl<'s> Collector<'s> {
             changes: NodeChanges::new(),
             selection_exists: true,
             last_prune: unix_now(),
+            rounds: 0,
         }
     }
 
@@ -286,7 +289,7 @@ impl<'s> Collector<'s> {
                     if let Some(key) = lineage_key(&identity) {
                         self.lineages.join(&key, identity.container_id.as_deref());
                     }
-                    self.watched[i].identity = identity;
+                    self.watched[i].set_identity(identity);
                 }
                 Some(_) => {}
                 // Refused already, and still no slot: not opened again every round.
@@ -308,8 +311,13 @@ impl<'s> Collector<'s> {
     /// One round: new containers join, every watched cgroup is sampled. Returns false when
     /// nothing is left to watch.
     pub(super) fn tick(&mut self) -> Result<bool, CollectError> {
-        // Limits are read afresh every round, each ancestor's once.
-        self.limits.clear();
+        // Ancestors' limits (pod, QoS parent, kubepods) are read afresh every 10th round, each
+        // once: a container's own limit is in every full reading, and a pod's changes seldom
+        // (an in-place resize shows within 10 rounds).
+        self.rounds = self.rounds.wrapping_add(1);
+        if self.rounds.is_multiple_of(QUIET_REFRESH_ROUNDS) {
+            self.limits.clear();
+        }
         // Cgroups reported gone at the previous round leave now: a kill that raced with the
         // removal had one round to be attributed.
         let mut i = 0;
@@ -421,7 +429,7 @@ impl<'s> Collector<'s> {
             .watched
             .iter()
             .filter(|w| !w.gone)
-            .filter_map(|w| lineage_key(&w.identity))
+            .filter_map(|w| w.lineage.clone())
             .collect();
         self.lineages.prune(&live, now, LINEAGE_KEEP_S);
         self.refused.retain(|path| path.exists());
@@ -485,8 +493,8 @@ impl<'s> Collector<'s> {
     /// `(kills, restarts)` to report for watched cgroup `index`.
     fn history(&self, index: usize) -> (u64, u64) {
         let w = &self.watched[index];
-        match lineage_key(&w.identity) {
-            Some(key) => self.lineages.history(&key),
+        match &w.lineage {
+            Some(key) => self.lineages.history(key),
             None => (w.kills_reported, 0),
         }
     }

@@ -10,6 +10,7 @@ use super::{
     outlook::Outlook,
     sample::{build_sample, observation, Baseline, Prediction, SampleInputs},
     slot::KernelSlot,
+    targets::{lineage_key, LineageKey},
     unix_now,
 };
 use crate::{
@@ -141,6 +142,9 @@ pub(super) struct Watched {
     quiet_rounds: u32,
     /// The last look at the node did not find it where it was: read it in full next.
     pub(super) suspect: bool,
+    /// Its pod container's key, when it is one (kept with the identity: looked up for every
+    /// sample).
+    pub(super) lineage: Option<LineageKey>,
 }
 
 impl Watched {
@@ -164,7 +168,6 @@ impl Watched {
         Self {
             slot: KernelSlot::new(slot, &cgroup),
             cgroup,
-            identity,
             limit,
             outlook: Outlook::new(),
             distributions: Distributions::default(),
@@ -182,7 +185,15 @@ impl Watched {
             last_read: None,
             quiet_rounds: 0,
             suspect: false,
+            lineage: lineage_key(&identity),
+            identity,
         }
+    }
+
+    /// Who it belongs to changed (a log link made after the cgroup, say).
+    pub(super) fn set_identity(&mut self, identity: Identity) {
+        self.lineage = lineage_key(&identity);
+        self.identity = identity;
     }
 
     /// Puts the cgroup in the kernel's filter and gives it a burst budget.
