@@ -399,7 +399,15 @@ impl<'s> Collector<'s> {
         }
         self.prune(unix_now());
         if let Some(node) = self.node.as_mut() {
-            if let Some(record) = node.observe(unix_now(), &self.roots) {
+            let watched = &self.watched;
+            // The next victims' containers, from those watched where they are.
+            let known = |path: &Path| {
+                watched
+                    .iter()
+                    .find(|w| !w.gone && w.cgroup.path() == path)
+                    .map(|w| w.identity.clone())
+            };
+            if let Some(record) = node.observe(unix_now(), &self.roots, &known) {
                 self.emit_node(RecordBody::Node(record))?;
             }
         }

@@ -142,6 +142,8 @@ pub(super) struct Watched {
     quiet_rounds: u32,
     /// The last look at the node did not find it where it was: read it in full next.
     pub(super) suspect: bool,
+    /// Samples since its subtree was last listed.
+    subtree_age: u32,
     /// Its pod container's key, when it is one (kept with the identity: looked up for every
     /// sample).
     pub(super) lineage: Option<LineageKey>,
@@ -184,6 +186,7 @@ impl Watched {
             handles: SnapshotHandles::new(cgroup_version),
             last_read: None,
             quiet_rounds: 0,
+            subtree_age: 0,
             suspect: false,
             lineage: lineage_key(&identity),
             identity,
@@ -252,6 +255,7 @@ impl Watched {
         // A cgroup removed (or removed and made again under its name) fails in these reads
         // with `Gone`: its held files belong to the removed one.
         let quiet = self.quiet(counters.as_ref(), round.mode, round.confirm_quiet)?;
+        self.subtree_age = self.subtree_age.saturating_add(1);
         let was_quiet = quiet.is_some();
         let (snapshot, subtree_changed) = match quiet {
             Some(last) => (last, false),
@@ -263,9 +267,21 @@ impl Watched {
                     self.node_memory,
                     round.limits,
                 )?;
-                let changed = self
-                    .slot
-                    .refresh_subtree(&self.cgroup, round.maps.as_deref_mut())?;
+                // Child cgroups made inside a container (rare: nested runtimes, systemd in a
+                // container) join its kernel filter within QUIET_REFRESH_ROUNDS; its usage
+                // counts them at once, being hierarchical. A busy container is read in full
+                // every round, and listing its directory every round was a tenth of a
+                // watch's time with an OOM kill in progress.
+                let changed = if self.last_read.is_none()
+                    || self.suspect
+                    || self.subtree_age >= QUIET_REFRESH_ROUNDS
+                {
+                    self.subtree_age = 0;
+                    self.slot
+                        .refresh_subtree(&self.cgroup, round.maps.as_deref_mut())?
+                } else {
+                    false
+                };
                 // Refreshes spread over the rounds by slot: cgroups that joined together do
                 // not all read in full on the same round.
                 self.quiet_rounds = match self.last_read {

@@ -105,7 +105,12 @@ impl NodeWatch {
     }
 
     /// Reads the node now: a `node` record, or `None` when `/proc/meminfo` cannot be read.
-    pub(crate) fn observe(&mut self, t: f64, roots: &NodeRoots) -> Option<NodeRecord> {
+    pub(crate) fn observe(
+        &mut self,
+        t: f64,
+        roots: &NodeRoots,
+        known: &dyn Fn(&std::path::Path) -> Option<crate::pods::Identity>,
+    ) -> Option<NodeRecord> {
         let memory = NodeMemory::read()?;
         let threshold = self.threshold.bytes(memory.total);
         let used = memory.total.saturating_sub(memory.available);
@@ -135,7 +140,7 @@ impl NodeWatch {
             }
             self.rankings.push_back(Ranking {
                 t,
-                victims: victims::rank(roots, NEXT_VICTIMS),
+                victims: victims::rank(roots, NEXT_VICTIMS, known),
             });
             self.ranked_at = Some(Instant::now());
         }

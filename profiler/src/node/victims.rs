@@ -2,7 +2,10 @@
 //! kernel's own badness (RSS, swap and page tables as a share of memory, shifted by
 //! `oom_score_adj`, which the kubelet sets from the QoS class: Guaranteed −997, BestEffort
 //! 1000, Burstable in between), with the containers they belong to.
-use std::{fs, path::PathBuf};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use serde::Serialize;
 
@@ -99,8 +102,14 @@ fn read(pid: u32, oom_score: u32, page_size: u64) -> Option<Candidate> {
     })
 }
 
-/// Scans `/proc` and names the `n` next victims, with their containers.
-pub(crate) fn rank(roots: &NodeRoots, n: usize) -> Vec<NextVictim> {
+/// Scans `/proc` and names the `n` next victims, with their containers: from `known` (the
+/// watched containers, by cgroup path) where it knows them, else from the log trees, read then
+/// only (a node's log trees are hundreds of entries; the ranking can run every round).
+pub(crate) fn rank(
+    roots: &NodeRoots,
+    n: usize,
+    known: &dyn Fn(&Path) -> Option<Identity>,
+) -> Vec<NextVictim> {
     let page_size = crate::collector::page_size();
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
@@ -119,15 +128,24 @@ pub(crate) fn rank(roots: &NodeRoots, n: usize) -> Vec<NextVictim> {
     if chosen.is_empty() {
         return Vec::new();
     }
-    let logs = LogTree::read(&roots.pod_logs, &roots.container_logs);
-    let names = RuntimeNames::read(&roots.runtime_state);
+    let mut trees: Option<(LogTree, RuntimeNames)> = None;
     chosen
         .into_iter()
         .map(|c| {
             let cgroup = memory_cgroup_of(c.pid).ok();
             let identity = cgroup
                 .as_deref()
-                .map(|path| Identity::of(path, &logs, &names))
+                .map(|path| {
+                    known(path).unwrap_or_else(|| {
+                        let (logs, names) = trees.get_or_insert_with(|| {
+                            (
+                                LogTree::read(&roots.pod_logs, &roots.container_logs),
+                                RuntimeNames::read(&roots.runtime_state),
+                            )
+                        });
+                        Identity::of(path, logs, names)
+                    })
+                })
                 .unwrap_or_default();
             NextVictim {
                 pid: c.pid,
