@@ -104,19 +104,7 @@ impl TempMemcg {
 
     /// Whether the kernel has OOM-killed in this cgroup.
     pub(crate) fn oom_kills(&self) -> u64 {
-        let (file, key) = if self.v2 {
-            ("memory.events", "oom_kill ")
-        } else {
-            ("memory.oom_control", "oom_kill ")
-        };
-        fs::read_to_string(self.path.join(file))
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix(key))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(0)
+        oom_kills_in(&self.path)
     }
 }
 
@@ -166,6 +154,20 @@ pub(crate) fn spawn_in(cgroup: &Path, cmd: &mut Command) -> Result<Process> {
     Ok(Process(
         cmd.spawn().with_context(|| format!("starting {cmd:?}"))?,
     ))
+}
+
+/// The kernel's OOM kill count in the memory cgroup `dir` (`oom_kill` of v1
+/// `memory.oom_control` or v2 `memory.events`); 0 when neither says.
+pub(crate) fn oom_kills_in(dir: &Path) -> u64 {
+    ["memory.oom_control", "memory.events"]
+        .iter()
+        .filter_map(|f| fs::read_to_string(dir.join(f)).ok())
+        .find_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Fails unless running as root (cgroups and BPF need it).

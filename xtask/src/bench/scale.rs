@@ -263,7 +263,7 @@ fn measure(bins: &Binaries, case: &Case, seconds: u64, others: usize) -> Result<
     let kills = leaker.as_ref().map(|dir| {
         (
             count_lines(&out, "\"type\":\"oom_kill\""),
-            oom_kills_v1_or_v2(dir),
+            crate::memcg::oom_kills_in(dir),
         )
     });
     let samples_per_container_s = match case.output {
@@ -398,19 +398,6 @@ impl Drop for KillLoop {
             let _ = t.join();
         }
     }
-}
-
-/// The kernel's OOM kill count of a v1 or v2 cgroup.
-fn oom_kills_v1_or_v2(dir: &Path) -> u64 {
-    ["memory.oom_control", "memory.events"]
-        .iter()
-        .filter_map(|f| fs::read_to_string(dir.join(f)).ok())
-        .find_map(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("oom_kill "))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// One tight pass over the files a sample reads, CPU ms, median of five passes.
