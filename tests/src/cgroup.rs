@@ -51,6 +51,23 @@ pub fn own_memcg() -> Result<PathBuf, String> {
         })
 }
 
+/// The `oom_kill` counter of the v1 memory cgroup `dir`'s `memory.oom_control`: how many
+/// processes the kernel OOM-killed in it; panics without one.
+#[track_caller]
+pub fn oom_kill_count(dir: &Path) -> u64 {
+    let text = fs::read_to_string(dir.join("memory.oom_control"))
+        .unwrap_or_else(|e| panic!("reading {}/memory.oom_control: {e}", dir.display()));
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no `oom_kill N` line in {}/memory.oom_control:\n{text}",
+                dir.display()
+            )
+        })
+}
+
 /// A uniquely named child memcg of [`own_memcg`], with a memory limit.
 ///
 /// It is a guard: on drop (also while a test panics) it SIGKILLs every process [`spawn`]ed into
@@ -182,16 +199,7 @@ impl TestCgroup {
     /// in this cgroup.
     #[track_caller]
     pub fn oom_kill_count(&self) -> u64 {
-        let text = self.read("memory.oom_control");
-        text.lines()
-            .find_map(|line| line.strip_prefix("oom_kill "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no `oom_kill N` line in {}/memory.oom_control:\n{text}",
-                    self.path.display()
-                )
-            })
+        oom_kill_count(&self.path)
     }
 
     /// Starts the workload binary with `args` inside this cgroup from birth: the child moves

@@ -40,7 +40,7 @@ use serde_json::Value;
 
 pub use access::{Access, AccessWatch};
 pub use browser::{open_page, ConsoleMessage, Page, PageReport, CHROMIUM_OVERRIDE};
-pub use cgroup::{own_memcg, TestCgroup, Workload};
+pub use cgroup::{oom_kill_count, own_memcg, TestCgroup, Workload};
 pub use contract::check_line;
 pub use docker::{Dockerd, IMAGE};
 pub use kube::{relative_to_own_memcg, Container, KubeNode, Pod, Qos};

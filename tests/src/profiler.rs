@@ -240,6 +240,17 @@ impl Profiler {
     pub fn fail(&self, message: impl Display) -> ! {
         panic!("{message}\n{}", self.report())
     }
+
+    /// Checks a field of `line` (`ok`), failing with the report and `what` was expected.
+    #[track_caller]
+    pub fn expect(&self, line: &Value, ok: bool, what: &str) {
+        if !ok {
+            self.fail(format_args!(
+                "{} line {line}: expected {what}",
+                line["type"]
+            ));
+        }
+    }
 }
 
 impl Drop for Profiler {

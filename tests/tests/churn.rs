@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::time::{Duration, Instant};
 
-use profiler_e2e::{start_test, Container, KubeNode, Profiler, Qos, MIB, PATIENCE};
+use profiler_e2e::{oom_kill_count, start_test, Container, KubeNode, Profiler, Qos, MIB, PATIENCE};
 
 /// Containers made per second.
 const PER_SECOND: u64 = 10;
@@ -27,19 +27,6 @@ fn footprint(pid: u32) -> (u64, usize) {
         .unwrap_or(0);
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     (rss, fds)
-}
-
-/// The kernel's OOM kill count of a v1 or v2 memory cgroup.
-fn kernel_kills(container: &Container) -> u64 {
-    ["memory.oom_control", "memory.events"]
-        .iter()
-        .filter_map(|f| fs::read_to_string(container.cgroup().join(f)).ok())
-        .find_map(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("oom_kill "))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[test]
@@ -97,7 +84,7 @@ fn churn_keeps_memory_and_descriptors_flat_and_misses_nothing() {
             };
             ended.insert(
                 container.cgroup_str().to_owned(),
-                (name, kernel_kills(&container)),
+                (name, oom_kill_count(container.cgroup())),
             );
             node.remove_container(container);
         }
@@ -114,7 +101,7 @@ fn churn_keeps_memory_and_descriptors_flat_and_misses_nothing() {
         container.workload().wait_exit(Duration::from_secs(30));
         ended.insert(
             container.cgroup_str().to_owned(),
-            (name, kernel_kills(&container)),
+            (name, oom_kill_count(container.cgroup())),
         );
         node.remove_container(container);
     }

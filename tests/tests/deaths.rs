@@ -21,17 +21,6 @@ fn send(workload: &Workload, signal: i32) {
     }
 }
 
-/// Checks a field of a line, failing with the profiler's report.
-#[track_caller]
-fn expect(profiler: &Profiler, line: &Value, ok: bool, what: &str) {
-    if !ok {
-        profiler.fail(format_args!(
-            "{} line {line}: expected {what}",
-            line["type"]
-        ));
-    }
-}
-
 /// The `exit` line of `pid` in `cgroup`.
 #[track_caller]
 fn wait_exit(profiler: &mut Profiler, cgroup: &str, pid: u32) -> Value {
@@ -66,61 +55,36 @@ fn a_signal_from_another_process_names_its_sender() {
         let (_, sent) = profiler.wait_for(&format!("a signal line for pid {pid}"), PATIENCE, |l| {
             is_line(l, "signal", path) && l["pid"] == pid
         });
-        expect(
-            &profiler,
-            &sent,
-            sent["signal"] == name,
-            &format!("signal {name}"),
-        );
-        expect(
-            &profiler,
+        profiler.expect(&sent, sent["signal"] == name, &format!("signal {name}"));
+        profiler.expect(
             &sent,
             u64_at(&sent, "sender_pid") == u64::from(me),
             &format!("sender_pid {me} (this test)"),
         );
-        expect(
-            &profiler,
-            &sent,
-            sent["delivered"] == true,
-            "delivered true",
-        );
+        profiler.expect(&sent, sent["delivered"] == true, "delivered true");
         let exit = wait_exit(&mut profiler, path, pid);
-        expect(
-            &profiler,
+        profiler.expect(
             &exit,
             u64_at(&exit, "exit_code") == code,
             &format!("exit_code {code}"),
         );
-        expect(
-            &profiler,
-            &exit,
-            exit["signal"] == name,
-            &format!("signal {name}"),
-        );
-        expect(&profiler, &exit, exit["cause"] == "signal", "cause signal");
-        expect(
-            &profiler,
+        profiler.expect(&exit, exit["signal"] == name, &format!("signal {name}"));
+        profiler.expect(&exit, exit["cause"] == "signal", "cause signal");
+        profiler.expect(
             &exit,
             u64_at(&exit, "sender_pid") == u64::from(me),
             "the test as sender",
         );
-        expect(
-            &profiler,
-            &exit,
-            exit["comm"] == "workload",
-            "comm workload",
-        );
+        profiler.expect(&exit, exit["comm"] == "workload", "comm workload");
         let explanation = str_at(&exit, "explanation");
-        expect(
-            &profiler,
+        profiler.expect(
             &exit,
             explanation.starts_with(&format!("{name} from "))
                 && explanation.contains(&format!("(pid {me})")),
             "an explanation naming the signal and the sender",
         );
         if signal == libc::SIGKILL {
-            expect(
-                &profiler,
+            profiler.expect(
                 &exit,
                 explanation.contains("not an OOM kill"),
                 "not an OOM kill",
@@ -146,26 +110,15 @@ fn a_sigkill_after_an_ignored_sigterm_says_so() {
     let (_, term) = profiler.wait_for("the SIGTERM's signal line", PATIENCE, |l| {
         is_line(l, "signal", path) && l["pid"] == pid
     });
-    expect(
-        &profiler,
-        &term,
-        term["signal"] == "SIGTERM",
-        "SIGTERM first",
-    );
+    profiler.expect(&term, term["signal"] == "SIGTERM", "SIGTERM first");
     std::thread::sleep(Duration::from_secs(1));
     send(&target, libc::SIGKILL);
     let (status, _) = target.wait_exit(PATIENCE);
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", target.report());
     let exit = wait_exit(&mut profiler, path, pid);
-    expect(
-        &profiler,
-        &exit,
-        u64_at(&exit, "exit_code") == 137,
-        "exit_code 137",
-    );
+    profiler.expect(&exit, u64_at(&exit, "exit_code") == 137, "exit_code 137");
     let explanation = str_at(&exit, "explanation");
-    expect(
-        &profiler,
+    profiler.expect(
         &exit,
         explanation.contains(" s after a SIGTERM"),
         "an explanation saying the SIGKILL came after a SIGTERM",
@@ -204,23 +157,13 @@ fn repeated_signals_are_counted_not_each_told() {
     let (_, first) = profiler.wait_for("the first SIGTERM's line", PATIENCE, |l| {
         is_line(l, "signal", path) && l["pid"] == pid
     });
-    expect(
-        &profiler,
-        &first,
-        first["repeats"] == 0,
-        "repeats 0 on the first",
-    );
+    profiler.expect(&first, first["repeats"] == 0, "repeats 0 on the first");
     std::thread::sleep(Duration::from_millis(1200));
     send(&target, libc::SIGTERM);
     let (_, next) = profiler.wait_for("the next SIGTERM's line", PATIENCE, |l| {
         is_line(l, "signal", path) && l["pid"] == pid
     });
-    expect(
-        &profiler,
-        &next,
-        next["repeats"] == 499,
-        "the 499 repeats counted",
-    );
+    profiler.expect(&next, next["repeats"] == 499, "the 499 repeats counted");
     send(&target, libc::SIGKILL);
     target.wait_exit(PATIENCE);
     wait_exit(&mut profiler, path, pid);
@@ -253,17 +196,15 @@ fn the_last_process_exit_code_is_explained() {
         let (status, _) = exiting.wait_exit(PATIENCE);
         assert_eq!(status.code(), Some(code), "{}", exiting.report());
         let exit = wait_exit(&mut profiler, path, exiting.pid());
-        expect(
-            &profiler,
+        profiler.expect(
             &exit,
             u64_at(&exit, "exit_code") == u64::from(code.unsigned_abs()),
             &format!("exit_code {code}"),
         );
-        expect(&profiler, &exit, exit["cause"] == "exited", "cause exited");
-        expect(&profiler, &exit, exit["signal"].is_null(), "no signal");
+        profiler.expect(&exit, exit["cause"] == "exited", "cause exited");
+        profiler.expect(&exit, exit["signal"].is_null(), "no signal");
         let explanation = str_at(&exit, "explanation");
-        expect(
-            &profiler,
+        profiler.expect(
             &exit,
             explanation.starts_with(&format!("exit {code}: ")) && explanation.contains(meaning),
             &format!("an explanation of exit {code} ({meaning})"),
@@ -288,46 +229,27 @@ fn an_oom_kill_names_the_limit_reached() {
     let (_, kill) = profiler.wait_for("the oom_kill line", PATIENCE, |l| {
         is_line(l, "oom_kill", path) && l["pid"] == pid
     });
-    expect(
-        &profiler,
-        &kill,
-        kill["constraint"] == "memcg",
-        "constraint memcg",
-    );
-    expect(
-        &profiler,
+    profiler.expect(&kill, kill["constraint"] == "memcg", "constraint memcg");
+    profiler.expect(
         &kill,
         kill["oom_cgroup"] == path,
         &format!("oom_cgroup {path}"),
     );
-    expect(
-        &profiler,
+    profiler.expect(
         &kill,
         kill["oom_limit_source"] == "cgroup",
         "oom_limit_source cgroup",
     );
     let exit = wait_exit(&mut profiler, path, pid);
-    expect(
-        &profiler,
-        &exit,
-        exit["cause"] == "oom_limit",
-        "cause oom_limit",
-    );
-    expect(
-        &profiler,
-        &exit,
-        u64_at(&exit, "exit_code") == 137,
-        "exit_code 137",
-    );
-    expect(&profiler, &exit, exit["oom_cgroup"] == path, "oom_cgroup");
-    expect(
-        &profiler,
+    profiler.expect(&exit, exit["cause"] == "oom_limit", "cause oom_limit");
+    profiler.expect(&exit, u64_at(&exit, "exit_code") == 137, "exit_code 137");
+    profiler.expect(&exit, exit["oom_cgroup"] == path, "oom_cgroup");
+    profiler.expect(
         &exit,
         exit["limit_source"] == "cgroup",
         "limit_source cgroup",
     );
-    expect(
-        &profiler,
+    profiler.expect(
         &exit,
         str_at(&exit, "explanation") == "OOM-killed: its cgroup's limit of 64.0MiB was reached",
         "the limit in the explanation",
@@ -368,20 +290,13 @@ fn a_pod_limit_oom_names_the_pod() {
     let (_, kill) = profiler.wait_for("the oom_kill line", PATIENCE, |l| {
         is_line(l, "oom_kill", &cgroup)
     });
-    expect(
-        &profiler,
-        &kill,
-        kill["constraint"] == "memcg",
-        "constraint memcg",
-    );
-    expect(
-        &profiler,
+    profiler.expect(&kill, kill["constraint"] == "memcg", "constraint memcg");
+    profiler.expect(
         &kill,
         kill["oom_cgroup"] == pod_cgroup,
         &format!("oom_cgroup {pod_cgroup} (the pod's)"),
     );
-    expect(
-        &profiler,
+    profiler.expect(
         &kill,
         kill["oom_limit_source"] == "pod",
         "oom_limit_source pod",
@@ -392,21 +307,9 @@ fn a_pod_limit_oom_names_the_pod() {
             is_line(l, "exit", &cgroup) && l["pid"] == victim
         })
         .1;
-    expect(
-        &profiler,
-        &exit,
-        exit["cause"] == "oom_limit",
-        "cause oom_limit",
-    );
-    expect(
-        &profiler,
-        &exit,
-        exit["limit_source"] == "pod",
-        "limit_source pod",
-    );
-    expect(
-        &profiler,
-        &exit,
+    profiler.expect(&exit, exit["cause"] == "oom_limit", "cause oom_limit");
+    profiler.expect(&exit, exit["limit_source"] == "pod", "limit_source pod");
+    profiler.expect(&exit,
         str_at(&exit, "explanation")
             == "OOM-killed: the pod's limit of 48.0MiB was reached; this container has no limit of its own",
         "the pod's limit in the explanation",

@@ -18,17 +18,6 @@ fn exit_of(profiler: &mut Profiler, name: &str, comm: &str) -> Value {
         .1
 }
 
-/// Checks a field, failing with the profiler's report.
-#[track_caller]
-fn expect(profiler: &Profiler, line: &Value, ok: bool, what: &str) {
-    if !ok {
-        profiler.fail(format_args!(
-            "{} line {line}: expected {what}",
-            line["type"]
-        ));
-    }
-}
-
 /// What docker says of a container: its exit code and whether it was OOM-killed.
 #[track_caller]
 fn docker_says(dockerd: &Dockerd, name: &str) -> (u64, bool) {
@@ -65,20 +54,13 @@ fn every_way_a_docker_container_ends_is_told_apart() {
     ]);
     assert_eq!(out.status.code(), Some(137), "{out:?}");
     let exit = exit_of(&mut profiler, "leaky", "workload");
-    expect(
-        &profiler,
-        &exit,
-        exit["cause"] == "oom_limit",
-        "cause oom_limit",
-    );
-    expect(
-        &profiler,
+    profiler.expect(&exit, exit["cause"] == "oom_limit", "cause oom_limit");
+    profiler.expect(
         &exit,
         exit["limit_source"] == "container",
         "the container's own limit",
     );
-    expect(
-        &profiler,
+    profiler.expect(
         &exit,
         str_at(&exit, "explanation") == "OOM-killed: the container's limit of 64.0MiB was reached",
         "the container's limit in the explanation",
@@ -95,16 +77,10 @@ fn every_way_a_docker_container_ends_is_told_apart() {
     });
     dockerd.docker_ok(&["kill", "killed"]);
     let exit = exit_of(&mut profiler, "killed", "sleep");
-    expect(&profiler, &exit, exit["cause"] == "signal", "cause signal");
-    expect(&profiler, &exit, exit["signal"] == "SIGKILL", "SIGKILL");
-    expect(
-        &profiler,
-        &exit,
-        exit["sender_comm"].is_string(),
-        "a sender",
-    );
-    expect(
-        &profiler,
+    profiler.expect(&exit, exit["cause"] == "signal", "cause signal");
+    profiler.expect(&exit, exit["signal"] == "SIGKILL", "SIGKILL");
+    profiler.expect(&exit, exit["sender_comm"].is_string(), "a sender");
+    profiler.expect(
         &exit,
         str_at(&exit, "explanation").contains("not an OOM kill"),
         "not an OOM kill",
@@ -137,17 +113,15 @@ fn every_way_a_docker_container_ends_is_told_apart() {
         l["type"] == "signal" && l["container"] == "stubborn" && l["signal"] == "SIGKILL"
     });
     let grace = kill["ts"].as_f64().unwrap_or(0.0) - term["ts"].as_f64().unwrap_or(0.0);
-    expect(
-        &profiler,
+    profiler.expect(
         &kill,
         (1.5..10.0).contains(&grace),
         "the SIGKILL about 2 s after the SIGTERM",
     );
     let exit = exit_of(&mut profiler, "stubborn", "workload");
-    expect(&profiler, &exit, exit["cause"] == "signal", "cause signal");
+    profiler.expect(&exit, exit["cause"] == "signal", "cause signal");
     let explanation = str_at(&exit, "explanation");
-    expect(
-        &profiler,
+    profiler.expect(
         &exit,
         explanation.contains("s after a SIGTERM") && explanation.contains("stopped by the runtime"),
         "a stop by the runtime after the grace period",
@@ -165,16 +139,14 @@ fn every_way_a_docker_container_ends_is_told_apart() {
         let out = dockerd.docker(&["run", "--name", name, IMAGE, "sh", "-c", script]);
         assert_eq!(out.status.code(), Some(code), "{out:?}");
         let exit = exit_of(&mut profiler, name, "sh");
-        expect(&profiler, &exit, exit["cause"] == "exited", "cause exited");
-        expect(
-            &profiler,
+        profiler.expect(&exit, exit["cause"] == "exited", "cause exited");
+        profiler.expect(
             &exit,
             u64_at(&exit, "exit_code") == u64::from(code.unsigned_abs()),
             "the code",
         );
         if code == 127 {
-            expect(
-                &profiler,
+            profiler.expect(
                 &exit,
                 str_at(&exit, "explanation").contains("not found in the image"),
                 "command not found",
@@ -197,21 +169,14 @@ fn a_docker_container_is_found_by_name() {
     let (_, start) = profiler.wait_for("watch_start of the container", PATIENCE, |l| {
         l["type"] == "watch_start"
     });
-    expect(
-        &profiler,
-        &start,
-        start["container"] == "web",
-        "container web",
-    );
-    expect(
-        &profiler,
+    profiler.expect(&start, start["container"] == "web", "container web");
+    profiler.expect(
         &start,
         start["container_id"] == id.as_str(),
         &format!("container_id {id}"),
     );
     let cgroup = str_at(&start, "cgroup");
-    expect(
-        &profiler,
+    profiler.expect(
         &start,
         cgroup.starts_with(&dockerd.cgroup_parent().display().to_string()) && cgroup.ends_with(&id),
         "the container's cgroup under the daemon's cgroup parent",

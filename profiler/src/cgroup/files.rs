@@ -53,32 +53,6 @@ pub(super) fn read_optional(dir: &Path, name: &str) -> Result<Option<String>, Cg
     }
 }
 
-/// Reads the files a snapshot of `dir` is built from.
-pub(super) fn read_snapshot_files(
-    dir: &Path,
-    version: CgroupVersion,
-) -> Result<SnapshotFiles, CgroupError> {
-    // Required files first: once they have been read, a missing optional file means this
-    // kernel lacks it, not that the cgroup went away.
-    Ok(match version {
-        CgroupVersion::V1 => SnapshotFiles::V1(V1Files {
-            usage_in_bytes: read_required(dir, names::V1_USAGE)?,
-            limit_in_bytes: read_required(dir, names::V1_LIMIT)?,
-            stat: read_required(dir, names::STAT)?,
-            failcnt: read_optional(dir, names::V1_FAILCNT)?,
-            oom_control: read_optional(dir, names::V1_OOM_CONTROL)?,
-            kmem_usage_in_bytes: read_optional(dir, names::V1_KMEM_USAGE)?,
-        }),
-        CgroupVersion::V2 => SnapshotFiles::V2(V2Files {
-            current: read_required(dir, names::V2_CURRENT)?,
-            max: read_required(dir, names::V2_MAX)?,
-            stat: read_required(dir, names::STAT)?,
-            events: read_optional(dir, names::V2_EVENTS)?,
-            pressure: read_optional(dir, names::V2_PRESSURE)?,
-        }),
-    })
-}
-
 /// A cgroup file kept open between samples and read again from offset 0: kernfs makes the
 /// text afresh on every read from the start, and an open file spares the path walk, the open
 /// and the close that were most of a watch's cost on a node of hundreds of containers. A file
@@ -232,7 +206,9 @@ pub(super) fn read_usage_held(
     }
 }
 
-/// Like [`read_snapshot_files`], through files held open in `handles`.
+/// Reads the files a snapshot of `dir` is built from, through `handles`. Required files
+/// first: once they have been read, a missing optional file means this kernel lacks it, not
+/// that the cgroup went away.
 pub(super) fn read_snapshot_files_held(
     dir: &Path,
     version: CgroupVersion,

@@ -27,7 +27,7 @@ pub(crate) use own::{memory_cgroup_of, own_memory_cgroup};
 pub(crate) use parse::{parse_limit_v1, parse_max_v2};
 pub(crate) use snapshot::{build_snapshot, MemorySnapshot};
 
-use files::{is_gone, read_optional, read_required, read_snapshot_files, read_snapshot_files_held};
+use files::{is_gone, read_optional, read_required, read_snapshot_files_held};
 pub(crate) use files::{raise_open_file_limit, SnapshotHandles};
 
 /// Whether no process is left in the cgroup directory `dir` itself (its `cgroup.procs` is
@@ -129,8 +129,8 @@ impl MemoryCgroup {
     ///
     /// [`CgroupError::Gone`] when the cgroup was removed since it was opened.
     pub(crate) fn read_snapshot(&self) -> Result<MemorySnapshot, CgroupError> {
-        let files = read_snapshot_files(&self.path, self.version)?;
-        build_snapshot(&self.path, &files)
+        // Handles used once: each file opened, read and closed.
+        self.read_snapshot_held(&mut SnapshotHandles::new(self.version))
     }
 
     /// Like [`MemoryCgroup::read_snapshot`], through files held open in `handles` (made for
