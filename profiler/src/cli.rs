@@ -22,6 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Watch memory cgroups live: usage, working set, charge rate, reclaim, OOM kills.
     Watch(Box<WatchArgs>),
+    /// The node agent: watch every container, serve Prometheus metrics, reports and health
+    /// over HTTP, and keep a rolling recording.
+    Serve(Box<ServeArgs>),
     /// Show what this kernel offers and which mode the profiler would use.
     Doctor(DoctorArgs),
     /// Turn a recording (`watch --record FILE`) into an HTML report with PNG charts.
@@ -57,6 +60,67 @@ pub struct WatchArgs {
     /// /sys/fs/cgroup/system.slice/foo.service (v2). Repeat to watch several.
     #[arg(long = "cgroup", value_name = "PATH")]
     pub cgroups: Vec<PathBuf>,
+    /// Where the node's cgroups, the kubelet's logs and the runtimes' state are.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Fail at once if the pod has no running container, instead of waiting for one.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Stop after this long (default: until Ctrl-C or every cgroup is gone).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// One JSON object per line on stdout instead of the live view.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write everything to FILE as it goes (a recording for `profiler report`); a
+    /// `kill -9` loses at most the last interval.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// How often to sample, when to warn, and how to observe the kernel.
+    #[command(flatten)]
+    pub collect: CollectArgs,
+}
+
+/// `profiler serve`.
+#[derive(Debug, Args)]
+#[command(after_help = "Every container on the node is watched, as by `watch --all`. \
+GET /metrics (Prometheus text, or OpenMetrics when asked), GET /report?since=1h (the HTML \
+report of the rolling recording), GET /healthz.")]
+pub struct ServeArgs {
+    /// Address and port to serve HTTP on. The default answers only on this host; in a pod,
+    /// give the pod's address (the DaemonSet in deploy/ does).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9746")]
+    pub listen: std::net::SocketAddr,
+    /// Directory of the rolling recording (made if missing; what an earlier agent recorded
+    /// there is kept and reported).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/profiler")]
+    pub record_dir: PathBuf,
+    /// Recording older than this is removed (e.g. 24h, 90m, 7d).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub retain: Duration,
+    /// The recording never takes more than this on disk, oldest segments removed first
+    /// (e.g. 1GiB, 500Mi).
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    pub max_disk: u64,
+    /// How long the series of a container that is gone stay in /metrics: its OOM kill, exit
+    /// and restart counters (keyed by namespace, pod and container, so they carry over the
+    /// container's restarts).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub series_retention: Duration,
+    /// Stop after this long (default: until SIGTERM or Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Where the node's cgroups, the kubelet's logs and the runtimes' state are.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// How often to sample, when to warn, and how to observe the kernel.
+    #[command(flatten)]
+    pub collect: CollectArgs,
+}
+
+/// Where the node keeps what names cgroups: shared by `watch` and `serve`.
+#[derive(Debug, Args, Clone)]
+pub struct NodeArgs {
     /// Where containers' cgroups are looked for [default: /sys/fs/cgroup on cgroup v2, the
     /// memory hierarchy (/sys/fs/cgroup/memory) on v1].
     #[arg(long, value_name = "DIR")]
@@ -71,18 +135,14 @@ pub struct WatchArgs {
     /// var/lib/containers, var/lib/nerdctl), which names containers run without Kubernetes.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub runtime_state: PathBuf,
-    /// Fail at once if the pod has no running container, instead of waiting for one.
-    #[arg(long)]
-    pub no_wait: bool,
+}
+
+/// Sampling, forecasting and kernel options: shared by `watch` and `serve`.
+#[derive(Debug, Args, Clone)]
+pub struct CollectArgs {
     /// Time between samples (e.g. 1s, 250ms, 2m).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Stop after this long (default: until Ctrl-C or every cgroup is gone).
-    #[arg(long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// One JSON object per line on stdout instead of the live view.
-    #[arg(long)]
-    pub json: bool,
     /// Warn when a container's OOM kill is forecast within this long.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub warn: Duration,
@@ -104,10 +164,6 @@ pub struct WatchArgs {
     /// critical, cleared), with the details in PROFILER_* environment variables.
     #[arg(long, value_name = "CMD")]
     pub on_warning: Option<String>,
-    /// Also write everything to FILE as it goes (a recording for `profiler report`); a
-    /// `kill -9` loses at most the last interval.
-    #[arg(long, value_name = "FILE")]
-    pub record: Option<PathBuf>,
     /// How to observe the charge path.
     #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
     pub mode: ModeRequest,
@@ -146,7 +202,18 @@ pub struct FloorArgs {
     pub duration: Option<Duration>,
 }
 
-/// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h`; a bare number is seconds.
+/// Parses a size: `1GiB`, `500Mi`, `2G`, or bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    match crate::node::quantity_bytes(text) {
+        Some(0) => Err(format!("`{text}` must be more than zero")),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!(
+            "`{text}` is not a size: use e.g. 1GiB, 500MiB, 2G or a number of bytes"
+        )),
+    }
+}
+
+/// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h`, `7d`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -161,9 +228,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86400.0,
         other => {
             return Err(format!(
-                "unknown unit `{other}` in `{text}`: use ms, s, m or h"
+                "unknown unit `{other}` in `{text}`: use ms, s, m, h or d"
             ))
         }
     };
@@ -183,9 +251,22 @@ mod tests {
         assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("500Mi"), Ok(500 << 20));
+        assert_eq!(parse_bytes("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1Gi").is_err());
+        assert!(parse_bytes("99999999999Ti").is_err());
     }
 
     #[test]

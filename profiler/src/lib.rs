@@ -21,3 +21,4 @@ mod pods;
 mod privilege;
 mod probe;
 mod record;
+mod serve;

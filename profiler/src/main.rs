@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Watch(args) => cmd::watch::run(*args).await,
+            Command::Serve(args) => cmd::serve::run(*args).await,
             Command::Doctor(args) => cmd::doctor::run(args),
             Command::Report(args) => cmd::report::run(args),
             Command::AttachFloor(args) => cmd::floor::run(args).await,

@@ -106,6 +106,9 @@ pub(crate) struct Sample {
     pub charge_rate_bytes_per_s: Option<f64>,
     /// Bytes uncharged per second since the previous sample, from the kernel's charge events.
     pub uncharge_rate_bytes_per_s: Option<f64>,
+    /// Bytes charged since the watch of this cgroup started, from the kernel's charge events
+    /// (null while the charge path is not traced).
+    pub charged_bytes: Option<u64>,
     /// Memcg reclaim passes since the watch started.
     pub reclaim_count: Option<u64>,
     /// Time tasks spent in those passes since the watch started, microseconds.

@@ -12,4 +12,4 @@ pub mod recording;
 pub mod report;
 pub mod timeline;
 
-pub use report::{write_report, ReportError, Written, PAGE};
+pub use report::{page_from, write_report, Page, ReportError, Written, PAGE};

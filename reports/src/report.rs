@@ -1,6 +1,6 @@
 //! `profiler report`: a recording in, `DIR/report.html` and the charts' PNG files out.
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -95,14 +95,40 @@ pub fn write_report(recording: &Path, dir: &Path) -> Result<Written, ReportError
     written
 }
 
-/// [`write_report`] into a directory that is ready.
-fn write_into(recording: &Path, dir: &Path) -> Result<Written, ReportError> {
-    let file = File::open(recording).map_err(|source| ReportError::Open {
-        path: recording.to_owned(),
-        source,
-    })?;
+/// A report made in memory: the page (charts inline) and what it covers.
+#[derive(Debug)]
+pub struct Page {
+    /// The whole HTML page.
+    pub html: String,
+    /// Containers reported.
+    pub containers: usize,
+    /// Where reading stopped early (the page says so too).
+    pub damage: Option<Damage>,
+}
+
+/// A report's parts before they are written.
+struct Built {
+    html: String,
+    charts: Vec<Charts>,
+    containers: usize,
+    damage: Option<Damage>,
+}
+
+/// The report of the recording `reader` yields, in memory (`name` is what errors call it).
+/// The page is the one [`write_report`] writes: self-contained, its charts inline.
+pub fn page_from(reader: impl BufRead, name: &Path) -> Result<Page, ReportError> {
+    let built = build(reader, name)?;
+    Ok(Page {
+        html: built.html,
+        containers: built.containers,
+        damage: built.damage,
+    })
+}
+
+/// Reads a recording and renders its page and charts.
+fn build(reader: impl BufRead, recording: &Path) -> Result<Built, ReportError> {
     let mut timeline: Option<Timeline> = None;
-    let scanned = scan(BufReader::new(file), |header, line| {
+    let scanned = scan(reader, |header, line| {
         timeline
             .get_or_insert_with(|| Timeline::new(header.started))
             .add(line);
@@ -123,7 +149,6 @@ fn write_into(recording: &Path, dir: &Path) -> Result<Written, ReportError> {
     }
 
     let mut charts = Vec::new();
-    let mut files = Vec::new();
     for (index, container) in timeline.containers.iter().enumerate() {
         let name = container.name();
         let memory = memory_chart(container, &format!("Memory: {name}"))?;
@@ -131,9 +156,6 @@ fn write_into(recording: &Path, dir: &Path) -> Result<Written, ReportError> {
         let short = container.short_name();
         let memory_file = safe_name(index + 1, &short, "memory.png");
         let percentiles_file = safe_name(index + 1, &short, "percentiles.png");
-        for (file, png) in [(&memory_file, &memory), (&percentiles_file, &percentiles)] {
-            files.push(write(dir, file, &png.bytes)?);
-        }
         charts.push(Charts {
             memory,
             memory_file,
@@ -141,19 +163,40 @@ fn write_into(recording: &Path, dir: &Path) -> Result<Written, ReportError> {
             percentiles_file,
         });
     }
-    let page = render(&Input {
+    let html = render(&Input {
         header: &scanned.header,
         timeline: &timeline,
         damage: scanned.damage.as_ref(),
         lines: scanned.lines,
         charts: &charts,
     });
-    let page = write(dir, PAGE, page.as_bytes())?;
+    Ok(Built {
+        html,
+        charts,
+        containers: timeline.containers.len(),
+        damage: scanned.damage,
+    })
+}
+
+/// [`write_report`] into a directory that is ready.
+fn write_into(recording: &Path, dir: &Path) -> Result<Written, ReportError> {
+    let file = File::open(recording).map_err(|source| ReportError::Open {
+        path: recording.to_owned(),
+        source,
+    })?;
+    let built = build(BufReader::new(file), recording)?;
+    let mut files = Vec::new();
+    for c in &built.charts {
+        for (file, png) in [(&c.memory_file, &c.memory), (&c.percentiles_file, &c.percentiles)] {
+            files.push(write(dir, file, &png.bytes)?);
+        }
+    }
+    let page = write(dir, PAGE, built.html.as_bytes())?;
     Ok(Written {
         page,
         charts: files,
-        containers: timeline.containers.len(),
-        damage: scanned.damage,
+        containers: built.containers,
+        damage: built.damage,
     })
 }
 

@@ -2,4 +2,6 @@
 pub mod doctor;
 pub mod floor;
 pub mod report;
+pub mod serve;
+mod start;
 pub mod watch;

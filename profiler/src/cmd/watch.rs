@@ -3,53 +3,29 @@
 use std::{
     fs::File,
     io::{self, IsTerminal},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use anyhow::{bail, Context as _, Result};
 
+use super::start;
 use crate::{
-    cgroup::{self, MemoryCgroup},
+    cgroup::MemoryCgroup,
     cli::WatchArgs,
-    collector::{self, Targets, WatchOptions},
-    forecast::risk::Thresholds,
-    output::{
-        recording::{host_name, RECORDING_VERSION},
-        JsonSink, LiveSink, RecordingHeader, RecordingSink, Sink,
-    },
-    pods::{self, Discovery, Inventory, NodeRoots, Selection, Selector},
-    privilege, probe,
+    collector::{self, Targets},
+    output::{JsonSink, LiveSink, RecordingSink, Sink},
+    pods::{Discovery, Inventory, NodeRoots, Selection, Selector},
+    privilege,
 };
 
 /// Runs `profiler watch`.
 pub async fn run(args: WatchArgs) -> Result<()> {
     // First: a SIGINT or SIGTERM during the start-up below must not be lost.
     let signals = collector::StopSignals::install()?;
-    // Every container's files are held open between samples.
-    match cgroup::raise_open_file_limit() {
-        Ok(limit) => log::debug!("open file limit: {limit}"),
-        Err(e) => {
-            log::warn!("could not raise the open file limit ({e}): files past it are read by path")
-        }
-    }
+    start::raise_file_limit();
     // Every argument is checked before anything is loaded into the kernel.
-    if args.critical >= args.warn {
-        bail!(
-            "--critical ({:?}) must be shorter than --warn ({:?}): critical is the nearer \
-             forecast",
-            args.critical,
-            args.warn
-        );
-    }
-    let roots = NodeRoots {
-        cgroup_root: match &args.cgroup_root {
-            Some(root) => check_dir(root, "--cgroup-root")?,
-            None => pods::default_cgroup_root(),
-        },
-        pod_logs: args.pod_logs.clone(),
-        container_logs: args.container_logs.clone(),
-        runtime_state: args.runtime_state.clone(),
-    };
+    start::check(&args.collect)?;
+    let roots = start::roots(&args.node)?;
     let (targets, waiting) = if args.cgroups.is_empty() {
         let (discovery, waiting) = discover(&args, roots.clone())?;
         (Targets::Discovered(discovery), waiting)
@@ -72,20 +48,8 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         })?),
         None => None,
     };
-    let started = collector::unix_now();
-    let (probes, report) = probe::start(args.mode, &args.btf, args.max_cgroups)?;
-    if let Err(why) = &report.btf {
-        eprintln!(
-            "warning: {why}; falling back to {} mode",
-            report.decision.mode
-        );
-    }
-    log::info!(
-        "mode {}: {}",
-        report.decision.mode,
-        report.decision.mode_reason
-    );
-    log::info!("OOM kills: {}", report.decision.oom_reason);
+    let started = start::now();
+    let (probes, report) = start::probes(&args.collect)?;
 
     let stdout = io::stdout().lock();
     let mut sink: Box<dyn Sink> = if args.json {
@@ -95,36 +59,13 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         Box::new(LiveSink::new(stdout, redraw))
     };
     if let (Some(file), Some(path)) = (record_file, &args.record) {
-        let header = RecordingHeader {
-            kind: "recording",
-            format: "profiler-recording",
-            version: RECORDING_VERSION,
-            profiler_version: env!("CARGO_PKG_VERSION"),
-            started,
-            node: host_name(),
-            cgroup_version: cgroup::hierarchy_version(&roots.cgroup_root),
-            interval_s: args.interval.as_secs_f64(),
-            warn_s: args.warn.as_secs_f64(),
-            critical_s: args.critical.as_secs_f64(),
-            probe: report.clone(),
-        };
+        let header = start::header(started, &roots, &args.collect, &report);
         sink = Box::new(
             RecordingSink::start(file, path, &header, sink)
                 .with_context(|| format!("--record {}", path.display()))?,
         );
     }
-    let options = WatchOptions {
-        targets,
-        roots,
-        interval: args.interval,
-        duration: args.duration,
-        thresholds: Thresholds {
-            warn_s: args.warn.as_secs_f64(),
-            critical_s: args.critical.as_secs_f64(),
-        },
-        on_warning: args.on_warning.clone(),
-        eviction_threshold: args.eviction_threshold,
-    };
+    let options = start::options(targets, roots, &args.collect, args.duration);
     collector::run(options, signals, probes, &report, sink.as_mut()).await?;
     Ok(())
 }
@@ -196,16 +137,4 @@ fn discover(args: &WatchArgs, roots: NodeRoots) -> Result<(Discovery, Option<Str
         }
     };
     Ok((discovery, Some(waiting)))
-}
-
-fn check_dir(path: &Path, flag: &str) -> Result<PathBuf> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Ok(path.to_path_buf()),
-        Ok(_) => bail!("{flag} {}: not a directory", path.display()),
-        Err(e) => bail!(
-            "{flag} {}: {e}; name the cgroup hierarchy that holds the containers' memory \
-             cgroups",
-            path.display()
-        ),
-    }
 }

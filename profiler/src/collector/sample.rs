@@ -122,13 +122,14 @@ pub(crate) fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) ->
             None
         }
     };
-    let (charge_rate, uncharge_rate, reclaim_count) = match inp.counters {
+    let (charge_rate, uncharge_rate, charged, reclaim_count) = match inp.counters {
         Some((now, before)) => (
             rate(now.charged_pages.saturating_sub(before.charged_pages)),
             rate(now.uncharged_pages.saturating_sub(before.uncharged_pages)),
+            Some(now.charged_pages.saturating_mul(inp.page_size)),
             Some(now.reclaim_count),
         ),
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     // The kernel's own counter sees every kill, also those whose report was lost; the reports
     // cover cgroups whose kernel keeps no counter. Take whichever saw more.
@@ -152,6 +153,7 @@ pub(crate) fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) ->
             .map(|l| (s.usage_bytes as f64 * 100.0 / l as f64 * 100.0).round() / 100.0),
         charge_rate_bytes_per_s: charge_rate,
         uncharge_rate_bytes_per_s: uncharge_rate,
+        charged_bytes: charged,
         reclaim_count,
         reclaim_stall_us: reclaim_stall_us(&inp),
         oom_kills: counted.max(inp.kills_reported),

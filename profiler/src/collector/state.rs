@@ -311,6 +311,7 @@ impl<'s> Collector<'s> {
     /// One round: new containers join, every watched cgroup is sampled. Returns false when
     /// nothing is left to watch.
     pub(super) fn tick(&mut self) -> Result<bool, CollectError> {
+        let round_started = std::time::Instant::now();
         // Ancestors' limits (pod, QoS parent, kubepods) are read afresh every 10th round, each
         // once: a container's own limit is in every full reading, and a pod's changes seldom
         // (an in-place resize shows within 10 rounds).
@@ -412,6 +413,7 @@ impl<'s> Collector<'s> {
             }
         }
         self.flush()?;
+        self.sink.round_done(round_started.elapsed());
         let any_live = self.watched.iter().any(|w| !w.gone);
         Ok(match self.targets {
             Targets::Fixed(_) => any_live,

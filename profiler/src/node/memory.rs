@@ -98,25 +98,35 @@ impl FromStr for EvictionThreshold {
                 Err(bad())
             };
         }
-        const UNITS: [(&str, u64); 8] = [
-            ("Ki", 1 << 10),
-            ("Mi", 1 << 20),
-            ("Gi", 1 << 30),
-            ("Ti", 1 << 40),
-            ("k", 1_000),
-            ("M", 1_000_000),
-            ("G", 1_000_000_000),
-            ("T", 1_000_000_000_000),
-        ];
-        let (number, scale) = UNITS
-            .iter()
-            .find_map(|(suffix, scale)| text.strip_suffix(suffix).map(|n| (n, *scale)))
-            .unwrap_or((text, 1));
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        n.checked_mul(scale)
+        quantity_bytes(text)
             .map(EvictionThreshold::Bytes)
             .ok_or_else(bad)
     }
+}
+
+/// A memory quantity as Kubernetes writes them (`100Mi`, `1Gi`, `500M`, `102400Ki`, or bytes),
+/// also with a `B` after the binary units (`1GiB`); `None` when it is none or overflows.
+pub(crate) fn quantity_bytes(text: &str) -> Option<u64> {
+    const UNITS: [(&str, u64); 12] = [
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("TiB", 1 << 40),
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+    ];
+    let text = text.trim();
+    let (number, scale) = UNITS
+        .iter()
+        .find_map(|(suffix, scale)| text.strip_suffix(suffix).map(|n| (n, *scale)))
+        .unwrap_or((text, 1));
+    number.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::{
 
 use serde::Serialize;
 
-pub(crate) use memory::EvictionThreshold;
+pub(crate) use memory::{quantity_bytes, EvictionThreshold};
 use memory::NodeMemory;
 pub(crate) use victims::NextVictim;
 

@@ -17,6 +17,27 @@ pub(crate) trait Sink {
     fn emit(&mut self, record: &Record) -> io::Result<()>;
     /// Called after each round of samples and before exit.
     fn flush(&mut self) -> io::Result<()>;
+    /// Told how long a round of samples took (after its flush).
+    fn round_done(&mut self, _took: std::time::Duration) {}
+}
+
+/// Hands every record to each of several sinks, in order.
+pub(crate) struct Fanout(pub Vec<Box<dyn Sink>>);
+
+impl Sink for Fanout {
+    fn emit(&mut self, record: &Record) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|sink| sink.emit(record))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|sink| sink.flush())
+    }
+
+    fn round_done(&mut self, took: std::time::Duration) {
+        for sink in &mut self.0 {
+            sink.round_done(took);
+        }
+    }
 }
 
 /// Human-readable byte count (binary units).

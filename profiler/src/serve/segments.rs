@@ -1,0 +1,477 @@
+//! The agent's rolling recording: a directory of recording segments, each a complete
+//! recording (header, then records) that `profiler report` reads alone, the oldest removed
+//! first, never more than `--max-disk` in all, none older than `--retain`.
+//!
+//! A segment is `segment-<unix ms of its start>.rec`: names sort by time. What an earlier
+//! agent wrote there is kept (and counted against the bound). A write that fails (a full
+//! disk) stops the recording, with a log line and `profiler_recording_active` 0; the agent
+//! goes on, and tries again a minute later.
+use std::{
+    collections::VecDeque,
+    fs::{self, File},
+    io::{self, BufRead, BufReader, BufWriter, Read, Write},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use super::metrics::AgentMetrics;
+use crate::{
+    output::{RecordingHeader, Sink},
+    record::{Record, RecordBody},
+};
+
+/// How long after a failed write the recording is tried again.
+const RETRY_S: f64 = 60.0;
+/// The smallest segment worth rotating to.
+const MIN_SEGMENT: u64 = 64 << 10;
+
+/// The bounds of the recording.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    /// Records older than this many seconds are removed (with their segment).
+    pub retain_s: f64,
+    /// Bytes on disk, at most.
+    pub max_disk: u64,
+}
+
+impl Bounds {
+    /// The size at which a segment is closed: a quarter of the bound, so that removing the
+    /// oldest segment always makes room for the next while three quarters stay.
+    fn segment_max(self) -> u64 {
+        (self.max_disk / 4).max(MIN_SEGMENT.min(self.max_disk))
+    }
+
+    /// How long a segment is written before the next starts: a 24th of the retention
+    /// (between a minute and an hour), so that expiry removes recording in small steps.
+    fn segment_span_s(self) -> f64 {
+        (self.retain_s / 24.0).clamp(60.0, 3600.0)
+    }
+}
+
+/// A closed segment.
+#[derive(Clone, Debug, PartialEq)]
+struct Closed {
+    path: PathBuf,
+    /// Unix seconds of its first record.
+    start: f64,
+    size: u64,
+}
+
+/// The segment being written.
+struct Current {
+    file: BufWriter<File>,
+    path: PathBuf,
+    start: f64,
+    size: u64,
+}
+
+/// Writes the rolling recording.
+pub(crate) struct RollingRecording {
+    dir: PathBuf,
+    header: RecordingHeader,
+    bounds: Bounds,
+    closed: VecDeque<Closed>,
+    current: Option<Current>,
+    /// When writing last failed (Unix seconds), while it is stopped.
+    failed_at: Option<f64>,
+    line: Vec<u8>,
+    metrics: Arc<AgentMetrics>,
+}
+
+/// The segment file names in `dir`, oldest first, with their start times and sizes.
+fn list(dir: &Path) -> io::Result<Vec<Closed>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(start) = name.to_str().and_then(segment_start) else {
+            continue;
+        };
+        // A segment removed meanwhile is simply not there.
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if meta.is_file() {
+            segments.push(Closed {
+                path: entry.path(),
+                start,
+                size: meta.len(),
+            });
+        }
+    }
+    segments.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.path.cmp(&b.path)));
+    Ok(segments)
+}
+
+/// The start (Unix seconds) a segment's file name says, or `None` for other files.
+fn segment_start(name: &str) -> Option<f64> {
+    let ms = name.strip_prefix("segment-")?.strip_suffix(".rec")?;
+    if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ms.parse::<u64>().ok().map(|ms| ms as f64 / 1000.0)
+}
+
+fn segment_name(start: f64) -> String {
+    format!("segment-{:013}.rec", (start.max(0.0) * 1000.0) as u64)
+}
+
+impl RollingRecording {
+    /// Opens the recording in `dir` (made if missing): keeps the segments there within the
+    /// bounds and starts a new one at `now`. Errors when the directory cannot be made or
+    /// read, or the first segment cannot be written: then the user has named a wrong place.
+    pub(crate) fn open(
+        dir: &Path,
+        header: RecordingHeader,
+        bounds: Bounds,
+        metrics: Arc<AgentMetrics>,
+        now: f64,
+    ) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let closed = list(dir)?.into();
+        let mut recording = Self {
+            dir: dir.to_path_buf(),
+            header,
+            bounds,
+            closed,
+            current: None,
+            failed_at: None,
+            line: Vec::with_capacity(4096),
+            metrics,
+        };
+        recording.start_segment(now)?;
+        Ok(recording)
+    }
+
+    /// Bytes on disk (as written by this process, and as found of the earlier ones).
+    fn total(&self) -> u64 {
+        self.closed.iter().map(|c| c.size).sum::<u64>()
+            + self.current.as_ref().map_or(0, |c| c.size)
+    }
+
+    /// Removes segments past the retention, then the oldest until `room` more bytes fit.
+    fn prune(&mut self, now: f64, room: u64) {
+        let cutoff = now - self.bounds.retain_s;
+        loop {
+            let Some(oldest) = self.closed.front() else {
+                break;
+            };
+            // A segment ends where the next begins.
+            let end = self
+                .closed
+                .get(1)
+                .map(|c| c.start)
+                .or(self.current.as_ref().map(|c| c.start))
+                .unwrap_or(now);
+            let expired = end < cutoff;
+            let too_big = self.total().saturating_add(room) > self.bounds.max_disk;
+            if !(expired || too_big) {
+                break;
+            }
+            let path = oldest.path.clone();
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("cannot remove the old recording {}: {e}", path.display()),
+            }
+            self.closed.pop_front();
+        }
+        self.metrics.recording_bytes.set(gauge(self.total()));
+    }
+
+    fn start_segment(&mut self, now: f64) -> io::Result<()> {
+        if let Some(mut current) = self.current.take() {
+            current.file.flush()?;
+            self.closed.push_back(Closed {
+                path: current.path,
+                start: current.start,
+                size: current.size,
+            });
+        }
+        self.prune(now, self.bounds.segment_max());
+        // Never two segments of one name: a restart within the same millisecond waits.
+        let mut start = now;
+        let mut path = self.dir.join(segment_name(start));
+        while path.exists() {
+            start += 0.001;
+            path = self.dir.join(segment_name(start));
+        }
+        let file = File::options().write(true).create_new(true).open(&path)?;
+        let mut file = BufWriter::with_capacity(64 << 10, file);
+        let mut header = self.header.clone();
+        header.started = start;
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &header)?;
+        self.line.push(b'\n');
+        file.write_all(&self.line)?;
+        file.flush()?;
+        self.current = Some(Current {
+            file,
+            path,
+            start,
+            size: self.line.len() as u64,
+        });
+        self.metrics.recording_active.set(1);
+        self.metrics.recording_bytes.set(gauge(self.total()));
+        Ok(())
+    }
+
+    /// Writing failed: stop, say so, try again later.
+    fn fail(&mut self, now: f64, e: &io::Error) {
+        if self.failed_at.is_none() {
+            log::warn!(
+                "the recording in {} stopped: {e}; the agent goes on without it and tries again \
+                 every {RETRY_S:.0} s (free space, or give --max-disk a size that fits)",
+                self.dir.display()
+            );
+        }
+        self.failed_at = Some(now);
+        self.metrics.recording_errors.inc();
+        self.metrics.recording_active.set(0);
+        if let Some(current) = self.current.take() {
+            // What could not be written is lost; what was is a segment like any other.
+            let size = fs::metadata(&current.path).map_or(current.size, |m| m.len());
+            drop(current.file.into_parts());
+            self.closed.push_back(Closed {
+                path: current.path,
+                start: current.start,
+                size,
+            });
+        }
+        self.metrics.recording_bytes.set(gauge(self.total()));
+    }
+
+    fn write(&mut self, record: &Record) -> io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, record)?;
+        self.line.push(b'\n');
+        let len = self.line.len() as u64;
+        let rotate = self.current.as_ref().is_none_or(|c| {
+            c.size + len > self.bounds.segment_max()
+                || record.ts - c.start >= self.bounds.segment_span_s()
+        });
+        if rotate {
+            let line = std::mem::take(&mut self.line);
+            let started = self.start_segment(record.ts);
+            self.line = line;
+            started?;
+        }
+        let Some(current) = self.current.as_mut() else {
+            return Ok(());
+        };
+        current.file.write_all(&self.line)?;
+        current.size += len;
+        if !matches!(record.body, RecordBody::Sample(_) | RecordBody::Node(_)) {
+            current.file.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for RollingRecording {
+    fn emit(&mut self, record: &Record) -> io::Result<()> {
+        if let Some(failed) = self.failed_at {
+            if record.ts - failed < RETRY_S {
+                return Ok(());
+            }
+            self.failed_at = None;
+            log::info!("trying the recording in {} again", self.dir.display());
+        }
+        if let Err(e) = self.write(record) {
+            self.fail(record.ts, &e);
+        } else if self.current.is_some() {
+            self.metrics.recording_bytes.set(gauge(self.total()));
+        }
+        // The agent goes on whatever the disk does.
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(current) = self.current.as_mut() {
+            if let Err(e) = current.file.flush() {
+                let now = current.start.max(crate::collector::unix_now());
+                self.fail(now, &e);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+/// Why the recording cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadBackError {
+    /// The directory cannot be listed.
+    #[error("cannot read the recording directory {dir}")]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// Nothing was recorded in the time asked for.
+    #[error("nothing was recorded in the last {since_s:.0} s")]
+    Empty {
+        /// The time asked for, seconds.
+        since_s: f64,
+    },
+    /// More than a report can be made of at once.
+    #[error(
+        "the last {since_s:.0} s are {bytes} bytes of recording, more than the {limit} a report \
+         is made of: ask for a shorter `since`, or copy the segments in {dir} and run `profiler \
+         report` on one"
+    )]
+    TooBig {
+        /// The time asked for, seconds.
+        since_s: f64,
+        /// Bytes it holds.
+        bytes: u64,
+        /// The most one report reads.
+        limit: u64,
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+/// The recording of `[now - since_s, now]` as one recording (the first segment's header, then
+/// every complete record line of that time), streamed from the segments.
+pub(crate) fn read_back(
+    dir: &Path,
+    now: f64,
+    since_s: f64,
+    limit: u64,
+) -> Result<SegmentReader, ReadBackError> {
+    let from = now - since_s;
+    let segments = list(dir).map_err(|source| ReadBackError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    // A segment is wanted when it ends (where the next starts) after `from`.
+    let wanted: Vec<Closed> = segments
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.start <= now && segments.get(i + 1).is_none_or(|next| next.start > from))
+        .map(|(_, s)| s.clone())
+        .collect();
+    if wanted.is_empty() {
+        return Err(ReadBackError::Empty { since_s });
+    }
+    let bytes = wanted.iter().map(|s| s.size).sum::<u64>();
+    if bytes > limit {
+        return Err(ReadBackError::TooBig {
+            since_s,
+            bytes,
+            limit,
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(SegmentReader {
+        segments: wanted.into_iter().map(|s| s.path).collect(),
+        from,
+        open: None,
+        first: true,
+        pending: Vec::new(),
+        offset: 0,
+    })
+}
+
+/// Reads the segments as one recording: see [`read_back`].
+pub(crate) struct SegmentReader {
+    segments: VecDeque<PathBuf>,
+    from: f64,
+    open: Option<BufReader<File>>,
+    first: bool,
+    /// The line being handed out, from `offset`.
+    pending: Vec<u8>,
+    offset: usize,
+}
+
+impl SegmentReader {
+    /// The next line to hand out (with its newline), or `None` at the end.
+    fn next_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            let reader = match self.open.as_mut() {
+                Some(r) => r,
+                None => {
+                    let Some(path) = self.segments.pop_front() else {
+                        return Ok(None);
+                    };
+                    match File::open(&path) {
+                        Ok(file) => {
+                            let mut reader = BufReader::with_capacity(64 << 10, file);
+                            let mut header = Vec::new();
+                            reader.read_until(b'\n', &mut header)?;
+                            self.open = Some(reader);
+                            if self.first && header.ends_with(b"\n") {
+                                self.first = false;
+                                return Ok(Some(self.retimed_header(&header)));
+                            }
+                            continue;
+                        }
+                        // Removed meanwhile (expired): the rest still reads.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            let mut line = Vec::new();
+            reader.read_until(b'\n', &mut line)?;
+            if line.is_empty() {
+                self.open = None;
+                continue;
+            }
+            // A line without its newline is being written (or was cut by a kill): left out,
+            // so that a later segment's lines still read.
+            if !line.ends_with(b"\n") {
+                self.open = None;
+                continue;
+            }
+            if line_ts(&line).is_none_or(|ts| ts >= self.from) {
+                return Ok(Some(line));
+            }
+        }
+    }
+
+    /// The first segment's header, starting where the report is asked to.
+    fn retimed_header(&self, header: &[u8]) -> Vec<u8> {
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(header) else {
+            return header.to_vec();
+        };
+        let started = value["started"].as_f64().unwrap_or(self.from);
+        value["started"] = serde_json::json!(started.max(self.from));
+        let mut out = serde_json::to_vec(&value).unwrap_or_else(|_| header.to_vec());
+        out.push(b'\n');
+        out
+    }
+}
+
+/// A record line's `ts` (every record's first field), without parsing the rest.
+fn line_ts(line: &[u8]) -> Option<f64> {
+    let rest = line.strip_prefix(b"{\"ts\":")?;
+    let end = rest.iter().position(|&b| b == b',' || b == b'}')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+impl Read for SegmentReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.offset >= self.pending.len() {
+            match self.next_line()? {
+                Some(line) => {
+                    self.pending = line;
+                    self.offset = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.offset);
+        buf[..n].copy_from_slice(&self.pending[self.offset..self.offset + n]);
+        self.offset += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;
