@@ -136,7 +136,7 @@ impl Dockerd {
     /// `profiler watch` over this daemon's containers (their names from its data root) with
     /// `args`.
     pub fn watch(&self, args: &[&str]) -> Profiler {
-        let state = self.dir.path().display().to_string();
+        let state = self.runtime_state().display().to_string();
         let mut all = vec![
             "--cgroup-root",
             crate::cgroup::MEMORY_ROOT,
@@ -145,6 +145,12 @@ impl Dockerd {
         ];
         all.extend_from_slice(args);
         Profiler::watch(&all)
+    }
+
+    /// The root the daemon keeps its state under (`var/lib/docker` below it), for the
+    /// profiler's `--runtime-state`, which names containers from it.
+    pub fn runtime_state(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The memory cgroup the daemon puts its containers under.

@@ -22,6 +22,7 @@
 //! cgroups, and [`RuncContainer`] runs a real OCI container with runc in such a node.
 
 mod access;
+mod agent;
 mod browser;
 mod cgroup;
 mod contract;
@@ -29,6 +30,7 @@ mod docker;
 mod kube;
 mod process;
 mod profiler;
+pub mod promql;
 mod runc;
 mod tempdir;
 
@@ -39,6 +41,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use access::{Access, AccessWatch};
+pub use agent::{free_port, get, sample_value, Agent, Response};
 pub use browser::{open_page, ConsoleMessage, Page, PageReport, CHROMIUM_OVERRIDE};
 pub use cgroup::{oom_kill_count, own_memcg, TestCgroup, Workload};
 pub use contract::check_line;

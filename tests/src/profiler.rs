@@ -34,9 +34,14 @@ pub struct Profiler {
 impl Profiler {
     /// Starts `profiler watch --json <args>` (e.g. `["--cgroup", path, "--interval", "250ms"]`).
     pub fn watch(args: &[&str]) -> Self {
-        require_root();
         let mut all = vec!["watch".to_owned(), "--json".to_owned()];
         all.extend(args.iter().map(|&a| a.to_owned()));
+        Self::start(all)
+    }
+
+    /// Starts `profiler <all>` (the subcommand first), reading its stdout lines as JSON.
+    pub fn start(all: Vec<String>) -> Self {
+        require_root();
         let mut command = profiler_command(&all);
         let spawned = process::spawn(&mut command, |line| {
             // A line that is not JSON is kept as a string; the contract check reports it.
@@ -191,6 +196,12 @@ impl Profiler {
     /// Sends SIGINT (unless the profiler has already been reaped).
     pub fn interrupt(&self) {
         self.reaper.signal(libc::SIGINT);
+    }
+
+    /// Sends SIGTERM (unless the profiler has already been reaped), as the kubelet and
+    /// systemd stop an agent.
+    pub fn terminate(&self) {
+        self.reaper.signal(libc::SIGTERM);
     }
 
     /// Waits up to `timeout` for the profiler to exit and then (up to 5 s more) for the end of
