@@ -76,16 +76,34 @@ pub struct WatchArgs {
     /// `kill -9` loses at most the last interval.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Attach the charge path's programs (the costly ones, run on every page charged on the
+    /// node) only while some container needs them: near its limit, an OOM kill forecast
+    /// within 3 × --warn, growing fast, or under memory pressure; detached a minute after
+    /// none does. `charge_tracing` lines say when and why.
+    #[arg(long)]
+    pub adaptive: bool,
     /// How often to sample, when to warn, and how to observe the kernel.
     #[command(flatten)]
     pub collect: CollectArgs,
 }
 
+/// When the charge path's programs are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChargeTracing {
+    /// Only while some container needs them (near its limit, a kill forecast within 3 ×
+    /// --warn, fast growth, memory pressure), detached a minute after none does.
+    Adaptive,
+    /// All the time, as `watch` does.
+    Always,
+}
+
 /// `profiler serve`.
 #[derive(Debug, Args)]
-#[command(after_help = "Every container on the node is watched, as by `watch --all`. \
+#[command(
+    after_help = "Every container on the node is watched, as by `watch --all`. \
 GET /metrics (Prometheus text, or OpenMetrics when asked), GET /report?since=1h (the HTML \
-report of the rolling recording), GET /healthz.")]
+report of the rolling recording), GET /healthz."
+)]
 pub struct ServeArgs {
     /// Address and port to serve HTTP on. The default answers only on this host; in a pod,
     /// give the pod's address (the DaemonSet in deploy/ does).
@@ -110,6 +128,10 @@ pub struct ServeArgs {
     /// Stop after this long (default: until SIGTERM or Ctrl-C).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// When the charge path's programs (the costly ones, run on every page charged on the
+    /// node) are attached: only while some container needs them, or always.
+    #[arg(long, value_enum, default_value_t = ChargeTracing::Adaptive)]
+    pub charge_tracing: ChargeTracing,
     /// Where the node's cgroups, the kubelet's logs and the runtimes' state are.
     #[command(flatten)]
     pub node: NodeArgs,
@@ -192,6 +214,9 @@ pub struct DoctorArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Where a running `profiler serve` answers: its charge-path state is shown too.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9746")]
+    pub agent: std::net::SocketAddr,
 }
 
 /// `profiler attach-floor`.

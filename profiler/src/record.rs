@@ -62,6 +62,8 @@ pub(crate) enum RecordBody {
     LostEvents(LostEvents),
     /// The node's memory, its forecast and its next OOM victims, every round.
     Node(NodeRecord),
+    /// The charge path's programs were attached or detached (`--adaptive`, and `serve`).
+    ChargeTracing(ChargeTracing),
     /// The watch ended.
     End(End),
 }
@@ -342,6 +344,18 @@ pub(crate) struct SignalRecord {
     /// previous `signal` line of them: repeats within a second of a line are counted, not
     /// told (a process sending SIGTERM in a loop costs a line a second).
     pub repeats: u32,
+}
+
+/// Fields of a `charge_tracing` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct ChargeTracing {
+    /// Whether the charge path's programs are now attached.
+    pub armed: bool,
+    /// Why, as a word: `near_limit`, `forecast`, `growth`, `pressure`, `node` (attached);
+    /// `idle`, `attach_failed` (detached).
+    pub why: crate::collector::Why,
+    /// Why, in words: which container needs it, or for how long none has.
+    pub reason: String,
 }
 
 /// Fields of a `lost_events` record.

@@ -209,6 +209,23 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
         ],
         "cgroup_gone" => &[("cgroup", Text)],
         "lost_events" => &[("cgroup", Null), ("count", Unsigned), ("source", Text)],
+        "charge_tracing" => &[
+            ("cgroup", Null),
+            ("armed", Bool),
+            (
+                "why",
+                OneOf(&[
+                    "near_limit",
+                    "forecast",
+                    "growth",
+                    "pressure",
+                    "node",
+                    "idle",
+                    "attach_failed",
+                ]),
+            ),
+            ("reason", Text),
+        ],
         "node" => &[
             ("cgroup", Null),
             ("mem_total_bytes", Unsigned),

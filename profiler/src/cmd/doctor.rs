@@ -35,6 +35,46 @@ struct Doctor {
     containers_found: usize,
     pods_named: usize,
     pod_logs: String,
+    /// A running agent's charge path, when one answers at `--agent`.
+    agent: Option<AgentState>,
+}
+
+/// What a running `profiler serve` says of its charge path.
+#[derive(Debug, PartialEq, Serialize)]
+struct AgentState {
+    address: String,
+    charge_tracing_armed: bool,
+    reason: Option<String>,
+}
+
+/// Reads the charge path's state from an agent's `/metrics` text.
+fn agent_state(address: &str, metrics: &str) -> Option<AgentState> {
+    let armed = metrics.lines().find_map(|l| {
+        l.strip_prefix("profiler_charge_tracing_armed ")
+            .map(|v| v.trim() == "1")
+    })?;
+    let reason = metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix("profiler_charge_tracing_reason{reason=\"")?;
+        let (reason, value) = rest.split_once("\"} ")?;
+        (value.trim() == "1").then(|| reason.to_owned())
+    });
+    Some(AgentState {
+        address: address.to_owned(),
+        charge_tracing_armed: armed,
+        reason,
+    })
+}
+
+/// Asks the agent at `address` for its metrics (briefly: none may run there).
+fn ask_agent(address: std::net::SocketAddr) -> Option<AgentState> {
+    use std::io::{Read as _, Write as _};
+    let timeout = std::time::Duration::from_millis(500);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    agent_state(&address.to_string(), &body)
 }
 
 /// Runs `profiler doctor`.
@@ -88,6 +128,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         mode: probe.is_none().then(|| "unknown".to_string()),
         probe,
         probe_error,
+        agent: ask_agent(args.agent),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&doctor)?);
@@ -141,5 +182,50 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     } else {
         println!("mode:            unknown");
     }
+    println!(
+        "charge path:     `watch` attaches it for the whole watch; `serve` and `watch \
+         --adaptive` only while a container needs it (unreclaimable >= 75 % of its limit, an \
+         OOM kill forecast within 3 x --warn, growth >= 5 % of the limit in one interval, \
+         memory pressure >= 10 %, or the node's eviction forecast within 3 x --warn), until \
+         none has for 60 s"
+    );
+    match &doctor.agent {
+        Some(agent) => println!(
+            "agent:           {} answers: charge path {}{}",
+            agent.address,
+            if agent.charge_tracing_armed {
+                "attached"
+            } else {
+                "detached"
+            },
+            agent
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        None => println!("agent:           none answers at {}", args.agent),
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_charge_path_from_an_agents_metrics() {
+        let metrics = "# TYPE profiler_charge_tracing_armed gauge\n\
+                       profiler_charge_tracing_armed 1\n\
+                       profiler_charge_tracing_reason{reason=\"near_limit\"} 1\n";
+        assert_eq!(
+            agent_state("a:1", metrics),
+            Some(AgentState {
+                address: "a:1".into(),
+                charge_tracing_armed: true,
+                reason: Some("near_limit".into()),
+            })
+        );
+        assert_eq!(agent_state("a:1", "HTTP/1.0 404 Not Found\r\n\r\nno"), None);
+    }
 }

@@ -8,7 +8,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use super::start;
 use crate::{
     cgroup::{self, CgroupVersion},
-    cli::ServeArgs,
+    cli::{ChargeTracing, ServeArgs},
     collector::{self, Targets},
     output::{Fanout, Sink},
     pods::{Discovery, Inventory, Selector},
@@ -53,7 +53,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         &report.decision.mode.to_string(),
         cgroup_version,
     );
-    // Until the charge path is switched on demand, it is attached whenever programs are.
+    // The programs were attached to find the mode that works; with --charge-tracing
+    // adaptive, the first round detaches the charge path's unless a container needs them.
     if report.decision.mode != crate::mode::ChargeMode::Polling {
         metrics.charge_armed.set(1);
         metrics.charge_arms.inc();
@@ -112,6 +113,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         roots,
         &args.collect,
         args.duration,
+        args.charge_tracing == ChargeTracing::Adaptive,
     );
     let ended = collector::run(options, signals, probes, &report, &mut sink).await;
     server.abort();

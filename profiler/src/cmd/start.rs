@@ -99,6 +99,7 @@ pub(crate) fn options(
     roots: NodeRoots,
     collect: &CollectArgs,
     duration: Option<std::time::Duration>,
+    adaptive: bool,
 ) -> WatchOptions {
     WatchOptions {
         targets,
@@ -111,6 +112,7 @@ pub(crate) fn options(
         },
         on_warning: collect.on_warning.clone(),
         eviction_threshold: collect.eviction_threshold,
+        adaptive,
     }
 }
 

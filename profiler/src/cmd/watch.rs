@@ -65,7 +65,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
                 .with_context(|| format!("--record {}", path.display()))?,
         );
     }
-    let options = start::options(targets, roots, &args.collect, args.duration);
+    let options = start::options(targets, roots, &args.collect, args.duration, args.adaptive);
     collector::run(options, signals, probes, &report, sink.as_mut()).await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The collector: joins the cgroup files (absolute values), the kernel programs' counters
 //! (charge rate, reclaim) and their events (bursts, OOM victims) into records.
+mod arming;
 mod attribution;
 mod deaths;
 mod group;
@@ -23,6 +24,7 @@ use tokio::{
     signal::unix::{signal, Signal, SignalKind},
 };
 
+pub(crate) use arming::Why;
 use state::Collector;
 pub(crate) use targets::Targets;
 use watched::SampleError;
@@ -55,6 +57,8 @@ pub(crate) struct WatchOptions {
     pub on_warning: Option<String>,
     /// The kubelet's eviction threshold, for the `node` lines.
     pub eviction_threshold: crate::node::EvictionThreshold,
+    /// Attach the charge path only while some container needs it.
+    pub adaptive: bool,
 }
 
 /// Why a watch could not go on.
@@ -105,6 +109,43 @@ pub(crate) fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Attaches or detaches the charge path as the last round decided, and tells it.
+fn switch_charge_path(
+    collector: &mut Collector<'_>,
+    attached: &mut crate::probe::Attached,
+    switch: arming::Switch,
+) -> Result<(), CollectError> {
+    let started = std::time::Instant::now();
+    let (armed, why, reason) = match attached.set_charge(switch.on) {
+        Ok(()) => (switch.on, switch.why, switch.reason),
+        Err(e) => {
+            if let Some(arming) = collector.arming.as_mut() {
+                arming.failed();
+            }
+            (
+                false,
+                Why::AttachFailed,
+                format!(
+                    "{}; attaching the charge path failed: {}",
+                    switch.reason,
+                    crate::errors::chain(&e)
+                ),
+            )
+        }
+    };
+    log::info!(
+        "charge path {} in {:?}: {reason}",
+        if armed { "attached" } else { "detached" },
+        started.elapsed()
+    );
+    collector.charge_traced = armed;
+    collector.emit_node(RecordBody::ChargeTracing(crate::record::ChargeTracing {
+        armed,
+        why,
+        reason,
+    }))
+}
+
 /// Converts a kernel `CLOCK_BOOTTIME` timestamp (ns) into Unix seconds.
 fn boot_ns_to_unix(ktime_ns: u64) -> f64 {
     let mut ts = libc::timespec {
@@ -142,6 +183,7 @@ pub(crate) async fn run(
         thresholds,
         on_warning,
         eviction_threshold,
+        adaptive,
     } = options;
     if let Targets::Fixed(cgroups) = &targets {
         let slots = probes
@@ -156,7 +198,7 @@ pub(crate) async fn run(
         mut terminate,
     } = signals;
 
-    let (attached, maps, mut ring, logger) = match probes {
+    let (mut attached, maps, mut ring, logger) = match probes {
         Some(p) => {
             let (attached, logger, maps, ring) = p.split();
             (Some(attached), Some(maps), Some(ring), Some(logger))
@@ -199,6 +241,14 @@ pub(crate) async fn run(
         on_warning,
     );
     collector.node = Some(crate::node::NodeWatch::new(eviction_threshold));
+    if adaptive {
+        match attached.as_ref() {
+            Some(a) if a.has_charge_path() => {
+                collector.arming = Some(arming::Arming::new(thresholds.warn_s, true));
+            }
+            _ => log::info!("--adaptive: no charge-path program is attached, nothing to switch"),
+        }
+    }
     collector.deaths.kmsg_context = oom_source == OomSource::MarkVictim && kmsg.is_some();
     collector.start()?;
 
@@ -210,7 +260,11 @@ pub(crate) async fn run(
         tokio::select! {
             _ = ticker.tick() => {
                 collector.flush_deaths(unix_now())?;
-                if !collector.tick()? {
+                let more = collector.tick()?;
+                if let (Some(switch), Some(a)) = (collector.switch.take(), attached.as_mut()) {
+                    switch_charge_path(&mut collector, a, switch)?;
+                }
+                if !more {
                     break EndReason::AllGone;
                 }
                 if let (Some(k), OomSource::Kmsg) = (&kmsg, oom_source) {

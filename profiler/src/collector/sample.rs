@@ -65,6 +65,9 @@ pub(crate) struct SampleInputs<'a> {
     pub page_size: u64,
     /// Mode of observation.
     pub mode: ChargeMode,
+    /// Whether the charge path's programs were attached over the interval: when not, the
+    /// counters' charge figures are unknown (their reclaim figures still count).
+    pub charge_traced: bool,
 }
 
 /// What the forecast of this sample says, and the warning level after it.
@@ -123,6 +126,7 @@ pub(crate) fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) ->
         }
     };
     let (charge_rate, uncharge_rate, charged, reclaim_count) = match inp.counters {
+        Some((now, _)) if !inp.charge_traced => (None, None, None, Some(now.reclaim_count)),
         Some((now, before)) => (
             rate(now.charged_pages.saturating_sub(before.charged_pages)),
             rate(now.uncharged_pages.saturating_sub(before.uncharged_pages)),
@@ -165,7 +169,11 @@ pub(crate) fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) ->
         eta_low_seconds: prediction.forecast.low_s,
         eta_high_seconds: prediction.forecast.high_s,
         risk: prediction.risk,
-        mode: inp.mode,
+        mode: if inp.charge_traced {
+            inp.mode
+        } else {
+            ChargeMode::Polling
+        },
     }
 }
 
@@ -209,6 +217,7 @@ mod tests {
             restarts: 0,
             page_size: 4096,
             mode: ChargeMode::Polling,
+            charge_traced: false,
         }
     }
 
@@ -265,6 +274,7 @@ mod tests {
         let inp = SampleInputs {
             counters: Some((now, SlotCounters::default())),
             mode: ChargeMode::Tracepoint,
+            charge_traced: true,
             ..inputs(&s)
         };
         // failcnt 10 against a baseline of 4: 6 since the start, 2 since the previous sample.
@@ -323,6 +333,7 @@ mod tests {
             SampleInputs {
                 counters: Some((now, before)),
                 mode: ChargeMode::Tracepoint,
+                charge_traced: true,
                 ..inputs(&s)
             },
             quiet(),

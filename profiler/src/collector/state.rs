@@ -9,6 +9,7 @@ use std::{
 use profiler_common::MAX_SLOTS;
 
 use super::{
+    arming::{Arming, Pressure, Switch},
     deaths::DeathLog,
     on_warning, page_size,
     targets::{lineage_key, LineageKey, Lineages, Slots, Targets},
@@ -85,6 +86,12 @@ pub(super) struct Collector<'s> {
     last_prune: f64,
     /// Rounds so far.
     rounds: u32,
+    /// Whether the charge path's programs are attached now.
+    pub(super) charge_traced: bool,
+    /// `--adaptive`: decides when the charge path is needed.
+    pub(super) arming: Option<Arming>,
+    /// What the last round decided about the charge path, for the event loop to do.
+    pub(super) switch: Option<Switch>,
 }
 
 impl<'s> Collector<'s> {
@@ -124,6 +131,9 @@ impl<'s> Collector<'s> {
             selection_exists: true,
             last_prune: unix_now(),
             rounds: 0,
+            charge_traced: decision.mode != ChargeMode::Polling,
+            arming: None,
+            switch: None,
         }
     }
 
@@ -334,6 +344,8 @@ impl<'s> Collector<'s> {
         // their counters were reset.
         let before = self.watched.len();
         let (mut changed, exists) = self.discover()?;
+        let mut pressures: Vec<Pressed> = Vec::new();
+        let mut node_eta = None;
         for i in 0..before {
             let history = self.history(i);
             let mut round = Round {
@@ -342,6 +354,7 @@ impl<'s> Collector<'s> {
                 page_size: self.page_size,
                 limits: &mut self.limits,
                 thresholds: &self.thresholds,
+                charge_traced: self.charge_traced,
                 // Fixed cgroups are not looked for by a walk of the node, which would notice
                 // their removal: a quiet round reads their usage instead.
                 confirm_quiet: matches!(self.targets, Targets::Fixed(_)),
@@ -353,6 +366,17 @@ impl<'s> Collector<'s> {
                     let unreclaimable = out.sample.unreclaimable_bytes;
                     let usage = out.sample.usage_bytes;
                     let limit = out.sample.limit_bytes;
+                    if self.arming.is_some() {
+                        let w = &self.watched[i];
+                        pressures.push(Pressed {
+                            key: w.slot.index(),
+                            name: describe(&w.identity, w.cgroup.path()),
+                            unreclaimable,
+                            limit,
+                            eta_s: out.sample.eta_seconds,
+                            psi_some: out.sample.psi_some_avg10,
+                        });
+                    }
                     self.emit_about(unix_now(), i, RecordBody::Sample(out.sample))?;
                     self.check_last_exit(i, false)?;
                     if let Some(change) = out.change {
@@ -409,8 +433,23 @@ impl<'s> Collector<'s> {
                     .map(|w| w.identity.clone())
             };
             if let Some(record) = node.observe(unix_now(), &self.roots, &known) {
+                node_eta = record.eta_eviction_seconds;
                 self.emit_node(RecordBody::Node(record))?;
             }
+        }
+        if let Some(arming) = self.arming.as_mut() {
+            let views: Vec<Pressure<'_>> = pressures
+                .iter()
+                .map(|p| Pressure {
+                    key: p.key,
+                    name: &p.name,
+                    unreclaimable: p.unreclaimable,
+                    limit: p.limit,
+                    eta_s: p.eta_s,
+                    psi_some: p.psi_some,
+                })
+                .collect();
+            self.switch = arming.observe(unix_now(), &views, node_eta);
         }
         self.flush()?;
         self.sink.round_done(round_started.elapsed());
@@ -507,5 +546,27 @@ impl<'s> Collector<'s> {
             Some(key) => self.lineages.history(key),
             None => (w.kills_reported, 0),
         }
+    }
+}
+
+/// A container's figures of a round, kept for the charge path's decision.
+struct Pressed {
+    key: u32,
+    name: String,
+    unreclaimable: u64,
+    limit: Option<u64>,
+    eta_s: Option<f64>,
+    psi_some: Option<f64>,
+}
+
+/// `namespace/pod/container`, the container's name or id, or the cgroup's path.
+fn describe(identity: &Identity, path: &Path) -> String {
+    match (&identity.namespace, &identity.pod, &identity.container) {
+        (Some(ns), Some(pod), Some(c)) => format!("{ns}/{pod}/{c}"),
+        (_, _, Some(c)) => c.clone(),
+        _ => identity
+            .container_id
+            .clone()
+            .unwrap_or_else(|| path.display().to_string()),
     }
 }

@@ -82,6 +82,9 @@ pub(super) struct Round<'a> {
     pub(super) maps: Option<&'a mut KernelMaps>,
     /// How the charge path is observed.
     pub(super) mode: ChargeMode,
+    /// Whether the charge path's programs are attached now (they may be detached while no
+    /// container needs them: then charge figures are unknown, and reclaim's still count).
+    pub(super) charge_traced: bool,
     /// The machine's page size.
     pub(super) page_size: u64,
     /// Ancestors' limits, read once per round.
@@ -218,12 +221,14 @@ impl Watched {
         &mut self,
         counters: Option<&(SlotCounters, SlotCounters)>,
         mode: ChargeMode,
+        charge_traced: bool,
         confirm: bool,
     ) -> Result<Option<MemorySnapshot>, CgroupError> {
         let (Some((now, before)), Some(last)) = (counters, &self.last_read) else {
             return Ok(None);
         };
         let still = mode != ChargeMode::Polling
+            && charge_traced
             && !self.suspect
             && nothing_charged(now, before)
             && self.quiet_rounds + 1 < QUIET_REFRESH_ROUNDS;
@@ -254,7 +259,12 @@ impl Watched {
         };
         // A cgroup removed (or removed and made again under its name) fails in these reads
         // with `Gone`: its held files belong to the removed one.
-        let quiet = self.quiet(counters.as_ref(), round.mode, round.confirm_quiet)?;
+        let quiet = self.quiet(
+            counters.as_ref(),
+            round.mode,
+            round.charge_traced,
+            round.confirm_quiet,
+        )?;
         self.subtree_age = self.subtree_age.saturating_add(1);
         let was_quiet = quiet.is_some();
         let (snapshot, subtree_changed) = match quiet {
@@ -309,6 +319,7 @@ impl Watched {
             restarts: history.1,
             page_size: round.page_size,
             mode: round.mode,
+            charge_traced: round.charge_traced,
         };
         let seen = observation(
             &inputs,

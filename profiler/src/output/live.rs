@@ -139,6 +139,11 @@ impl<W: Write> LiveSink<W> {
             ),
             RecordBody::CgroupGone => format!("{cgroup} was removed"),
             RecordBody::LostEvents(l) => format!("{} kernel records lost ({})", l.count, l.source),
+            RecordBody::ChargeTracing(c) => format!(
+                "charge path {}: {}",
+                if c.armed { "attached" } else { "detached" },
+                c.reason
+            ),
             RecordBody::End(e) => format!("watch ended ({:?})", e.reason),
             RecordBody::Warning(w) => {
                 let what = match w.level {

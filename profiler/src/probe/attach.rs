@@ -69,8 +69,14 @@ impl EbpfAttacher {
     }
 
     /// The loaded object, with whatever stayed attached.
-    pub(crate) fn into_ebpf(self) -> Ebpf {
-        self.ebpf
+    pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// Drops aya's parse of the kernel's BTF (tens of MiB): the next fentry hook parses it
+    /// again.
+    pub(crate) fn forget_btf(&mut self) {
+        self.aya_btf = None;
     }
 }
 

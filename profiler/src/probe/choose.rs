@@ -81,6 +81,9 @@ pub(crate) struct Choice<A> {
     pub(crate) decision: Decision,
     /// Holds the attached programs.
     pub(crate) attacher: Option<A>,
+    /// The charge-path hooks that attached, with their targets: what switching the charge
+    /// path off and on again detaches and attaches.
+    pub(crate) charge: Vec<(&'static Hook, &'static str)>,
 }
 
 /// The decision when `--mode polling` was asked for: nothing is loaded.
@@ -110,6 +113,7 @@ pub(crate) fn choose<A: Attacher>(
         return Ok(Choice {
             decision: polling_requested(),
             attacher: None,
+            charge: Vec::new(),
         });
     }
     let needs = match needs {
@@ -131,6 +135,7 @@ pub(crate) fn choose<A: Attacher>(
                     deaths_reason: text,
                 },
                 attacher: None,
+                charge: Vec::new(),
             });
         }
     };
@@ -146,7 +151,8 @@ pub(crate) fn choose<A: Attacher>(
     };
     let mut attacher = load(&needs)?;
     let mut hooks = Vec::with_capacity(HOOKS.len());
-    let (mode, mode_reason) = charge_path(only, &needs, &mut attacher, &mut hooks)?;
+    let mut charge = Vec::new();
+    let (mode, mode_reason) = charge_path(only, &needs, &mut attacher, &mut hooks, &mut charge)?;
     let outcomes = task_hooks(&needs, &mut attacher, &mut hooks);
     let (oom_source, oom_reason) = match outcomes.oom {
         Ok(()) => (
@@ -182,6 +188,7 @@ pub(crate) fn choose<A: Attacher>(
             deaths_reason,
         },
         attacher: Some(attacher),
+        charge,
     })
 }
 
@@ -192,6 +199,7 @@ fn charge_path<A: Attacher>(
     needs: &KernelNeeds,
     attacher: &mut A,
     hooks: &mut Vec<HookReport>,
+    charge: &mut Vec<(&'static Hook, &'static str)>,
 ) -> Result<(ChargeMode, String), ProbeError> {
     let layout_error = needs
         .charge
@@ -222,7 +230,10 @@ fn charge_path<A: Attacher>(
             continue;
         }
         match attach_family(&family, needs, attacher, hooks) {
-            Ok(primary) => chosen = Some((mode, primary)),
+            Ok((primary, attached)) => {
+                chosen = Some((mode, primary));
+                *charge = attached;
+            }
             Err((primary, error)) => {
                 why_not.push(format!("{mode}: {primary}: {}", error_chain(&error)));
                 if only == Some(mode) {
@@ -260,12 +271,16 @@ fn charge_path<A: Attacher>(
 /// Attaches one family (the hooks of [`HOOKS`] at `family`). Returns the primary hook's
 /// description; when the primary fails, detaches what did attach and returns the primary's
 /// description with its error.
+#[allow(
+    clippy::type_complexity,
+    reason = "the attached hooks with their targets, or the primary's name and error"
+)]
 fn attach_family<A: Attacher>(
     family: &[usize],
     needs: &KernelNeeds,
     attacher: &mut A,
     hooks: &mut Vec<HookReport>,
-) -> Result<String, (String, AttachError)> {
+) -> Result<(String, Vec<(&'static Hook, &'static str)>), (String, AttachError)> {
     let mut tried: Vec<(&'static Hook, &'static str, Result<(), AttachError>)> = Vec::new();
     for &i in family {
         let hook = &HOOKS[i];
@@ -284,6 +299,10 @@ fn attach_family<A: Attacher>(
     let primary_name = primary.describe(primary_target);
     let primary_error = primary_outcome.err();
     let primary_failed = primary_error.is_some();
+    let mut attached = Vec::new();
+    if !primary_failed {
+        attached.push((primary, primary_target));
+    }
     hooks.push(HookReport::new(
         primary,
         primary_target,
@@ -303,13 +322,16 @@ fn attach_family<A: Attacher>(
                     Some(format!("attached, then detached: {primary_name} failed")),
                 )
             }
-            Ok(()) => (HookStatus::Attached, None),
+            Ok(()) => {
+                attached.push((hook, target));
+                (HookStatus::Attached, None)
+            }
             Err(e) => (HookStatus::Failed, Some(error_chain(&e))),
         };
         hooks.push(HookReport::new(hook, target, status, detail));
     }
     match primary_error {
-        None => Ok(primary_name),
+        None => Ok((primary_name, attached)),
         Some(e) => Err((primary_name, e)),
     }
 }

@@ -20,7 +20,7 @@ mod ring;
 
 use std::{fmt, io, path::Path};
 
-use aya::Ebpf;
+use hooks::Hook;
 
 use attach::{Attacher, EbpfAttacher};
 use choose::{choose, polling_requested, KernelNeeds};
@@ -42,7 +42,9 @@ pub(crate) fn programs() -> &'static [u8] {
 /// The loaded and attached kernel programs, with their maps and logger.
 pub(crate) struct Probes {
     /// Owns the programs and their links; dropping it detaches everything.
-    ebpf: Ebpf,
+    attacher: EbpfAttacher,
+    /// The charge path's hooks that attached, with their targets.
+    charge: Vec<(&'static Hook, &'static str)>,
     /// Drains `aya-log` records of the programs; dropping it would break the programs' logging.
     pub logger: ProgramLogger,
     /// The maps the collector reads and writes.
@@ -57,9 +59,46 @@ impl fmt::Debug for Probes {
     }
 }
 
-/// Keeps the programs attached while it lives; dropping it detaches them.
+/// Keeps the programs attached while it lives; dropping it detaches them. The charge path's
+/// programs can be detached and attached again ([`Attached::set_charge`]): they are the
+/// costly ones, on every page a process of the node charges.
 pub(crate) struct Attached {
-    _ebpf: Ebpf,
+    attacher: EbpfAttacher,
+    charge: Vec<(&'static Hook, &'static str)>,
+    armed: bool,
+}
+
+impl Attached {
+    /// Whether there is a charge path to switch.
+    pub(crate) fn has_charge_path(&self) -> bool {
+        !self.charge.is_empty()
+    }
+
+    /// Attaches (`on`) or detaches the charge path's programs. Attaching loads them again
+    /// (the verifier runs), which takes milliseconds; when one fails, none stays attached.
+    pub(crate) fn set_charge(&mut self, on: bool) -> Result<(), AttachError> {
+        if on == self.armed || self.charge.is_empty() {
+            return Ok(());
+        }
+        if on {
+            for (i, (hook, target)) in self.charge.iter().enumerate() {
+                if let Err(e) = self.attacher.attach(hook, target) {
+                    for (attached, _) in &self.charge[..i] {
+                        self.attacher.detach(attached);
+                    }
+                    self.attacher.forget_btf();
+                    return Err(e);
+                }
+            }
+            self.attacher.forget_btf();
+        } else {
+            for (hook, _) in &self.charge {
+                self.attacher.detach(hook);
+            }
+        }
+        self.armed = on;
+        Ok(())
+    }
 }
 
 /// The logger draining the programs' `aya-log` records.
@@ -69,7 +108,11 @@ impl Probes {
     /// Splits the probes into the parts the collector's event loop owns separately.
     pub(crate) fn split(self) -> (Attached, ProgramLogger, KernelMaps, RingReader) {
         (
-            Attached { _ebpf: self.ebpf },
+            Attached {
+                attacher: self.attacher,
+                charge: self.charge,
+                armed: true,
+            },
             self.logger,
             self.maps,
             self.ring,
@@ -127,16 +170,18 @@ pub(crate) fn start(
         btf,
         decision: choice.decision,
     };
-    let Some(attacher) = choice.attacher else {
+    let Some(mut attacher) = choice.attacher else {
         return Ok((None, report));
     };
-    let mut ebpf = attacher.into_ebpf();
-    let logger = aya_log::EbpfLogger::init(&mut ebpf)?;
-    let maps = KernelMaps::take(&mut ebpf, slots)?;
-    let ring = RingReader::take(&mut ebpf)?;
+    attacher.forget_btf();
+    let ebpf = attacher.ebpf_mut();
+    let logger = aya_log::EbpfLogger::init(ebpf)?;
+    let maps = KernelMaps::take(ebpf, slots)?;
+    let ring = RingReader::take(ebpf)?;
     Ok((
         Some(Probes {
-            ebpf,
+            attacher,
+            charge: choice.charge,
             logger,
             maps,
             ring,

@@ -172,7 +172,11 @@ async fn metrics(state: &Arc<State>, request: &Request<Incoming>) -> Response<Fu
 /// `None` in the query means the whole retention.
 pub(crate) fn since(query: Option<&str>, retain_s: f64) -> Result<f64, String> {
     let mut since = None;
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "since" => since = Some(value),
@@ -219,10 +223,7 @@ async fn report(state: &Arc<State>, query: Option<&str>) -> Response<Full<Bytes>
         let now = crate::collector::unix_now();
         let reader = segments::read_back(&dir, now, since_s, REPORT_LIMIT)?;
         let name = dir.join(format!("last {}", duration_words(since_s)));
-        Ok::<_, ReportFailure>(reports::page_from(
-            std::io::BufReader::new(reader),
-            &name,
-        )?)
+        Ok::<_, ReportFailure>(reports::page_from(std::io::BufReader::new(reader), &name)?)
     })
     .await;
     match made {

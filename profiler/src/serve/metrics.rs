@@ -83,6 +83,12 @@ struct BuildLabels {
     cgroup_version: String,
 }
 
+/// Why the charge path is attached or not.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// Where lost records were lost.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
@@ -91,7 +97,12 @@ struct SourceLabels {
 
 /// Every cause an exit can have: each lineage has a series of each from its start, so the
 /// first exit of a kind is an increase Prometheus sees.
-const CAUSES: [Cause; 4] = [Cause::OomLimit, Cause::OomNode, Cause::Signal, Cause::Exited];
+const CAUSES: [Cause; 4] = [
+    Cause::OomLimit,
+    Cause::OomNode,
+    Cause::Signal,
+    Cause::Exited,
+];
 
 fn cause_name(cause: Cause) -> &'static str {
     match cause {
@@ -130,6 +141,7 @@ pub(crate) struct AgentMetrics {
     pub charge_armed: Gauge,
     /// Times the charge path was attached.
     pub charge_arms: Counter,
+    charge_why: Family<ReasonLabels, Gauge>,
     watched: Gauge,
     lost: Family<SourceLabels, Counter>,
     /// How long the previous `/metrics` took to render.
@@ -250,6 +262,10 @@ impl AgentMetrics {
                 "charge_tracing_arms",
                 "Times the charge-path programs were attached"
             ),
+            charge_why: family!(
+                "charge_tracing_reason",
+                "Why the charge path is attached or not, 1 for the current reason (near_limit, forecast, growth, pressure, node; idle, attach_failed)"
+            ),
             watched: single!("watched_containers", "Containers watched"),
             lost: family!(
                 "lost_events",
@@ -284,7 +300,11 @@ impl AgentMetrics {
     /// How long ago the last sampling round ended; `None` before the first.
     pub(crate) fn since_last_round(&self) -> Option<Duration> {
         let at = self.last_round_ms.load(Ordering::Relaxed);
-        (at > 0).then(|| self.clock.elapsed().saturating_sub(Duration::from_millis(at)))
+        (at > 0).then(|| {
+            self.clock
+                .elapsed()
+                .saturating_sub(Duration::from_millis(at))
+        })
     }
 
     fn round_ended(&self, took: Duration) {
@@ -391,7 +411,9 @@ impl MetricsSink {
                 m.oom_kills.get_or_create(lineage).inc_by(0);
                 m.restarts.get_or_create(lineage).inc_by(0);
                 for cause in CAUSES {
-                    m.exits.get_or_create(&exit_labels(lineage, cause)).inc_by(0);
+                    m.exits
+                        .get_or_create(&exit_labels(lineage, cause))
+                        .inc_by(0);
                 }
             }
             self.instances.insert(
@@ -584,6 +606,19 @@ impl Sink for MetricsSink {
                     .inc_by(lost.count);
             }
             (RecordBody::Node(node), _) => self.node(node),
+            (RecordBody::ChargeTracing(change), _) => {
+                self.metrics.charge_armed.set(i64::from(change.armed));
+                self.metrics.charge_why.clear();
+                self.metrics
+                    .charge_why
+                    .get_or_create(&ReasonLabels {
+                        reason: change.why.as_str(),
+                    })
+                    .set(1);
+                if change.armed {
+                    self.metrics.charge_arms.inc();
+                }
+            }
             _ => {}
         }
         Ok(())
