@@ -187,7 +187,10 @@ fn write_into(recording: &Path, dir: &Path) -> Result<Written, ReportError> {
     let built = build(BufReader::new(file), recording)?;
     let mut files = Vec::new();
     for c in &built.charts {
-        for (file, png) in [(&c.memory_file, &c.memory), (&c.percentiles_file, &c.percentiles)] {
+        for (file, png) in [
+            (&c.memory_file, &c.memory),
+            (&c.percentiles_file, &c.percentiles),
+        ] {
             files.push(write(dir, file, &png.bytes)?);
         }
     }

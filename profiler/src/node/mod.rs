@@ -13,8 +13,8 @@ use std::{
 
 use serde::Serialize;
 
-pub(crate) use memory::{quantity_bytes, EvictionThreshold};
 use memory::NodeMemory;
+pub(crate) use memory::{quantity_bytes, EvictionThreshold};
 pub(crate) use victims::NextVictim;
 
 use crate::{
