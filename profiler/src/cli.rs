@@ -106,8 +106,10 @@ report of the rolling recording), GET /healthz."
 )]
 pub struct ServeArgs {
     /// Address and port to serve HTTP on. The default answers only on this host; in a pod,
-    /// give the pod's address (the DaemonSet in deploy/ does).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9746")]
+    /// give the pod's address (the DaemonSet in deploy/ does). An IPv6 address may come with
+    /// or without brackets (`[fd00::1]:9746`, `fd00::1:9746`).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9746",
+          value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
     /// Directory of the rolling recording (made if missing; what an earlier agent recorded
     /// there is kept and reported).
@@ -227,6 +229,19 @@ pub struct FloorArgs {
     pub duration: Option<Duration>,
 }
 
+/// Parses `ADDR:PORT`; an IPv6 address may lack its brackets (the port is the part after the
+/// last colon), as the Kubernetes downward API's `$(POD_IP):9746` gives it on IPv6 clusters.
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let bad = || format!("`{text}` is not ADDR:PORT: use e.g. 127.0.0.1:9746 or [::1]:9746");
+    let (ip, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    Ok(std::net::SocketAddr::new(ip, port))
+}
+
 /// Parses a size: `1GiB`, `500Mi`, `2G`, or bytes.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     match crate::node::quantity_bytes(text) {
@@ -280,6 +295,18 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let v4: std::net::SocketAddr = "10.0.0.7:9746".parse().expect("address");
+        assert_eq!(parse_listen("10.0.0.7:9746"), Ok(v4));
+        let v6: std::net::SocketAddr = "[fd00::1]:9746".parse().expect("address");
+        assert_eq!(parse_listen("[fd00::1]:9746"), Ok(v6));
+        assert_eq!(parse_listen("fd00::1:9746"), Ok(v6));
+        assert!(parse_listen("fd00::1").is_err());
+        assert!(parse_listen("localhost:9746").is_err());
+        assert!(parse_listen("10.0.0.7:99999").is_err());
     }
 
     #[test]

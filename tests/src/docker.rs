@@ -5,8 +5,10 @@
 //! workload (no registry is reachable). Dropping it removes the containers, stops the daemon
 //! by its pid, and removes what it left: also when a test fails.
 use std::{
+    ffi::CString,
     fs,
     io::Write as _,
+    os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     thread,
@@ -14,7 +16,7 @@ use std::{
 };
 
 use crate::{
-    cgroup::TestCgroup,
+    cgroup::{remove_tree, TestCgroup},
     profiler::Profiler,
     runc::{static_busybox, static_workload_bin},
     tempdir::TempDir,
@@ -252,7 +254,48 @@ impl Drop for Dockerd {
                 Ok(None) => thread::sleep(Duration::from_millis(100)),
             }
         }
+        // A container on the host's network (`--network host`) makes the daemon bind-mount the
+        // host's network namespace at `exec/netns/default`, and it leaves the mount behind when
+        // it stops: unmounted here, or the directory could not be removed.
+        let netns = self.dir.path().join("exec/netns/default");
+        if let Ok(path) = CString::new(netns.as_os_str().as_bytes()) {
+            // SAFETY: umount2(2) on a NUL-terminated path in this daemon's directory; the error
+            // when nothing is mounted there is of no interest.
+            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+        }
+        // The cgroupfs driver makes the cgroup parent in every hierarchy; the `parent` guard
+        // removes the memory one (after this), the others go here.
+        for dir in parent_in_other_hierarchies(self.parent.path()) {
+            if let Err(e) = remove_tree(&dir) {
+                eprintln!("warning: {e}");
+            }
+        }
     }
+}
+
+/// The directories the daemon makes for the cgroup parent `memcg` (a memory cgroup) in the
+/// other mounted hierarchies (the v1 controllers but memory, and v2): the same path from each
+/// hierarchy's root.
+fn parent_in_other_hierarchies(memcg: &Path) -> Vec<PathBuf> {
+    let parent = cgroup_parent(memcg);
+    let Ok(relative) = parent.strip_prefix("/") else {
+        return Vec::new();
+    };
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let fields: Vec<&str> = before.split(' ').collect();
+            let (root, point) = (*fields.get(3)?, *fields.get(4)?);
+            let mut after = after.split(' ');
+            let fstype = after.next()?;
+            let options = after.nth(1)?;
+            let memory = options.split(',').any(|option| option == "memory");
+            let other = fstype == "cgroup2" || (fstype == "cgroup" && !memory);
+            (other && root == "/").then(|| Path::new(point).join(relative))
+        })
+        .collect()
 }
 
 /// `path` as the memory hierarchy names it (`/process_api/.../profiler-e2e-docker-...`):

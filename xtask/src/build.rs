@@ -50,29 +50,40 @@ pub(crate) fn run() -> Result<Binaries> {
     })
 }
 
-/// Builds the workload with a statically linked libc (a static-pie binary) and returns its
-/// path. The runc tests copy it into a container rootfs that holds no libc.
+/// Builds the workload with a statically linked libc and returns its path. The runc tests copy
+/// it into a container rootfs that holds no libc.
+fn build_static_workload(root: &Path, target: &Path) -> Result<PathBuf> {
+    build_static(root, target, "profiler-e2e", "workload")
+        .context("building the statically linked workload")
+}
+
+/// Builds binary `bin` of `package` in release mode with a statically linked libc (a static-pie
+/// binary) and returns its path.
 ///
-/// `cargo rustc` passes the flag to the workload's own compilation only, and the explicit
+/// `cargo rustc` passes the flag to the binary's own compilation only, and the explicit
 /// `--target` (the host's) puts the result in `target/<triple>/release`, apart from the dynamic
 /// build in `target/release`: sharing that directory, each build would invalidate the other.
-fn build_static_workload(root: &Path, target: &Path) -> Result<PathBuf> {
+pub(crate) fn build_static(
+    root: &Path,
+    target: &Path,
+    package: &str,
+    bin: &str,
+) -> Result<PathBuf> {
     let triple = host_triple()?;
     run_cmd(Command::new("cargo").current_dir(root).args([
         "rustc",
         "--release",
         "--package",
-        "profiler-e2e",
+        package,
         "--bin",
-        "workload",
+        bin,
         "--target",
         &triple,
         "--",
         "-C",
         "target-feature=+crt-static",
-    ]))
-    .context("building the statically linked workload")?;
-    Ok(target.join(triple).join("release/workload"))
+    ]))?;
+    Ok(target.join(triple).join("release").join(bin))
 }
 
 /// The host's target triple, from `rustc -vV` (e.g. `x86_64-unknown-linux-gnu`).

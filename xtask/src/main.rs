@@ -1,11 +1,12 @@
-//! Project tasks: `cargo xtask setup | build | test | demo | bench overhead|forecast | lint |
-//! vm-test`.
+//! Project tasks: `cargo xtask setup | build | image | test | demo | bench overhead|forecast |
+//! lint | vm-test`.
 //!
 //! Every task that builds runs `setup` first, so a new machine needs nothing but the two
 //! commands in the README.
 mod bench;
 mod build;
 mod demo;
+mod image;
 mod memcg;
 mod setup;
 mod test;
@@ -31,6 +32,10 @@ enum Task {
     Setup,
     /// Set up, then build the profiler and the test workloads (release).
     Build,
+    /// Set up, build the profiler statically linked, and write it as a container image with no
+    /// base image (entrypoint `profiler`, command `serve`) to
+    /// `target/image/profiler-<version>.tar`, for `docker load -i`.
+    Image,
     /// Set up, lint (fails on a warning or an unformatted file), build, then run every test:
     /// unit tests, the host tier (`#[ignore]`d unit tests that need the host's kernel,
     /// cgroups or root), the root end-to-end tests, and the kernel matrix (`vm-test`).
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
     let result: Result<()> = match cli.task {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build::run()).map(|_| ()),
+        Task::Image => image::run(),
         Task::Test { args } => test::run(&args),
         Task::Demo => demo::run(),
         Task::Bench { which } => bench::run(which),

@@ -14,6 +14,11 @@
 //! `cargo xtask vm-test` boots stock kernels under QEMU: it needs `qemu-system-x86` from the
 //! release's backports suite (the image's `qemu-utils` comes from there, and the release's own
 //! qemu conflicts with it), and `cpio` to pack the initramfs.
+//!
+//! The checks of `deploy/` (tests/tests/deploy.rs) need `promtool`, from Debian's `prometheus`
+//! package (which also brings the server; its service is not left running), and
+//! `kubernetes-validate` from PyPI, installed with the `python3` on PATH (`python3 -m pip`, so
+//! the module lands where that interpreter, and so the tests, find it).
 use std::{
     env, fs,
     io::Read as _,
@@ -142,6 +147,7 @@ pub(crate) fn run() -> Result<()> {
         bail!("bpf-linker was installed but does not start; is ~/.cargo/bin on PATH?");
     }
     ensure_test_tools()?;
+    ensure_deploy_tools()?;
     ensure_vm_tools()
 }
 
@@ -212,6 +218,91 @@ fn ensure_test_tools() -> Result<()> {
             );
             apt_install(&["busybox-static"], &[])?;
         }
+    }
+    Ok(())
+}
+
+/// The PyPI requirement the manifest checks use: a fixed version, so every machine validates
+/// against the same bundled Kubernetes schemas.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
+/// Installs what the checks of `deploy/` need unless it is there: `promtool` (Debian's
+/// `prometheus` package) and the `kubernetes_validate` module for the `python3` on PATH.
+fn ensure_deploy_tools() -> Result<()> {
+    if find_in_path("promtool").is_none() {
+        eprintln!("xtask setup: promtool not on PATH; installing prometheus with apt-get");
+        apt_install(&["prometheus"], &[])?;
+        if find_in_path("promtool").is_none() {
+            bail!(
+                "installed prometheus but `promtool` is still not on PATH ({})",
+                env::var("PATH").unwrap_or_default()
+            );
+        }
+        stop_packaged_prometheus()?;
+    }
+    if !kubernetes_validate_works() {
+        eprintln!(
+            "xtask setup: the python3 on PATH has no kubernetes_validate; installing \
+             {KUBERNETES_VALIDATE} with pip"
+        );
+        run_cmd(Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            KUBERNETES_VALIDATE,
+        ]))
+        .context("installing kubernetes-validate with `python3 -m pip` (PyPI)")?;
+        if !kubernetes_validate_works() {
+            bail!(
+                "installed {KUBERNETES_VALIDATE} but `python3 -m kubernetes_validate --version` \
+                 still fails"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `python3 -m kubernetes_validate --version` runs: the way the tests call it, which
+/// does not depend on where pip put the `kubernetes-validate` script (pyenv, for one, only
+/// puts it on PATH after a rehash).
+fn kubernetes_validate_works() -> bool {
+    Command::new("python3")
+        .args(["-m", "kubernetes_validate", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Debian's `prometheus` package enables and starts its service where it can (under systemd,
+/// or through its init script when no `policy-rc.d` forbids it). The tests only need
+/// `promtool`, so a server the install just started is stopped and disabled through the same
+/// service manager; one that keeps running is reported, not killed.
+fn stop_packaged_prometheus() -> Result<()> {
+    let running = || {
+        Command::new("pgrep")
+            .args(["-x", "prometheus"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !running() {
+        return Ok(());
+    }
+    eprintln!("xtask setup: the prometheus package started its service; stopping and disabling it");
+    if Path::new("/run/systemd/system").is_dir() {
+        run_cmd(Command::new("systemctl").args(["disable", "--now", "prometheus"]))?;
+    } else if Path::new("/etc/init.d/prometheus").is_file() {
+        run_cmd(Command::new("/etc/init.d/prometheus").arg("stop"))?;
+        run_cmd(Command::new("update-rc.d").args(["prometheus", "disable"]))?;
+    }
+    if running() {
+        eprintln!(
+            "xtask setup: warning: a prometheus process is still running (`pgrep -x \
+             prometheus`); the tests do not need it"
+        );
     }
     Ok(())
 }

@@ -8,15 +8,16 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result};
 
-use crate::{build, setup, vm};
+use crate::{build, image, setup, vm};
 
 /// Sets up, lints, builds the release binaries, and runs `cargo test` on the whole workspace,
 /// ignored (host-tier) tests included, with the end-to-end tests pointed at the fresh profiler
-/// binary and the static workload (for the container tests).
+/// binary, the static workload (for the container tests) and the image (for the image test).
 pub(crate) fn run(extra: &[String]) -> Result<()> {
     setup::run()?;
     build::lint_only().context("lint failed: run `cargo fmt --all` and fix clippy's warnings")?;
     let bins = build::run()?;
+    let image = image::build()?;
     let root = build::workspace_root();
     // Release, so the test build reuses the artifacts just built, and the end-to-end tests get
     // the same binary a user would run.
@@ -36,7 +37,8 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
                 .args(harness)
                 .args(extra)
                 .env("PROFILER_BIN", &bins.profiler)
-                .env("PROFILER_STATIC_WORKLOAD", &bins.static_workload),
+                .env("PROFILER_STATIC_WORKLOAD", &bins.static_workload)
+                .env("PROFILER_IMAGE", &image),
         )
     };
     // The host tier: unit tests that need the host's kernel, cgroups or root are `#[ignore]`d

@@ -17,13 +17,26 @@ use crate::{
     probe::{self, ProbeReport, Probes},
 };
 
-/// Every container's files are held open between samples: raise the open file limit.
+/// Every container's files are held open between samples: raise the open file limit. And
+/// kernels before 5.11 count BPF maps against the locked-memory limit: lift it where that is
+/// allowed (CAP_SYS_RESOURCE); later kernels charge them to the memory cgroup instead.
 pub(crate) fn raise_file_limit() {
     match cgroup::raise_open_file_limit() {
         Ok(limit) => log::debug!("open file limit: {limit}"),
         Err(e) => {
             log::warn!("could not raise the open file limit ({e}): files past it are read by path")
         }
+    }
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        log::debug!(
+            "locked-memory limit kept ({}): only kernels before 5.11 count BPF maps against it",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

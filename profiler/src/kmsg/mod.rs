@@ -33,7 +33,8 @@ pub(crate) enum KmsgError {
     /// `/dev/kmsg` could not be opened.
     #[error(
         "cannot open {} (reading the kernel log needs root, CAP_SYSLOG, or \
-         kernel.dmesg_restrict=0)",
+         kernel.dmesg_restrict=0; in a container, also the device itself: a hostPath mount of \
+         /dev/kmsg is not enough where the runtime's device rules do not allow char 1:11)",
         path.display()
     )]
     Open {

@@ -272,13 +272,19 @@ fn duration_words(seconds: f64) -> String {
     }
 }
 
+/// Healthy once a sampling round has ended (the metrics hold the node's figures), and while
+/// rounds keep ending.
 fn health(state: &State) -> Response<Full<Bytes>> {
     match state.metrics.since_last_round() {
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: no sampling round has ended yet\n",
+        ),
         Some(age) if age > state.stale_after => text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the last sampling round was {age:?} ago\n"),
         ),
-        _ => text(StatusCode::OK, "ok\n"),
+        Some(_) => text(StatusCode::OK, "ok\n"),
     }
 }
 

@@ -15,8 +15,8 @@ use std::{
 };
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, MetricType},
     registry::Registry,
 };
 
@@ -165,7 +165,7 @@ impl AgentMetrics {
         macro_rules! family {
             ($name:literal, $help:literal) => {{
                 let family = Family::default();
-                registry.register($name, $help, family.clone());
+                registry.register($name, $help, Announced(Clone::clone(&family)));
                 family
             }};
         }
@@ -319,8 +319,12 @@ impl AgentMetrics {
         &self.registry
     }
 
-    /// Says what the agent is: `profiler_build_info`.
+    /// Says what the agent is (`profiler_build_info`), and starts the lost-record counters
+    /// at 0: the first loss is then an increase Prometheus sees.
     pub(crate) fn set_build(&self, kernel: &str, mode: &str, cgroup_version: &str) {
+        for source in ["ring_buffer", "kmsg"] {
+            self.lost.get_or_create(&SourceLabels { source }).inc_by(0);
+        }
         self.build
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -332,12 +336,38 @@ impl AgentMetrics {
     }
 }
 
-/// Labels of a record's container.
+/// A family whose `# HELP` and `# TYPE` are written even while it has no series (the
+/// crate leaves empty families out): a scraper, a dashboard or a test then sees every metric
+/// the agent has, also those that are there only at times (an ETA, lost records).
+#[derive(Debug)]
+struct Announced<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Announced<M> {
+    fn encode(&self, encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Labels of a record's container. `container` is its name, or its id where no name is
+/// known (a container outside Kubernetes whose runtime's state is not readable): the same
+/// value the lineage counters carry, so the two join.
 fn container_labels(identity: &Identity) -> ContainerLabels {
     ContainerLabels {
         namespace: identity.namespace.clone().unwrap_or_default(),
         pod: identity.pod.clone().unwrap_or_default(),
-        container: identity.container.clone().unwrap_or_default(),
+        container: identity
+            .container
+            .clone()
+            .or_else(|| identity.container_id.clone())
+            .unwrap_or_default(),
         container_id: identity.container_id.clone().unwrap_or_default(),
     }
 }

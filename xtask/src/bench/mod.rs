@@ -38,6 +38,9 @@ pub(crate) enum Which {
         /// Seconds per fork/exit-heavy and signal-heavy run.
         #[arg(long, default_value_t = 3)]
         deaths_seconds: u64,
+        /// Only these parts (repeat): pagefault, agent, arm, json, spawn, signals, sigterm.
+        #[arg(long, value_name = "PART")]
+        only: Vec<String>,
     },
     /// Nine growth scenarios (leaks, GC sawtooth, page cache, shmem, spike, steps, several
     /// processes) in memory cgroups of 64–256 MiB, each recorded by `profiler watch --json`
@@ -94,7 +97,14 @@ pub(crate) fn run(which: Which) -> Result<()> {
             iters,
             json_seconds,
             deaths_seconds,
-        } => overhead::run(&bins, runs, mib, iters, json_seconds, deaths_seconds),
+            only,
+        } => overhead::run(
+            &bins,
+            runs,
+            (mib, iters),
+            (json_seconds, deaths_seconds),
+            &only,
+        ),
         Which::Forecast { runs, only } => forecast::run(&bins, runs, &only),
         Which::Scale {
             containers,

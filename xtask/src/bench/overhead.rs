@@ -20,6 +20,11 @@ enum Attached {
     Nothing,
     Floor,
     Profiler,
+    /// `profiler serve` as deployed: the charge path attached only while a container needs
+    /// it (none does here).
+    AgentAdaptive,
+    /// `profiler serve --charge-tracing always`.
+    AgentAlways,
 }
 
 impl Attached {
@@ -28,8 +33,74 @@ impl Attached {
             Attached::Nothing => "no profiler",
             Attached::Floor => "empty programs (floor)",
             Attached::Profiler => "profiler watch",
+            Attached::AgentAdaptive => "agent, adaptive (idle)",
+            Attached::AgentAlways => "agent, always traced",
         }
     }
+}
+
+/// Starts `profiler serve` and returns once its charge path is in the state the mode means
+/// (`profiler_charge_tracing_armed` in its metrics).
+fn start_agent(bins: &Binaries, mode: Attached) -> Result<Process> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("profiler-bench-agent-{}", std::process::id()));
+    let tracing = if mode == Attached::AgentAlways {
+        "always"
+    } else {
+        "adaptive"
+    };
+    let process = Process(
+        Command::new(&bins.profiler)
+            .args(["serve", "--listen", &address, "--charge-tracing", tracing])
+            .arg("--record-dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting profiler serve")?,
+    );
+    let want = if mode == Attached::AgentAlways {
+        "profiler_charge_tracing_armed 1"
+    } else {
+        "profiler_charge_tracing_armed 0"
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = http_get(&address, "/metrics").unwrap_or_default();
+        // A round has ended (adaptive mode decides at the end of the first).
+        let round_ended = metrics.contains("profiler_round_duration_seconds ");
+        if round_ended && metrics.contains(want) {
+            return Ok(process);
+        }
+        // A container of this node may need the charge path (near its limit): then the run
+        // measures that, and says so.
+        if round_ended && std::time::Instant::now() > settled {
+            let why = metrics
+                .lines()
+                .find(|l| l.starts_with("profiler_charge_tracing_reason{") && l.ends_with(" 1"))
+                .unwrap_or("no reason");
+            eprintln!("\nnote: the agent's charge path is not as wanted ({want}): {why}");
+            return Ok(process);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("profiler serve did not finish a round within a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `GET path` over HTTP/1.0: the whole response.
+fn http_get(address: &str, path: &str) -> Result<String> {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(address)?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Starts what `mode` attaches, watching `cgroup`; returns once it is attached.
@@ -37,6 +108,9 @@ fn attach(bins: &Binaries, mode: Attached, cgroup: &TempMemcg) -> Result<Option<
     let mut cmd = Command::new(&bins.profiler);
     match mode {
         Attached::Nothing => return Ok(None),
+        Attached::AgentAdaptive | Attached::AgentAlways => {
+            return start_agent(bins, mode).map(Some)
+        }
         Attached::Floor => cmd.arg("attach-floor"),
         Attached::Profiler => cmd
             .arg("watch")
@@ -200,15 +274,163 @@ fn compare(
     Ok(())
 }
 
+/// The agent's cost on the page-fault workload (the worst case of the charge path) when no
+/// container needs the charge path, against no agent and against the charge path always
+/// attached.
+fn agent_page_faults(
+    bins: &Binaries,
+    cgroup: &TempMemcg,
+    runs: usize,
+    (mib, iters): (&str, &str),
+) -> Result<()> {
+    let modes = [
+        Attached::Nothing,
+        Attached::AgentAdaptive,
+        Attached::AgentAlways,
+    ];
+    let args: Vec<String> = ["pagefault", "--mib", mib, "--iters", iters]
+        .iter()
+        .map(|&a| a.to_owned())
+        .collect();
+    let figures = alternate(bins, cgroup, &modes, runs, &args, "pages_per_sec=");
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("profiler-bench-agent-{}", std::process::id())),
+    );
+    let figures = figures?;
+    print_table(
+        &format!(
+            "page-fault workload with the agent running (mmap {mib} MiB, touch, munmap; x{iters})"
+        ),
+        "pages/s",
+        &modes,
+        &figures,
+    );
+    let [none, adaptive, always] = [
+        median(&figures[0]),
+        median(&figures[1]),
+        median(&figures[2]),
+    ];
+    println!(
+        "  agent adaptive / none   {:.3}   (goal >= 0.98)",
+        adaptive / none
+    );
+    println!("  agent always / none     {:.3}", always / none);
+    let per_round: Vec<f64> = figures[1]
+        .iter()
+        .zip(&figures[0])
+        .map(|(a, n)| a / n)
+        .collect();
+    let (lo, hi) = spread(&per_round);
+    println!(
+        "  adaptive / none per round: median {:.3}, min {lo:.3}, max {hi:.3}",
+        median(&per_round)
+    );
+    Ok(())
+}
+
+/// How soon adaptive tracing attaches the charge path once a container starts to grow, and
+/// how soon after that the kernel reports its first burst: `watch --adaptive` (the agent's
+/// collector) on a 256 MiB cgroup that a leak fills at 80 MiB/s.
+fn arm_latency(bins: &Binaries, runs: usize) -> Result<()> {
+    let mut to_armed = Vec::new();
+    let mut to_burst = Vec::new();
+    for _ in 0..runs {
+        let cgroup = TempMemcg::new("profiler-bench-arm", 256 << 20)?;
+        let mut watch = Process(
+            Command::new(&bins.profiler)
+                .args(["watch", "--json", "--adaptive", "--cgroup"])
+                .arg(cgroup.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting profiler watch --adaptive")?,
+        );
+        let stdout = watch.0.stdout.take().context("profiler stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        // Wait until the first round has detached the charge path.
+        let mut detached = false;
+        for line in lines.by_ref() {
+            let line = line?;
+            if line.contains("\"type\":\"charge_tracing\"") && line.contains("\"armed\":false") {
+                detached = true;
+                break;
+            }
+        }
+        if !detached {
+            bail!("watch --adaptive never detached the charge path");
+        }
+        let grow = std::time::Instant::now();
+        let mut leak = cgroup.spawn(
+            Command::new(&bins.workload)
+                .args(["leak", "--step-mib", "4", "--interval-ms", "50"])
+                .stdout(Stdio::null()),
+        )?;
+        let mut armed = None;
+        for line in lines.by_ref() {
+            let line = line?;
+            if armed.is_none()
+                && line.contains("\"type\":\"charge_tracing\"")
+                && line.contains("\"armed\":true")
+            {
+                armed = Some(grow.elapsed());
+            }
+            if let (Some(at), true) = (armed, line.contains("\"type\":\"burst\"")) {
+                to_armed.push(at.as_secs_f64());
+                to_burst.push((grow.elapsed() - at).as_secs_f64() * 1000.0);
+                break;
+            }
+            if line.contains("\"type\":\"oom_kill\"") {
+                break;
+            }
+        }
+        let _ = leak.0.kill();
+        let _ = leak.0.wait();
+        interrupt(&mut watch.0)?;
+        eprint!(".");
+    }
+    eprintln!();
+    if to_armed.is_empty() {
+        bail!("no run saw the charge path attached and then a burst");
+    }
+    let (lo, hi) = spread(&to_armed);
+    println!(
+        "adaptive tracing, a leak of 80 MiB/s in 256 MiB ({} of {runs} runs saw a burst)",
+        to_armed.len()
+    );
+    println!(
+        "  growth start -> charge path attached: median {:.2} s ({lo:.2} .. {hi:.2}; one \
+         1 s interval is the polling that sees it)",
+        median(&to_armed)
+    );
+    let (lo, hi) = spread(&to_burst);
+    println!(
+        "  attached -> first burst reported:     median {:.0} ms ({lo:.0} .. {hi:.0})",
+        median(&to_burst)
+    );
+    Ok(())
+}
+
 /// Runs the overhead benchmark.
 pub(super) fn run(
     bins: &Binaries,
     runs: usize,
-    mib: u64,
-    iters: u64,
-    json_seconds: u64,
-    deaths_seconds: u64,
+    (mib, iters): (u64, u64),
+    (json_seconds, deaths_seconds): (u64, u64),
+    only: &[String],
 ) -> Result<()> {
+    const PARTS: [&str; 7] = [
+        "pagefault",
+        "agent",
+        "arm",
+        "json",
+        "spawn",
+        "signals",
+        "sigterm",
+    ];
+    if let Some(unknown) = only.iter().find(|p| !PARTS.contains(&p.as_str())) {
+        bail!("--only {unknown}: the parts are {}", PARTS.join(", "));
+    }
+    let part = |name: &str| only.is_empty() || only.iter().any(|p| p == name);
     let cgroup = TempMemcg::new("profiler-bench", 2 << 30)?;
     println!(
         "overhead benchmark, {runs} runs per mode, modes alternating; cgroup {}",
@@ -216,77 +438,93 @@ pub(super) fn run(
     );
 
     let (mib_arg, iters_arg) = (mib.to_string(), iters.to_string());
-    compare(
-        bins,
-        &cgroup,
-        runs,
-        &format!("page-fault workload (mmap {mib} MiB, touch every page, munmap; x{iters})"),
-        ("pages/s", "pages_per_sec="),
-        &["pagefault", "--mib", &mib_arg, "--iters", &iters_arg],
-        Verdict {
-            goal: Some(0.97),
-            per_op: false,
-        },
-    )?;
+    if part("pagefault") {
+        compare(
+            bins,
+            &cgroup,
+            runs,
+            &format!("page-fault workload (mmap {mib} MiB, touch every page, munmap; x{iters})"),
+            ("pages/s", "pages_per_sec="),
+            &["pagefault", "--mib", &mib_arg, "--iters", &iters_arg],
+            Verdict {
+                goal: Some(0.97),
+                per_op: false,
+            },
+        )?;
+    }
+    if part("agent") {
+        agent_page_faults(bins, &cgroup, runs, (&mib_arg, &iters_arg))?;
+    }
+    if part("arm") {
+        arm_latency(bins, runs.min(5))?;
+    }
 
     let seconds = json_seconds.to_string();
-    compare(
-        bins,
-        &cgroup,
-        runs,
-        &format!(
+    if part("json") {
+        compare(
+            bins,
+            &cgroup,
+            runs,
+            &format!(
             "allocation-heavy workload (build, serialize, parse JSON documents; {json_seconds} s)"
         ),
-        ("docs/s", "docs_per_sec="),
-        &["json-churn", "--seconds", &seconds],
-        Verdict {
-            goal: Some(0.99),
-            per_op: false,
-        },
-    )?;
+            ("docs/s", "docs_per_sec="),
+            &["json-churn", "--seconds", &seconds],
+            Verdict {
+                goal: Some(0.99),
+                per_op: false,
+            },
+        )?;
+    }
     // The deaths' hooks fire on every exit and every SIGKILL or SIGTERM on the node: their
     // cost is the workloads that exit and signal most.
     let seconds = deaths_seconds.to_string();
-    compare(
-        bins,
-        &cgroup,
-        runs,
-        &format!("fork/exit-heavy workload (run /bin/true in a loop; {deaths_seconds} s)"),
-        ("runs/s", "spawns_per_sec="),
-        &["spawn", "--seconds", &seconds],
-        Verdict {
-            goal: Some(0.98),
-            per_op: true,
-        },
-    )?;
-    compare(
-        bins,
-        &cgroup,
-        runs,
-        &format!(
-            "signal-heavy workload (kill(2) SIGUSR1 to an ignoring child; {deaths_seconds} s)"
-        ),
-        ("signals/s", "signals_per_sec="),
-        &["signals", "--signal", "usr1", "--seconds", &seconds],
-        Verdict {
-            goal: Some(0.98),
-            per_op: true,
-        },
-    )?;
-    compare(
-        bins,
-        &cgroup,
-        runs,
-        &format!(
-            "SIGTERM flood (kill(2) SIGTERM to an ignoring child, each counted in a map; \
+    if part("spawn") {
+        compare(
+            bins,
+            &cgroup,
+            runs,
+            &format!("fork/exit-heavy workload (run /bin/true in a loop; {deaths_seconds} s)"),
+            ("runs/s", "spawns_per_sec="),
+            &["spawn", "--seconds", &seconds],
+            Verdict {
+                goal: Some(0.98),
+                per_op: true,
+            },
+        )?;
+    }
+    if part("signals") {
+        compare(
+            bins,
+            &cgroup,
+            runs,
+            &format!(
+                "signal-heavy workload (kill(2) SIGUSR1 to an ignoring child; {deaths_seconds} s)"
+            ),
+            ("signals/s", "signals_per_sec="),
+            &["signals", "--signal", "usr1", "--seconds", &seconds],
+            Verdict {
+                goal: Some(0.98),
+                per_op: true,
+            },
+        )?;
+    }
+    if part("sigterm") {
+        compare(
+            bins,
+            &cgroup,
+            runs,
+            &format!(
+                "SIGTERM flood (kill(2) SIGTERM to an ignoring child, each counted in a map; \
              {deaths_seconds} s)"
-        ),
-        ("signals/s", "signals_per_sec="),
-        &["signals", "--signal", "term", "--seconds", &seconds],
-        Verdict {
-            goal: None,
-            per_op: true,
-        },
-    )?;
+            ),
+            ("signals/s", "signals_per_sec="),
+            &["signals", "--signal", "term", "--seconds", &seconds],
+            Verdict {
+                goal: None,
+                per_op: true,
+            },
+        )?;
+    }
     Ok(())
 }
