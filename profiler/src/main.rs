@@ -38,6 +38,9 @@ fn main() -> ExitCode {
             Command::AttachFloor(args) => cmd::floor::run(args).await,
         }
     });
+    // A report still being made for a client (`serve`) does not hold up the exit: the
+    // kubelet's grace period is 30 s, and the recording is already flushed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`profiler watch --json | head`) is the reader's choice, not a failure.
