@@ -320,6 +320,14 @@ pub enum Body {
     },
     /// The cgroup was removed.
     CgroupGone {},
+    /// The charge path's programs were attached or detached (adaptive tracing).
+    ChargeTracing {
+        /// Whether they are attached now.
+        armed: bool,
+        /// Why, as a word (`growth`, `near_limit`, ..., `idle`).
+        #[serde(default)]
+        why: Option<String>,
+    },
     /// The watch ended.
     End(End),
     /// A line type this reader does not know (from a newer profiler).

@@ -351,6 +351,7 @@ impl Timeline {
             | Body::LostEvents { .. }
             | Body::Node(_)
             | Body::CgroupGone {}
+            | Body::ChargeTracing { .. }
             | Body::End(_)
             | Body::Other => {}
         }

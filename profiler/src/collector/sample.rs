@@ -346,6 +346,44 @@ mod tests {
     }
 
     #[test]
+    fn a_detached_charge_path_gives_no_charge_figures_but_reclaim_still_counts() {
+        let s = snapshot(32 * MIB);
+        let before = SlotCounters {
+            charged_pages: 100,
+            ..Default::default()
+        };
+        let now = SlotCounters {
+            charged_pages: 100,
+            reclaim_count: 3,
+            reclaim_ns: 2_000_000,
+            ..Default::default()
+        };
+        let traced = |charge_traced| {
+            build_sample(
+                SampleInputs {
+                    counters: Some((now, before)),
+                    mode: ChargeMode::Fentry,
+                    charge_traced,
+                    ..inputs(&s)
+                },
+                quiet(),
+            )
+        };
+        let off = traced(false);
+        // Not 0 B/s: nothing was watching the charges.
+        assert_eq!(off.charge_rate_bytes_per_s, None);
+        assert_eq!(off.uncharge_rate_bytes_per_s, None);
+        assert_eq!(off.charged_bytes, None);
+        assert_eq!(off.mode, ChargeMode::Polling);
+        assert_eq!(off.reclaim_count, Some(3));
+        assert_eq!(off.reclaim_stall_us, Some(2_000));
+        let on = traced(true);
+        assert_eq!(on.charge_rate_bytes_per_s, Some(0.0));
+        assert_eq!(on.charged_bytes, Some(100 * 4096));
+        assert_eq!(on.mode, ChargeMode::Fentry);
+    }
+
+    #[test]
     fn reported_kills_count_when_the_kernel_keeps_no_counter() {
         let mut s = snapshot(MIB * 2);
         s.oom_kills = None;

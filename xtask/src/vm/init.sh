@@ -247,6 +247,30 @@ section kprobe_watch /tmp/kprobe.json
 section kprobe_stderr /tmp/kprobe.err
 say "kprobe run done (up $(cut -d' ' -f1 /proc/uptime) s)"
 
+# Adaptive tracing (what `profiler serve` does): the charge path is detached after the first
+# round while nothing needs it, attached again (programs loaded anew) when the cgroup grows
+# fast toward its limit, and then sees the charges. 48 MiB in 4 MiB steps (8 MiB/s) under 64 MiB.
+A=/sys/fs/cgroup/vmtest-adaptive
+mkdir "$A"
+echo "${LIMIT_MIB}M" > "$A/memory.max"
+kv adaptive_cgroup "$A"
+profiler watch --adaptive --cgroup "$A" --json --interval 1s > /tmp/adaptive.json 2> /tmp/adaptive.err &
+AW=$!
+if wait_watch_start "$AW" /tmp/adaptive.json 180; then
+    wait_word /tmp/adaptive.json 30 '"armed":false'
+    in_cgroup "$A" workload grow --step-mib 4 --steps 12 --interval-ms 500 > /dev/null 2>&1 &
+    AGROW=$!
+    sleep 10
+    kill -9 "$AGROW" 2>/dev/null
+    wait "$AGROW"
+fi
+kill -INT "$AW" 2>/dev/null
+wait_or_report "$AW" 60 "profiler watch --adaptive after SIGINT" /tmp/adaptive.json
+kv adaptive_status $?
+section adaptive_watch /tmp/adaptive.json
+section adaptive_stderr /tmp/adaptive.err
+say "adaptive run done (up $(cut -d' ' -f1 /proc/uptime) s)"
+
 # A group kill: memory.oom.group set (as the kubelet does on cgroup v2), a process holding a
 # little memory and a leak; when the leak reaches the limit the kernel kills both at once.
 G=/sys/fs/cgroup/vmtest-group

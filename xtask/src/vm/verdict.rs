@@ -81,6 +81,7 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
         checks::psi_check(&watch),
         checks::kill_check(report, &watch),
         checks::kprobe_check(report),
+        checks::adaptive_check(report),
         deaths::group_check(report),
         deaths::node_oom_check(report),
         deaths::node_forecast_check(report),

@@ -300,6 +300,66 @@ pub(super) fn kprobe_check(report: &GuestReport) -> Check {
     }
 }
 
+/// `watch --adaptive`: the charge path detached while the cgroup was idle, attached again
+/// (its programs loaded anew: fentry's or kprobe's, on these kernels) when it grew, and then
+/// the samples carry charge rates from the hooks.
+pub(super) fn adaptive_check(report: &GuestReport) -> Check {
+    let name = "adaptive tracing detaches, re-attaches and sees the charges";
+    let cgroup = report.fact("adaptive_cgroup").unwrap_or("?");
+    let lines = report.json_lines("adaptive_watch");
+    let switches: Vec<(f64, bool, String)> = lines
+        .iter()
+        .filter_map(|l| match &l.body {
+            Body::ChargeTracing { armed, why } => {
+                Some((l.ts, *armed, why.clone().unwrap_or_default()))
+            }
+            _ => None,
+        })
+        .collect();
+    let detached = switches.iter().position(|(_, armed, _)| !armed);
+    let attached = detached.and_then(|d| {
+        switches[d..]
+            .iter()
+            .find(|(_, armed, _)| *armed)
+            .map(|(ts, _, why)| (*ts, why.clone()))
+    });
+    // Samples after the re-attach that carry a charge rate, and one that saw the growth.
+    let traced: Vec<f64> = attached.as_ref().map_or_else(Vec::new, |(at, _)| {
+        lines
+            .iter()
+            .filter(|l| l.ts > *at && l.cgroup.as_deref() == Some(cgroup))
+            .filter_map(|l| match &l.body {
+                Body::Sample(s) => s.charge_rate_bytes_per_s,
+                _ => None,
+            })
+            .collect()
+    });
+    let saw_growth = traced.iter().any(|&rate| rate > 1.0 * MIB);
+    Check {
+        name,
+        passed: detached.is_some()
+            && attached.is_some()
+            && saw_growth
+            && report.fact("adaptive_status") == Some("0"),
+        detail: format!(
+            "switches {:?}; {} samples with a charge rate after the re-attach, highest {:.1} \
+             MiB/s; exit status {}{}",
+            switches
+                .iter()
+                .map(|(_, armed, why)| format!("{}:{why}", if *armed { "on" } else { "off" }))
+                .collect::<Vec<_>>(),
+            traced.len(),
+            traced.iter().copied().fold(0.0, f64::max) / MIB,
+            report.fact("adaptive_status").unwrap_or("?"),
+            if attached.is_some() {
+                String::new()
+            } else {
+                format!("; stderr: {}", report.one_line("adaptive_stderr"))
+            }
+        ),
+    }
+}
+
 /// Every process the guest started ended when told to (else the guest names it and sends its
 /// kernel stack).
 pub(super) fn hang_check(report: &GuestReport) -> Check {
