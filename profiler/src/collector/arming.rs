@@ -352,10 +352,13 @@ mod tests {
             limit: None,
             ..container(900 * MIB, None)
         };
-        assert_eq!(arming.observe(0.0, &[free.clone()], None), None);
-        assert_eq!(arming.observe(1.0, &[free.clone()], Some(5000.0)), None);
+        assert_eq!(arming.observe(0.0, std::slice::from_ref(&free), None), None);
+        assert_eq!(
+            arming.observe(1.0, std::slice::from_ref(&free), Some(5000.0)),
+            None
+        );
         let on = arming
-            .observe(2.0, &[free.clone()], Some(1000.0))
+            .observe(2.0, std::slice::from_ref(&free), Some(1000.0))
             .expect("node eviction within 3 warns");
         assert!(on.reason.starts_with("node"), "{}", on.reason);
         let mut arming = Arming::new(600.0, false);

@@ -463,6 +463,30 @@ impl MetricsSink {
             .unwrap_or_else(|| unreachable!("inserted above"))
     }
 
+    /// The lineage a record is about, known to the sink (its counters exist, from 0): when
+    /// none of its containers is watched any more, it expires `retention` after now.
+    fn lineage_of(&mut self, identity: &Identity) -> Option<LineageLabels> {
+        let lineage = lineage_labels(identity)?;
+        if !self.lineages.contains_key(&lineage) {
+            let m = &self.metrics;
+            m.oom_kills.get_or_create(&lineage).inc_by(0);
+            m.restarts.get_or_create(&lineage).inc_by(0);
+            for cause in CAUSES {
+                m.exits
+                    .get_or_create(&exit_labels(&lineage, cause))
+                    .inc_by(0);
+            }
+            self.lineages.insert(
+                lineage.clone(),
+                Lineage {
+                    gone_at: self.now,
+                    ..Lineage::default()
+                },
+            );
+        }
+        Some(lineage)
+    }
+
     fn sample(&mut self, cgroup: &PathBuf, identity: &Identity, s: &Sample) {
         let metrics = std::sync::Arc::clone(&self.metrics);
         let instance = self.instance(cgroup, identity);
@@ -497,6 +521,12 @@ impl MetricsSink {
         }
         if let Some(lineage) = instance.lineage.clone() {
             let entry = self.lineages.entry(lineage.clone()).or_default();
+            // The collector counts a lineage's restarts from its start, and from 0 again
+            // when it forgot the lineage (gone for ten minutes): a count below the last is
+            // a new count.
+            if s.restarts < entry.restarts {
+                entry.restarts = 0;
+            }
             if s.restarts > entry.restarts {
                 m.restarts
                     .get_or_create(&lineage)
@@ -613,13 +643,16 @@ impl Sink for MetricsSink {
             (RecordBody::Sample(sample), Some((cgroup, identity))) => {
                 self.sample(cgroup, identity, sample)
             }
-            (RecordBody::OomKill(_), Some((cgroup, identity))) => {
-                if let Some(lineage) = self.instance(cgroup, identity).lineage.clone() {
+            // Kills and exits may be told after their cgroup went (a kill waits for the
+            // kernel log's word; the last exit comes with the removal): they count on the
+            // lineage, and bring no container back.
+            (RecordBody::OomKill(_), Some((_, identity))) => {
+                if let Some(lineage) = self.lineage_of(identity) {
                     self.metrics.oom_kills.get_or_create(&lineage).inc();
                 }
             }
-            (RecordBody::Exit(exit), Some((cgroup, identity))) => {
-                if let Some(lineage) = self.instance(cgroup, identity).lineage.clone() {
+            (RecordBody::Exit(exit), Some((_, identity))) => {
+                if let Some(lineage) = self.lineage_of(identity) {
                     self.metrics
                         .exits
                         .get_or_create(&exit_labels(&lineage, exit.cause))

@@ -54,6 +54,9 @@ struct Closed {
     path: PathBuf,
     /// Unix seconds of its first record.
     start: f64,
+    /// Unix seconds of its last record (when it was closed; for a segment found in the
+    /// directory, its last complete line's).
+    end: f64,
     size: u64,
 }
 
@@ -75,6 +78,8 @@ pub(crate) struct RollingRecording {
     /// When writing last failed (Unix seconds), while it is stopped.
     failed_at: Option<f64>,
     line: Vec<u8>,
+    /// The size of a segment's header line.
+    header_len: u64,
     metrics: Arc<AgentMetrics>,
 }
 
@@ -92,9 +97,12 @@ fn list(dir: &Path) -> io::Result<Vec<Closed>> {
             continue;
         };
         if meta.is_file() {
+            let path = entry.path();
+            let end = last_ts(&path).unwrap_or(start).max(start);
             segments.push(Closed {
-                path: entry.path(),
+                path,
                 start,
+                end,
                 size: meta.len(),
             });
         }
@@ -110,6 +118,21 @@ fn segment_start(name: &str) -> Option<f64> {
         return None;
     }
     ms.parse::<u64>().ok().map(|ms| ms as f64 / 1000.0)
+}
+
+/// The time of a segment's last complete record (from its tail: segments are written in
+/// time order), or `None` when it has none.
+fn last_ts(path: &Path) -> Option<f64> {
+    use std::io::{Seek, SeekFrom};
+    const TAIL: u64 = 64 << 10;
+    let mut file = File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(size.saturating_sub(TAIL))).ok()?;
+    let mut tail = Vec::new();
+    file.take(TAIL).read_to_end(&mut tail).ok()?;
+    // Complete lines only: the text up to the last newline.
+    let end = tail.iter().rposition(|&b| b == b'\n')?;
+    tail[..end].split(|&b| b == b'\n').rev().find_map(line_ts)
 }
 
 fn segment_name(start: f64) -> String {
@@ -137,9 +160,10 @@ impl RollingRecording {
             current: None,
             failed_at: None,
             line: Vec::with_capacity(4096),
+            header_len: 0,
             metrics,
         };
-        recording.start_segment(now)?;
+        recording.start_segment(now, 0)?;
         Ok(recording)
     }
 
@@ -152,18 +176,8 @@ impl RollingRecording {
     /// Removes segments past the retention, then the oldest until `room` more bytes fit.
     fn prune(&mut self, now: f64, room: u64) {
         let cutoff = now - self.bounds.retain_s;
-        loop {
-            let Some(oldest) = self.closed.front() else {
-                break;
-            };
-            // A segment ends where the next begins.
-            let end = self
-                .closed
-                .get(1)
-                .map(|c| c.start)
-                .or(self.current.as_ref().map(|c| c.start))
-                .unwrap_or(now);
-            let expired = end < cutoff;
+        while let Some(oldest) = self.closed.front() {
+            let expired = oldest.end < cutoff;
             let too_big = self.total().saturating_add(room) > self.bounds.max_disk;
             if !(expired || too_big) {
                 break;
@@ -179,16 +193,31 @@ impl RollingRecording {
         self.metrics.recording_bytes.set(gauge(self.total()));
     }
 
-    fn start_segment(&mut self, now: f64) -> io::Result<()> {
-        if let Some(mut current) = self.current.take() {
-            current.file.flush()?;
+    /// Closes the current segment and starts one at `now` with room for at least `room`
+    /// bytes (a segment's size, or the line that must go in it).
+    fn start_segment(&mut self, now: f64, room: u64) -> io::Result<()> {
+        if let Some(current) = self.current.take() {
+            // Counted as closed whatever the flush does: the file is there, and its bytes
+            // count against the bound until it is removed.
+            let (file, flushed) = match current.file.into_inner() {
+                Ok(file) => (Some(file), Ok(())),
+                Err(e) => {
+                    let (error, writer) = e.into_parts();
+                    drop(writer.into_parts());
+                    (None, Err(error))
+                }
+            };
+            drop(file);
+            let size = fs::metadata(&current.path).map_or(current.size, |m| m.len());
             self.closed.push_back(Closed {
                 path: current.path,
                 start: current.start,
-                size: current.size,
+                end: now.max(current.start),
+                size,
             });
+            flushed?;
         }
-        self.prune(now, self.bounds.segment_max());
+        self.prune(now, room.max(self.bounds.segment_max()));
         // Never two segments of one name: a restart within the same millisecond waits.
         let mut start = now;
         let mut path = self.dir.join(segment_name(start));
@@ -203,8 +232,19 @@ impl RollingRecording {
         self.line.clear();
         serde_json::to_writer(&mut self.line, &header)?;
         self.line.push(b'\n');
-        file.write_all(&self.line)?;
-        file.flush()?;
+        self.header_len = self.line.len() as u64;
+        if let Err(e) = file.write_all(&self.line).and_then(|()| file.flush()) {
+            // What was made of it stays on disk and is counted, like any closed segment.
+            drop(file.into_parts());
+            let size = fs::metadata(&path).map_or(0, |m| m.len());
+            self.closed.push_back(Closed {
+                path,
+                start,
+                end: start,
+                size,
+            });
+            return Err(e);
+        }
         self.current = Some(Current {
             file,
             path,
@@ -235,6 +275,7 @@ impl RollingRecording {
             self.closed.push_back(Closed {
                 path: current.path,
                 start: current.start,
+                end: now.max(current.start),
                 size,
             });
         }
@@ -251,8 +292,19 @@ impl RollingRecording {
                 || record.ts - c.start >= self.bounds.segment_span_s()
         });
         if rotate {
+            // A line longer than a segment (a group kill of thousands) gets room of its own;
+            // one that cannot fit in the bound at all is left out, the bound kept.
+            let room = len.saturating_add(self.header_len);
+            if room > self.bounds.max_disk {
+                log::warn!(
+                    "a record of {len} bytes is left out of the recording: it does not fit \
+                     --max-disk {}",
+                    self.bounds.max_disk
+                );
+                return Ok(());
+            }
             let line = std::mem::take(&mut self.line);
-            let started = self.start_segment(record.ts);
+            let started = self.start_segment(record.ts, room);
             self.line = line;
             started?;
         }
@@ -349,12 +401,10 @@ pub(crate) fn read_back(
         dir: dir.to_path_buf(),
         source,
     })?;
-    // A segment is wanted when it ends (where the next starts) after `from`.
+    // A segment is wanted when it was written to after `from`.
     let wanted: Vec<Closed> = segments
-        .iter()
-        .enumerate()
-        .filter(|(i, s)| s.start <= now && segments.get(i + 1).is_none_or(|next| next.start > from))
-        .map(|(_, s)| s.clone())
+        .into_iter()
+        .filter(|s| s.start <= now && s.end >= from)
         .collect();
     if wanted.is_empty() {
         return Err(ReadBackError::Empty { since_s });
