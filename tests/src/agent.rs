@@ -2,10 +2,11 @@
 //! recording directory, and a plain HTTP/1.0 client for its endpoints.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::docker::Dockerd;
 use crate::profiler::Profiler;
 use crate::tempdir::TempDir;
 
@@ -36,7 +37,9 @@ pub struct Agent {
     pub profiler: Profiler,
     /// Its address, `127.0.0.1:PORT`.
     pub address: String,
-    record_dir: TempDir,
+    record_dir: PathBuf,
+    /// The recording directory, when the agent made it for itself.
+    _owned_dir: Option<TempDir>,
 }
 
 /// A port nobody listens on now (bound and released: another process could take it before
@@ -53,20 +56,35 @@ impl Agent {
     /// to a minute) until `/healthz` answers.
     #[track_caller]
     pub fn start(args: &[&str]) -> Self {
-        let record_dir = TempDir::new("agent-recording");
+        let owned = TempDir::new("agent-recording");
+        let record_dir = owned.path().to_path_buf();
+        Self::launch(record_dir, Some(owned), args)
+    }
+
+    /// Like [`start`](Self::start), with the recording in `record_dir`, which the caller
+    /// keeps (and removes): to start an agent where an earlier one recorded, or on a
+    /// file system of its own.
+    #[track_caller]
+    pub fn start_in(record_dir: &Path, args: &[&str]) -> Self {
+        Self::launch(record_dir.to_path_buf(), None, args)
+    }
+
+    #[track_caller]
+    fn launch(record_dir: PathBuf, owned: Option<TempDir>, args: &[&str]) -> Self {
         let address = format!("127.0.0.1:{}", free_port());
         let mut all = vec![
             "serve".to_owned(),
             "--listen".to_owned(),
             address.clone(),
             "--record-dir".to_owned(),
-            record_dir.path().display().to_string(),
+            record_dir.display().to_string(),
         ];
         all.extend(args.iter().map(|&a| a.to_owned()));
         let agent = Self {
             profiler: Profiler::start(all),
             address,
             record_dir,
+            _owned_dir: owned,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -82,9 +100,25 @@ impl Agent {
         }
     }
 
+    /// Starts the agent over the containers of a private dockerd, as [`Dockerd::watch`] watches
+    /// them: the whole memory hierarchy as the cgroup root, the containers' names from the
+    /// daemon's state; then `args`.
+    #[track_caller]
+    pub fn start_over_docker(dockerd: &Dockerd, args: &[&str]) -> Self {
+        let state = dockerd.runtime_state().display().to_string();
+        let mut all = vec![
+            "--cgroup-root",
+            crate::cgroup::MEMORY_ROOT,
+            "--runtime-state",
+            &state,
+        ];
+        all.extend_from_slice(args);
+        Self::start(&all)
+    }
+
     /// The rolling recording's directory.
     pub fn record_dir(&self) -> &Path {
-        self.record_dir.path()
+        &self.record_dir
     }
 
     /// `GET path`, with an `Accept` header if given.
@@ -157,7 +191,9 @@ pub fn sample_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Op
 pub fn get(address: &str, path: &str, accept: Option<&str>) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
         "GET {path} HTTP/1.0\r\nHost: {address}\r\n{accept}Connection: close\r\n\r\n"
