@@ -5,6 +5,9 @@
 //!   baselines, on real workloads in real memory cgroups.
 //! - `scale`: what `profiler watch --all` costs on a node of many containers.
 //! - `churn`: the end-to-end churn test (`tests/tests/churn.rs`) run for minutes.
+//! - `agent`: `profiler serve` on a node of many containers: how fast `/metrics` renders,
+//!   whether scrapes delay the sampling, the agent's CPU and memory, and `/report`.
+mod agent;
 mod evaluate;
 mod forecast;
 mod overhead;
@@ -79,6 +82,22 @@ pub(crate) enum Which {
         #[arg(long, default_value_t = 0)]
         other_cgroups: usize,
     },
+    /// `profiler serve --interval 1s` on the scale benchmark's kubelet-like node: how long
+    /// `/metrics` takes to render (text and OpenMetrics; the goal is 50 ms for 500
+    /// containers), whether scrapes (none, one a second, 8 clients in a loop; windows
+    /// alternating) delay the 1 s sampling rounds, the agent's CPU and memory, `/report`, and
+    /// its exit on SIGTERM.
+    Agent {
+        /// Containers on the node.
+        #[arg(long, default_value_t = 500)]
+        containers: usize,
+        /// Sequential scrapes timed per format.
+        #[arg(long, default_value_t = 30)]
+        scrapes: usize,
+        /// Seconds per scraping window (three kinds, three times each).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
 }
 
 /// Runs a benchmark.
@@ -87,6 +106,14 @@ pub(crate) fn run(which: Which) -> Result<()> {
     // Arguments are checked before the (long) setup and build.
     if let Which::Forecast { runs, only } = &which {
         forecast::check_arguments(*runs, only)?;
+    }
+    if let Which::Agent {
+        containers,
+        scrapes,
+        seconds,
+    } = &which
+    {
+        agent::check_arguments(*containers, *scrapes, *seconds)?;
     }
     setup::run()?;
     let bins = build::run()?;
@@ -112,6 +139,11 @@ pub(crate) fn run(which: Which) -> Result<()> {
             other_cgroups,
         } => scale::run(&bins, &containers, seconds, other_cgroups),
         Which::Churn { minutes } => churn(&bins, minutes),
+        Which::Agent {
+            containers,
+            scrapes,
+            seconds,
+        } => agent::run(&bins, containers, scrapes, seconds),
     }
 }
 

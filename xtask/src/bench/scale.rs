@@ -20,7 +20,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 pub(crate) use node::Driver;
-use node::FakeNode;
+pub(super) use node::FakeNode;
 
 use crate::{
     build::Binaries,
@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// One container in this many runs a process (the rest are idle, as most are on a node).
-const BUSY_EVERY: usize = 20;
+pub(super) const BUSY_EVERY: usize = 20;
 /// Seconds after every container joined before the window starts.
 const WARM_UP: Duration = Duration::from_secs(3);
 
@@ -296,7 +296,7 @@ fn measure(bins: &Binaries, case: &Case, seconds: u64, others: usize) -> Result<
 
 /// `--max-cgroups` for a node of `containers`: the default (1024), or the next power of two
 /// that holds them all.
-fn max_cgroups(containers: usize) -> usize {
+pub(super) fn max_cgroups(containers: usize) -> usize {
     (containers + 1).next_power_of_two().max(1024)
 }
 
@@ -449,7 +449,7 @@ fn process_cpu_ns() -> u64 {
 }
 
 /// User + system CPU time of process `pid` (all its threads), ms.
-fn cpu_ms(pid: u32) -> Result<f64> {
+pub(super) fn cpu_ms(pid: u32) -> Result<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces), from field 3 on: utime is 14,
@@ -471,7 +471,7 @@ fn cpu_ms(pid: u32) -> Result<f64> {
 }
 
 /// A `kB` field of `/proc/PID/status`, KiB.
-fn status_kib(pid: u32, key: &str) -> Result<f64> {
+pub(super) fn status_kib(pid: u32, key: &str) -> Result<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -486,7 +486,7 @@ fn count_lines(path: &Path, needle: &str) -> usize {
 }
 
 /// The last lines of a file, for an error message.
-fn tail(path: &Path) -> String {
+pub(super) fn tail(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")
