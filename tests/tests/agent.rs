@@ -154,8 +154,17 @@ fn http_bounds() {
         400,
         "`banana` is not a duration",
     );
-    let other = agent.get("/report?pod=checkout");
-    expect_answer(&agent, "/report?pod=", &other, 400, "unknown parameter");
+    let other = agent.get("/report?node=n1");
+    expect_answer(&agent, "/report?node=", &other, 400, "unknown parameter");
+    // A pod that is not there: nothing recorded of it.
+    let nobody = agent.get("/report?pod=no-such-pod");
+    expect_answer(
+        &agent,
+        "/report?pod=no-such-pod",
+        &nobody,
+        404,
+        "of the containers asked for",
+    );
     let post = raw(
         &agent.address,
         "POST /metrics HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}",
@@ -362,6 +371,20 @@ fn sigterm_flushes_and_restart_keeps_the_recording() {
         agent
             .profiler
             .fail("the report has a <script>: it should be self-contained and static");
+    }
+    // One pod's report has its section and not the other's (the node's next victims may
+    // still name the other).
+    let one = agent.get("/report?since=1h&pod=before");
+    if one.status != 200
+        || !one.body.contains("<h2>shop/before/app</h2>")
+        || one.body.contains("<h2>shop/after/app</h2>")
+    {
+        agent.profiler.fail(format_args!(
+            "GET /report?since=1h&pod=before: expected the report of shop/before alone, got {}: \
+             {}",
+            one.status,
+            one.body.chars().take(2000).collect::<String>()
+        ));
     }
 }
 

@@ -227,10 +227,17 @@ impl Watched {
         let (Some((now, before)), Some(last)) = (counters, &self.last_read) else {
             return Ok(None);
         };
+        // With the charge path detached (adaptive tracing), the counters see reclaim but no
+        // charge: the usage, one small read, must then say that nothing changed.
+        let confirm = confirm || !charge_traced;
+        let quiet_counters = if charge_traced {
+            nothing_charged(now, before)
+        } else {
+            now.reclaim_count == before.reclaim_count
+        };
         let still = mode != ChargeMode::Polling
-            && charge_traced
             && !self.suspect
-            && nothing_charged(now, before)
+            && quiet_counters
             && self.quiet_rounds + 1 < QUIET_REFRESH_ROUNDS;
         if !still
             || (confirm && self.cgroup.read_usage_held(&mut self.handles)? != last.usage_bytes)

@@ -26,7 +26,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use super::{
     exposition::{self, Format},
     metrics::AgentMetrics,
-    segments,
+    readback::{self, Ask, Filter, ReadBackError},
 };
 
 /// Connections served at once; more are closed as they come.
@@ -35,8 +35,11 @@ pub(crate) const MAX_CONNECTIONS: usize = 32;
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one connection may stay open, whatever it does.
 pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
-/// The most recording one report reads.
-pub(crate) const REPORT_LIMIT: u64 = 256 << 20;
+/// The most recording one report reads: it holds the samples in memory (about a quarter of
+/// the recording's size), so this bounds what a report adds to the agent's memory.
+pub(crate) const REPORT_BYTES: u64 = 128 << 20;
+/// The most cgroups one report draws: two charts each, made in memory.
+pub(crate) const REPORT_CGROUPS: usize = 100;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -168,28 +171,66 @@ async fn metrics(state: &Arc<State>, request: &Request<Incoming>) -> Response<Fu
     }
 }
 
-/// The `since` of `/report`'s query, checked: a duration from a second to the retention.
-/// `None` in the query means the whole retention.
-pub(crate) fn since(query: Option<&str>, retain_s: f64) -> Result<f64, String> {
+/// `/report`'s query: `since` (a duration from a second to the retention; the whole
+/// retention when not given) and which containers (`namespace`, `pod`, `container`).
+pub(crate) fn report_query(query: Option<&str>, retain_s: f64) -> Result<(f64, Filter), String> {
     let mut since = None;
+    let mut filter = Filter::default();
     for pair in query
         .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
     {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "since" => since = Some(value),
+        let value = percent_decode(value)
+            .ok_or_else(|| format!("{key}: {value:?} is not a valid URL-encoded value"))?;
+        let field = match key {
+            "since" => {
+                since = Some(value);
+                continue;
+            }
+            "namespace" => &mut filter.namespace,
+            "pod" => &mut filter.pod,
+            "container" => &mut filter.container,
             other => {
                 return Err(format!(
-                    "unknown parameter {other:?}: /report takes since=DURATION (e.g. since=1h)"
+                    "unknown parameter {other:?}: /report takes since=DURATION (e.g. since=1h), \
+                     namespace=, pod= and container="
                 ))
             }
+        };
+        if value.is_empty() {
+            return Err(format!("{key} is empty: name one, or leave it out"));
+        }
+        *field = Some(value);
+    }
+    let since_s = match since {
+        Some(value) => since_seconds(&value, retain_s)?,
+        None => retain_s,
+    };
+    Ok((since_s, filter))
+}
+
+/// `%XX` escapes and `+` as a space, as browsers write query values; `None` when malformed.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.bytes();
+    while let Some(b) = rest.next() {
+        match b {
+            b'%' => {
+                let hex = [rest.next()?, rest.next()?];
+                let hex = std::str::from_utf8(&hex).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            }
+            b'+' => bytes.push(b' '),
+            b => bytes.push(b),
         }
     }
-    let Some(value) = since else {
-        return Ok(retain_s);
-    };
+    String::from_utf8(bytes).ok()
+}
+
+/// A `since` value, checked: a duration from a second to the retention.
+fn since_seconds(value: &str, retain_s: f64) -> Result<f64, String> {
     let seconds = crate::cli::parse_duration(value)
         .map_err(|e| format!("since: {e}"))?
         .as_secs_f64();
@@ -204,8 +245,8 @@ pub(crate) fn since(query: Option<&str>, retain_s: f64) -> Result<f64, String> {
 }
 
 async fn report(state: &Arc<State>, query: Option<&str>) -> Response<Full<Bytes>> {
-    let since_s = match since(query, state.retain_s) {
-        Ok(s) => s,
+    let (since_s, filter) = match report_query(query, state.retain_s) {
+        Ok(asked) => asked,
         Err(message) => return text(StatusCode::BAD_REQUEST, message + "\n"),
     };
     let Ok(_turn) = state.report.try_acquire() else {
@@ -221,7 +262,13 @@ async fn report(state: &Arc<State>, query: Option<&str>) -> Response<Full<Bytes>
     let dir = state.record_dir.clone();
     let made = tokio::task::spawn_blocking(move || {
         let now = crate::collector::unix_now();
-        let reader = segments::read_back(&dir, now, since_s, REPORT_LIMIT)?;
+        let ask = Ask {
+            since_s,
+            filter,
+            max_bytes: REPORT_BYTES,
+            max_cgroups: REPORT_CGROUPS,
+        };
+        let reader = readback::read_back(&dir, now, &ask)?;
         let name = dir.join(format!("last {}", duration_words(since_s)));
         Ok::<_, ReportFailure>(reports::page_from(std::io::BufReader::new(reader), &name)?)
     })
@@ -235,12 +282,12 @@ async fn report(state: &Arc<State>, query: Option<&str>) -> Response<Full<Bytes>
             );
             response
         }
-        Ok(Err(ReportFailure::ReadBack(e @ segments::ReadBackError::Empty { .. }))) => {
+        Ok(Err(ReportFailure::ReadBack(e @ ReadBackError::Empty { .. }))) => {
             text(StatusCode::NOT_FOUND, format!("{e}\n"))
         }
-        Ok(Err(ReportFailure::ReadBack(e @ segments::ReadBackError::TooBig { .. }))) => {
-            text(StatusCode::BAD_REQUEST, format!("{e}\n"))
-        }
+        Ok(Err(ReportFailure::ReadBack(
+            e @ (ReadBackError::TooBig { .. } | ReadBackError::TooMany { .. }),
+        ))) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         Ok(Err(e)) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{}\n", crate::errors::chain(&e)),
@@ -256,7 +303,7 @@ async fn report(state: &Arc<State>, query: Option<&str>) -> Response<Full<Bytes>
 #[derive(Debug, thiserror::Error)]
 enum ReportFailure {
     #[error(transparent)]
-    ReadBack(#[from] segments::ReadBackError),
+    ReadBack(#[from] ReadBackError),
     #[error(transparent)]
     Report(#[from] reports::ReportError),
 }
@@ -290,23 +337,48 @@ fn health(state: &State) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
-    use super::since;
+    use super::*;
 
     #[test]
     fn since_is_a_duration_within_the_retention() {
         let day = 86400.0;
-        assert_eq!(since(None, day), Ok(day));
-        assert_eq!(since(Some(""), day), Ok(day));
-        assert_eq!(since(Some("since=1h"), day), Ok(3600.0));
-        assert_eq!(since(Some("since=90s"), day), Ok(90.0));
-        assert!(since(Some("since=2d"), day)
+        let since = |q| report_query(q, day).map(|(s, _)| s);
+        assert_eq!(since(None), Ok(day));
+        assert_eq!(since(Some("")), Ok(day));
+        assert_eq!(since(Some("since=1h")), Ok(3600.0));
+        assert_eq!(since(Some("since=90s")), Ok(90.0));
+        assert!(since(Some("since=2d"))
             .expect_err("past the retention")
             .contains("out of range"));
-        assert!(since(Some("since=0s"), day).is_err());
-        assert!(since(Some("since=500ms"), day).is_err());
-        assert!(since(Some("since=soon"), day).is_err());
-        assert!(since(Some("since=1h&pod=x"), day)
+        assert!(since(Some("since=0s")).is_err());
+        assert!(since(Some("since=500ms")).is_err());
+        assert!(since(Some("since=soon")).is_err());
+        assert!(since(Some("since=1h&node=x"))
             .expect_err("unknown parameter")
             .contains("unknown parameter"));
+    }
+
+    #[test]
+    fn containers_are_named_by_url_encoded_values() {
+        let (since, filter) = report_query(
+            Some("pod=web-1&namespace=shop%2Fa&since=10m&container=a+b"),
+            3600.0,
+        )
+        .expect("valid");
+        assert_eq!(since, 600.0);
+        assert_eq!(
+            filter,
+            Filter {
+                namespace: Some("shop/a".into()),
+                pod: Some("web-1".into()),
+                container: Some("a b".into()),
+            }
+        );
+        assert!(report_query(Some("pod="), 3600.0).is_err());
+        assert!(report_query(Some("pod=%zz"), 3600.0).is_err());
+        assert!(
+            report_query(Some("pod=%e2%28"), 3600.0).is_err(),
+            "not UTF-8"
+        );
     }
 }

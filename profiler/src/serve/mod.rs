@@ -4,6 +4,7 @@
 pub(crate) mod exposition;
 pub(crate) mod http;
 pub(crate) mod metrics;
+pub(crate) mod readback;
 pub(crate) mod segments;
 
 pub(crate) use metrics::{AgentMetrics, MetricsSink};

@@ -9,7 +9,7 @@
 use std::{
     collections::VecDeque,
     fs::{self, File},
-    io::{self, BufRead, BufReader, BufWriter, Read, Write},
+    io::{self, BufWriter, Read, Write},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -50,13 +50,13 @@ impl Bounds {
 
 /// A closed segment.
 #[derive(Clone, Debug, PartialEq)]
-struct Closed {
-    path: PathBuf,
+pub(super) struct Closed {
+    pub(super) path: PathBuf,
     /// Unix seconds of its first record.
-    start: f64,
+    pub(super) start: f64,
     /// Unix seconds of its last record (when it was closed; for a segment found in the
     /// directory, its last complete line's).
-    end: f64,
+    pub(super) end: f64,
     size: u64,
 }
 
@@ -84,7 +84,7 @@ pub(crate) struct RollingRecording {
 }
 
 /// The segment file names in `dir`, oldest first, with their start times and sizes.
-fn list(dir: &Path) -> io::Result<Vec<Closed>> {
+pub(super) fn list(dir: &Path) -> io::Result<Vec<Closed>> {
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -349,179 +349,19 @@ impl Sink for RollingRecording {
     }
 }
 
-fn gauge(bytes: u64) -> i64 {
-    i64::try_from(bytes).unwrap_or(i64::MAX)
-}
-
-/// Why the recording cannot be read back.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ReadBackError {
-    /// The directory cannot be listed.
-    #[error("cannot read the recording directory {dir}")]
-    Dir {
-        /// The directory.
-        dir: PathBuf,
-        /// What the system said.
-        source: io::Error,
-    },
-    /// Nothing was recorded in the time asked for.
-    #[error("nothing was recorded in the last {since_s:.0} s")]
-    Empty {
-        /// The time asked for, seconds.
-        since_s: f64,
-    },
-    /// More than a report can be made of at once.
-    #[error(
-        "the last {since_s:.0} s are {bytes} bytes of recording, more than the {limit} a report \
-         is made of: ask for a shorter `since`, or copy the segments in {dir} and run `profiler \
-         report` on one"
-    )]
-    TooBig {
-        /// The time asked for, seconds.
-        since_s: f64,
-        /// Bytes it holds.
-        bytes: u64,
-        /// The most one report reads.
-        limit: u64,
-        /// The directory.
-        dir: PathBuf,
-    },
-}
-
-/// The recording of `[now - since_s, now]` as one recording (the first segment's header, then
-/// every complete record line of that time), streamed from the segments.
-pub(crate) fn read_back(
-    dir: &Path,
-    now: f64,
-    since_s: f64,
-    limit: u64,
-) -> Result<SegmentReader, ReadBackError> {
-    let from = now - since_s;
-    let segments = list(dir).map_err(|source| ReadBackError::Dir {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
-    // A segment is wanted when it was written to after `from`.
-    let wanted: Vec<Closed> = segments
-        .into_iter()
-        .filter(|s| s.start <= now && s.end >= from)
-        .collect();
-    if wanted.is_empty() {
-        return Err(ReadBackError::Empty { since_s });
-    }
-    let bytes = wanted.iter().map(|s| s.size).sum::<u64>();
-    if bytes > limit {
-        return Err(ReadBackError::TooBig {
-            since_s,
-            bytes,
-            limit,
-            dir: dir.to_path_buf(),
-        });
-    }
-    Ok(SegmentReader {
-        segments: wanted.into_iter().map(|s| s.path).collect(),
-        from,
-        open: None,
-        first: true,
-        pending: Vec::new(),
-        offset: 0,
-    })
-}
-
-/// Reads the segments as one recording: see [`read_back`].
-pub(crate) struct SegmentReader {
-    segments: VecDeque<PathBuf>,
-    from: f64,
-    open: Option<BufReader<File>>,
-    first: bool,
-    /// The line being handed out, from `offset`.
-    pending: Vec<u8>,
-    offset: usize,
-}
-
-impl SegmentReader {
-    /// The next line to hand out (with its newline), or `None` at the end.
-    fn next_line(&mut self) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            let reader = match self.open.as_mut() {
-                Some(r) => r,
-                None => {
-                    let Some(path) = self.segments.pop_front() else {
-                        return Ok(None);
-                    };
-                    match File::open(&path) {
-                        Ok(file) => {
-                            let mut reader = BufReader::with_capacity(64 << 10, file);
-                            let mut header = Vec::new();
-                            reader.read_until(b'\n', &mut header)?;
-                            self.open = Some(reader);
-                            if self.first && header.ends_with(b"\n") {
-                                self.first = false;
-                                return Ok(Some(self.retimed_header(&header)));
-                            }
-                            continue;
-                        }
-                        // Removed meanwhile (expired): the rest still reads.
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-            };
-            let mut line = Vec::new();
-            reader.read_until(b'\n', &mut line)?;
-            if line.is_empty() {
-                self.open = None;
-                continue;
-            }
-            // A line without its newline is being written (or was cut by a kill): left out,
-            // so that a later segment's lines still read.
-            if !line.ends_with(b"\n") {
-                self.open = None;
-                continue;
-            }
-            if line_ts(&line).is_none_or(|ts| ts >= self.from) {
-                return Ok(Some(line));
-            }
-        }
-    }
-
-    /// The first segment's header, starting where the report is asked to.
-    fn retimed_header(&self, header: &[u8]) -> Vec<u8> {
-        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(header) else {
-            return header.to_vec();
-        };
-        let started = value["started"].as_f64().unwrap_or(self.from);
-        value["started"] = serde_json::json!(started.max(self.from));
-        let mut out = serde_json::to_vec(&value).unwrap_or_else(|_| header.to_vec());
-        out.push(b'\n');
-        out
-    }
-}
-
 /// A record line's `ts` (every record's first field), without parsing the rest.
-fn line_ts(line: &[u8]) -> Option<f64> {
+pub(super) fn line_ts(line: &[u8]) -> Option<f64> {
     let rest = line.strip_prefix(b"{\"ts\":")?;
     let end = rest.iter().position(|&b| b == b',' || b == b'}')?;
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
-impl Read for SegmentReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.offset >= self.pending.len() {
-            match self.next_line()? {
-                Some(line) => {
-                    self.pending = line;
-                    self.offset = 0;
-                }
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.pending.len() - self.offset);
-        buf[..n].copy_from_slice(&self.pending[self.offset..self.offset + n]);
-        self.offset += n;
-        Ok(n)
-    }
+fn gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+pub(crate) use super::readback::{read_back, Ask, Filter, ReadBackError};
 
 #[cfg(test)]
 mod tests;

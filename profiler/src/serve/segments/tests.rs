@@ -692,7 +692,27 @@ fn two_agents(dir: &Path) -> Vec<f64> {
     written
 }
 
-fn read_all(reader: SegmentReader) -> String {
+/// The recording of the last `since` seconds before `now`, every container, at most `limit`
+/// bytes.
+fn read_back(
+    dir: &Path,
+    now: f64,
+    since: f64,
+    limit: u64,
+) -> Result<super::super::readback::SegmentReader, ReadBackError> {
+    super::read_back(
+        dir,
+        now,
+        &Ask {
+            since_s: since,
+            filter: Filter::default(),
+            max_bytes: limit,
+            max_cgroups: usize::MAX,
+        },
+    )
+}
+
+fn read_all(reader: super::super::readback::SegmentReader) -> String {
     let mut text = String::new();
     let mut reader = reader;
     reader.read_to_string(&mut text).expect("the segments read");
@@ -749,8 +769,11 @@ fn read_back_reads_only_the_segments_of_the_time_asked_for() {
     let now = T0 + 600.5;
     for since in [600.0, 450.0, 200.0, 30.0] {
         let from = now - since;
-        // A segment is wanted when its last record is at `from` or after.
-        let wanted: u64 = files
+        // Exactly what would be read: the header and the lines of the time asked for.
+        let wanted =
+            read_all(read_back(dir.path(), now, since, u64::MAX).expect("reads")).len() as u64;
+        // Fewer lines than the segments hold (they cover more than the time asked for).
+        let whole: u64 = files
             .iter()
             .filter(|(n, _)| {
                 let start = name_start(n);
@@ -758,6 +781,7 @@ fn read_back_reads_only_the_segments_of_the_time_asked_for() {
             })
             .map(|(_, size)| size)
             .sum();
+        assert!(wanted <= whole, "since {since}: {wanted} > {whole}");
         match read_back(dir.path(), now, since, 0) {
             Err(ReadBackError::TooBig {
                 since_s,
@@ -771,6 +795,10 @@ fn read_back_reads_only_the_segments_of_the_time_asked_for() {
             Err(e) => panic!("since {since}: {e}"),
             Ok(_) => panic!("since {since}: read with a limit of 0 bytes"),
         }
+        assert!(
+            read_back(dir.path(), now, since, wanted - 1).is_err(),
+            "since {since}: a byte less is refused"
+        );
         let wanted_limit = read_back(dir.path(), now, since, wanted);
         assert!(
             wanted_limit.is_ok(),
@@ -792,7 +820,7 @@ fn read_back_says_when_there_is_nothing_to_read() {
     let dir = tempfile::tempdir().expect("temp dir");
     assert!(matches!(
         read_back(dir.path(), T0, HOUR, MIB),
-        Err(ReadBackError::Empty { since_s }) if since_s == HOUR
+        Err(ReadBackError::Empty { since_s, .. }) if since_s == HOUR
     ));
     fs::write(dir.path().join("notes.txt"), "not a segment").expect("write");
     assert!(matches!(
