@@ -594,10 +594,17 @@ struct Report {
     after: (f64, f64),
 }
 
-/// `/report?since=1m` and `since=5m`, alternating, twice each.
+/// `/report` of the whole node (refused past 100 containers), of one namespace (a twelfth of
+/// the node's containers) over one and five minutes, and of one pod.
 fn reports(agent: &Agent) -> Result<Vec<Report>> {
     let mut reports = Vec::new();
-    for since in ["1m", "5m", "5m", "1m"] {
+    for since in [
+        "1m",
+        "5m&namespace=ns-0",
+        "1m&namespace=ns-0",
+        "5m&namespace=ns-1",
+        "5m&pod=pod-0",
+    ] {
         let before = agent.memory_mib()?;
         let from = unix_now();
         let r = get(&agent.address, &format!("/report?since={since}"), None)?;
@@ -837,7 +844,7 @@ fn print_windows(windows: &[Window], rounds: &[Round], seconds: u64) {
 fn print_reports(reports: &[Report], rounds: &[Round]) {
     println!("/report, one at a time, 2 s apart");
     println!(
-        "  {:<6} {:>6} {:>10} {:>9} {:>17} {:>17} {:>12}",
+        "  {:<20} {:>6} {:>10} {:>9} {:>17} {:>17} {:>12}",
         "since",
         "status",
         "latency ms",
@@ -851,7 +858,7 @@ fn print_reports(reports: &[Report], rounds: &[Round]) {
         let f = rounds_within(rounds, r.from - INTERVAL_S * 1.5, r.to + INTERVAL_S * 1.5);
         let (_, gap_max) = spread(&f.gaps_ms);
         println!(
-            "  {:<6} {:>6} {:>10.1} {:>9.1} {:>8.1}/{:<8.1} {:>8.1}/{:<8.1} {:>12}",
+            "  {:<20} {:>6} {:>10.1} {:>9.1} {:>8.1}/{:<8.1} {:>8.1}/{:<8.1} {:>12}",
             r.since,
             r.status,
             r.latency_ms,

@@ -5,8 +5,11 @@
 //! refused by the verifier; the leak killed as pid 157), both from before samples carried PSI;
 //! `testdata/guest-6.12-fentry.txt` (Debian's 6.12.117, fentry charge path, PSI in the samples,
 //! the forced kprobe run, the group kill of pids 275 and 278, the node OOM that killed pid 463
-//! (`oom_score_adj` 1000) and then the leak; the leak of the first scenario killed as pid 202).
-//! The first two predate PSI in samples, the kprobe run and the deaths only a guest can have.
+//! (`oom_score_adj` 1000) and then the leak; the leak of the first scenario killed as pid 202;
+//! and, from a later run of the same kernel, spliced in, the `watch --adaptive` run: detached
+//! at the first round, attached again on growth, 8 MiB/s seen).
+//! The first two predate PSI in samples, the kprobe run, the adaptive run and the deaths only
+//! a guest can have.
 use super::*;
 
 const RECORDED: &str = include_str!("../testdata/guest-6.12-polling.txt");
@@ -18,6 +21,7 @@ const KPROBE_RUN: &str = "--mode kprobe works and sees the charges";
 const GROUP: &str = "a group kill names all its victims";
 const NODE_OOM: &str = "a node OOM is told, its victim ranked first before it";
 const NODE_FORECAST: &str = "node lines forecast the node running out";
+const ADAPTIVE: &str = "adaptive tracing detaches, re-attaches and sees the charges";
 
 fn check_named<'a>(verdict: &'a Verdict, prefix: &str) -> &'a Check {
     verdict
@@ -58,6 +62,7 @@ fn recorded_polling_guest_fails_the_charge_path_checks() {
             CHARGES,
             PSI,
             KPROBE_RUN,
+            ADAPTIVE,
             GROUP,
             NODE_OOM,
             NODE_FORECAST,
@@ -100,7 +105,12 @@ fn hooks_that_see_no_charge_fail() {
     // A hooked function whose calls were inlined: attached, and every rate zero.
     let text = regex_free_zero_rates(FENTRY);
     let verdict = judge(&GuestReport::parse(&text));
-    assert_eq!(failed(&verdict), vec![CHARGES, KPROBE_RUN], "{verdict:#?}");
+    // The adaptive run's rates are zero too.
+    assert_eq!(
+        failed(&verdict),
+        vec![CHARGES, KPROBE_RUN, ADAPTIVE],
+        "{verdict:#?}"
+    );
 }
 
 /// `FENTRY` with every `charge_rate_bytes_per_s` set to 0.
@@ -145,6 +155,7 @@ fn a_kill_of_another_pid_fails() {
             PSI,
             "oom_kill names the workload's pid and cgroup",
             KPROBE_RUN,
+            ADAPTIVE,
             GROUP,
             NODE_OOM,
             NODE_FORECAST,
@@ -237,7 +248,7 @@ fn recorded_kprobe_guest_passes_with_brief_hook_details() {
     // passes.
     assert_eq!(
         failed(&verdict),
-        vec![PSI, KPROBE_RUN, GROUP, NODE_OOM, NODE_FORECAST]
+        vec![PSI, KPROBE_RUN, ADAPTIVE, GROUP, NODE_OOM, NODE_FORECAST]
     );
     assert_eq!(verdict.mode.as_deref(), Some("kprobe"));
     assert_eq!(verdict.hooks.len(), 12);
