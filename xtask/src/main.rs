@@ -1,5 +1,5 @@
-//! Project tasks: `cargo xtask setup | build | image | test | demo | bench overhead|forecast |
-//! lint | vm-test`.
+//! Project tasks: `cargo xtask setup | build | image | test | demo | bench
+//! overhead|agent|scale|churn|forecast | lint | vm-test`.
 //!
 //! Every task that builds runs `setup` first, so a new machine needs nothing but the two
 //! commands in the README.
