@@ -105,15 +105,8 @@ impl Agent {
     /// daemon's state; then `args`.
     #[track_caller]
     pub fn start_over_docker(dockerd: &Dockerd, args: &[&str]) -> Self {
-        let state = dockerd.runtime_state().display().to_string();
-        let mut all = vec![
-            "--cgroup-root",
-            crate::cgroup::MEMORY_ROOT,
-            "--runtime-state",
-            &state,
-        ];
-        all.extend_from_slice(args);
-        Self::start(&all)
+        let all = dockerd.profiler_args(args);
+        Self::start(&all.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// The rolling recording's directory.

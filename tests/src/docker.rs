@@ -138,15 +138,21 @@ impl Dockerd {
     /// `profiler watch` over this daemon's containers (their names from its data root) with
     /// `args`.
     pub fn watch(&self, args: &[&str]) -> Profiler {
-        let state = self.runtime_state().display().to_string();
+        let all = self.profiler_args(args);
+        Profiler::watch(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The profiler's options for this daemon's containers (the whole memory hierarchy as
+    /// the cgroup root, their names from the daemon's state), then `args`.
+    pub fn profiler_args(&self, args: &[&str]) -> Vec<String> {
         let mut all = vec![
-            "--cgroup-root",
-            crate::cgroup::MEMORY_ROOT,
-            "--runtime-state",
-            &state,
+            "--cgroup-root".to_owned(),
+            crate::cgroup::MEMORY_ROOT.to_owned(),
+            "--runtime-state".to_owned(),
+            self.runtime_state().display().to_string(),
         ];
-        all.extend_from_slice(args);
-        Profiler::watch(&all)
+        all.extend(args.iter().map(|&a| a.to_owned()));
+        all
     }
 
     /// The root the daemon keeps its state under (`var/lib/docker` below it), for the

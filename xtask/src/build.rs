@@ -96,17 +96,20 @@ fn host_triple() -> Result<String> {
         .context("rustc -vV names no host triple")
 }
 
-/// Cargo's target directory for the workspace (`target/`, or `$CARGO_TARGET_DIR`).
-pub(crate) fn target_dir(root: &Path) -> Result<PathBuf> {
+/// `cargo metadata` of the workspace's own packages.
+pub(crate) fn cargo_metadata(root: &Path) -> Result<Value> {
     let metadata = output_of(Command::new("cargo").current_dir(root).args([
         "metadata",
         "--format-version",
         "1",
         "--no-deps",
     ]))?;
-    let metadata: Value =
-        serde_json::from_str(&metadata).context("cargo metadata printed no JSON")?;
-    metadata["target_directory"]
+    serde_json::from_str(&metadata).context("cargo metadata printed no JSON")
+}
+
+/// Cargo's target directory for the workspace (`target/`, or `$CARGO_TARGET_DIR`).
+pub(crate) fn target_dir(root: &Path) -> Result<PathBuf> {
+    cargo_metadata(root)?["target_directory"]
         .as_str()
         .map(PathBuf::from)
         .context("cargo metadata names no target_directory")

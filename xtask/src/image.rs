@@ -13,7 +13,6 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -111,14 +110,7 @@ struct PackageMetadata {
 
 /// The profiler package's version, description, license and repository.
 fn package_metadata(root: &Path) -> Result<PackageMetadata> {
-    let metadata = setup::output_of(Command::new("cargo").current_dir(root).args([
-        "metadata",
-        "--format-version",
-        "1",
-        "--no-deps",
-    ]))?;
-    let metadata: Value =
-        serde_json::from_str(&metadata).context("cargo metadata printed no JSON")?;
+    let metadata = build::cargo_metadata(root)?;
     let package = metadata["packages"]
         .as_array()
         .and_then(|packages| packages.iter().find(|p| p["name"] == NAME))

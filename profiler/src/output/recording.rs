@@ -115,7 +115,7 @@ impl Sink for RecordingSink {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         mode::{ChargeMode, OomSource},
@@ -134,7 +134,9 @@ mod tests {
         }
     }
 
-    fn header() -> RecordingHeader {
+    /// A header as a watch on a 6.18 node in tracepoint mode writes it (also for the agent's
+    /// recording tests).
+    pub(crate) fn header() -> RecordingHeader {
         RecordingHeader {
             kind: "recording",
             format: "profiler-recording",

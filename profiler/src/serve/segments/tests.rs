@@ -3,13 +3,9 @@ use super::*;
 use std::{collections::BTreeSet, process::Command};
 
 use crate::{
-    cgroup::CgroupVersion,
     deaths::Cause,
     forecast::risk::Risk,
-    mode::{ChargeMode, OomSource},
-    output::recording::RECORDING_VERSION,
     pods::{classify::Qos, Identity, LimitSource},
-    probe::{report::Decision, ProbeReport},
     record::{End, EndReason, Exit, GroupVictim, KillSource, OomGroupKill, OomKill, Sample},
 };
 
@@ -23,29 +19,8 @@ const CGROUP: &str = "/sys/fs/cgroup/memory/kubepods/burstable/pod1/ctr";
 
 fn header() -> RecordingHeader {
     RecordingHeader {
-        kind: "recording",
-        format: "profiler-recording",
-        version: RECORDING_VERSION,
-        profiler_version: env!("CARGO_PKG_VERSION"),
         started: 0.0,
-        node: "node-1".into(),
-        cgroup_version: Some(CgroupVersion::V1),
-        interval_s: 1.0,
-        warn_s: 600.0,
-        critical_s: 60.0,
-        probe: ProbeReport {
-            kernel: "6.18".into(),
-            btf: Ok(()),
-            decision: Decision {
-                hooks: Vec::new(),
-                mode: ChargeMode::Tracepoint,
-                mode_reason: "test".into(),
-                oom_source: OomSource::MarkVictim,
-                oom_reason: "test".into(),
-                deaths: true,
-                deaths_reason: "test".into(),
-            },
-        },
+        ..crate::output::recording::tests::header()
     }
 }
 

@@ -136,6 +136,21 @@ impl FakeNode {
     }
 
     /// A scratch directory removed with the node.
+    /// The profiler's options that point it at this node (its cgroup root, the kubelet's
+    /// log trees, the runtime's state).
+    pub(crate) fn roots_args(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "--cgroup-root".into(),
+            self.cgroup_root().into(),
+            "--pod-logs".into(),
+            self.pod_logs().into(),
+            "--container-logs".into(),
+            self.container_logs().into(),
+            "--runtime-state".into(),
+            self.runtime_state().into(),
+        ]
+    }
+
     pub(crate) fn scratch(&self) -> &Path {
         &self.files
     }
