@@ -59,6 +59,42 @@ fn without_privileges_watch_all_does_not_wait_first() {
     }
 }
 
+/// `serve` without privileges says what is missing, and not that its default recording
+/// directory is not the user's to write; bad options are refused before anything is loaded.
+#[test]
+fn serve_refuses_bad_input_and_missing_privileges_with_a_message() {
+    let _test = start_test!();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let taken = listener.local_addr().expect("its address").to_string();
+    let free = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("its address").to_string()
+    };
+    let command = unprivileged_profiler_command(&["serve", "--listen", &free]);
+    let finished = run(command, PATIENCE);
+    finished.expect_error(&["CAP_BPF", "sudo"]);
+    if finished.stderr.contains("--record-dir") {
+        finished.fail("expected the missing privileges first, not the recording directory");
+    }
+
+    run_profiler(&["serve", "--listen", "nonsense"], PATIENCE)
+        .expect_error(&["`nonsense` is not ADDR:PORT"]);
+    run_profiler(&["serve", "--listen", &taken], PATIENCE)
+        .expect_error(&["--listen", "cannot serve there"]);
+    let dir = TempDir::new("serve-record-dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").expect("write");
+    let below = file.join("recording").display().to_string();
+    run_profiler(
+        &["serve", "--listen", &free, "--record-dir", &below],
+        PATIENCE,
+    )
+    .expect_error(&["--record-dir", "cannot record there"]);
+    run_profiler(&["serve", "--max-disk", "0"], PATIENCE).expect_error(&["more than zero"]);
+    run_profiler(&["serve", "--retain", "soon"], PATIENCE).expect_error(&["not a duration"]);
+    drop(listener);
+}
+
 /// Test 11: `doctor` names the chosen mode, which is tracepoint on a kernel with the memcg
 /// tracepoints (the project's host, 6.18; older kernels are covered by `cargo xtask vm-test`).
 #[test]

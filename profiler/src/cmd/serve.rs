@@ -31,6 +31,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             args.listen
         )
     })?;
+    // A user without the privileges learns that first (not that /var/lib/profiler is not
+    // theirs to write).
+    privilege::require_tracing("profiler serve", "serve")?;
     check_record_dir(&args.record_dir)?;
     let inventory = Inventory::scan(&roots);
     let selection = Selector::All.resolve(
@@ -38,7 +41,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         &roots.pod_logs.display().to_string(),
         &roots.cgroup_root.display().to_string(),
     )?;
-    privilege::require_tracing("profiler serve", "serve")?;
 
     let metrics = Arc::new(AgentMetrics::new());
     let started = start::now();
