@@ -266,6 +266,32 @@ pub(crate) struct OomKill {
     pub next_victim_rank: Option<u32>,
 }
 
+#[cfg(test)]
+impl OomKill {
+    /// A kill of `pid` (`comm`) from the kernel programs, every other field unknown: what
+    /// tests change the fields they are about on.
+    pub(crate) fn of(pid: u32, comm: &str) -> Self {
+        Self {
+            victim_cgroup: None,
+            pid,
+            comm: comm.into(),
+            anon_rss_bytes: None,
+            file_rss_bytes: None,
+            shmem_rss_bytes: None,
+            total_vm_bytes: None,
+            oom_score_adj: None,
+            limit_bytes: None,
+            source: KillSource::Bpf,
+            constraint: None,
+            oom_cgroup: None,
+            oom_limit_source: None,
+            oom_group: None,
+            oom_score: None,
+            next_victim_rank: None,
+        }
+    }
+}
+
 /// Fields of an `oom_group_kill` record: the kernel killed every process of a cgroup whose
 /// `memory.oom.group` is set, at once.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -437,22 +463,9 @@ mod tests {
             cgroup: None,
             identity: None,
             body: RecordBody::OomKill(OomKill {
-                victim_cgroup: None,
-                pid: 7,
-                comm: "a<>&\"'$;b".into(),
                 anon_rss_bytes: Some(1),
-                file_rss_bytes: None,
-                shmem_rss_bytes: None,
-                total_vm_bytes: None,
                 oom_score_adj: Some(-5),
-                limit_bytes: None,
-                source: KillSource::Bpf,
-                constraint: None,
-                oom_cgroup: None,
-                oom_limit_source: None,
-                oom_group: None,
-                oom_score: None,
-                next_victim_rank: None,
+                ..OomKill::of(7, "a<>&\"'$;b")
             }),
         };
         let line = serde_json::to_string(&record).expect("serializable");

@@ -30,11 +30,10 @@ pub(crate) const HOLD_S: f64 = 60.0;
 
 /// One watched container's figures of a round.
 #[derive(Clone, Debug)]
-pub(crate) struct Pressure<'a> {
-    /// Stable while the container is watched (its slot).
+pub(crate) struct Pressure {
+    /// Stable while the container is watched (its slot); the reason names the container
+    /// through it, only when there is a reason.
     pub key: u32,
-    /// How the reason names it.
-    pub name: &'a str,
     /// Unreclaimable memory.
     pub unreclaimable: u64,
     /// The limit that applies.
@@ -132,7 +131,13 @@ impl Arming {
     }
 
     /// Why a container needs the charge path now, at the arm (`keep` false) or keep level.
-    fn need(&self, c: &Pressure<'_>, growth: Option<u64>, keep: bool) -> Option<(Why, String)> {
+    fn need(
+        &self,
+        c: &Pressure,
+        growth: Option<u64>,
+        keep: bool,
+        name: &dyn Fn(u32) -> String,
+    ) -> Option<(Why, String)> {
         let (level, warns, psi) = if keep {
             (KEEP_SHARE, KEEP_WARNS, KEEP_PSI)
         } else {
@@ -143,7 +148,7 @@ impl Arming {
                 Why::NearLimit,
                 format!(
                     "{}: unreclaimable memory at {:.0} % of its limit",
-                    c.name,
+                    name(c.key),
                     s * 100.0
                 ),
             ));
@@ -151,7 +156,7 @@ impl Arming {
         if let Some(eta) = c.eta_s.filter(|&e| e <= warns * self.warn_s) {
             return Some((
                 Why::Forecast,
-                format!("{}: OOM kill forecast in {eta:.0} s", c.name),
+                format!("{}: OOM kill forecast in {eta:.0} s", name(c.key)),
             ));
         }
         if let Some(g) = growth.and_then(|g| share(g, c.limit)) {
@@ -160,7 +165,7 @@ impl Arming {
                     Why::Growth,
                     format!(
                         "{}: grew by {:.0} % of its limit in one interval",
-                        c.name,
+                        name(c.key),
                         g * 100.0
                     ),
                 ));
@@ -169,7 +174,7 @@ impl Arming {
         if let Some(p) = c.psi_some.filter(|&p| p >= psi) {
             return Some((
                 Why::Pressure,
-                format!("{}: memory pressure {p:.0} %", c.name),
+                format!("{}: memory pressure {p:.0} %", name(c.key)),
             ));
         }
         None
@@ -180,8 +185,9 @@ impl Arming {
     pub(crate) fn observe(
         &mut self,
         t: f64,
-        containers: &[Pressure<'_>],
+        containers: &[Pressure],
         node_eta_s: Option<f64>,
+        name: &dyn Fn(u32) -> String,
     ) -> Option<Switch> {
         let mut arm = None;
         let mut keep = None;
@@ -191,10 +197,10 @@ impl Arming {
                 .get(&c.key)
                 .map(|&before| c.unreclaimable.saturating_sub(before));
             if arm.is_none() {
-                arm = self.need(c, growth, false);
+                arm = self.need(c, growth, false, name);
             }
             if keep.is_none() {
-                keep = self.need(c, growth, true);
+                keep = self.need(c, growth, true, name);
             }
         }
         self.previous.clear();
@@ -250,10 +256,13 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn container(unreclaimable: u64, eta_s: Option<f64>) -> Pressure<'static> {
+    fn name(_: u32) -> String {
+        "shop/web/app".into()
+    }
+
+    fn container(unreclaimable: u64, eta_s: Option<f64>) -> Pressure {
         Pressure {
             key: 1,
-            name: "shop/web/app",
             unreclaimable,
             limit: Some(100 * MIB),
             eta_s,
@@ -264,7 +273,7 @@ mod tests {
     #[test]
     fn idle_node_detaches_at_the_first_round_and_stays_off() {
         let mut arming = Arming::new(600.0, true);
-        let off = arming.observe(0.0, &[container(10 * MIB, None)], None);
+        let off = arming.observe(0.0, &[container(10 * MIB, None)], None, &name);
         assert_eq!(
             off.map(|s| s.on),
             Some(false),
@@ -272,7 +281,7 @@ mod tests {
         );
         for t in 1..100 {
             assert_eq!(
-                arming.observe(f64::from(t), &[container(10 * MIB, None)], None),
+                arming.observe(f64::from(t), &[container(10 * MIB, None)], None, &name),
                 None
             );
         }
@@ -283,32 +292,37 @@ mod tests {
     fn near_the_limit_arms_and_hysteresis_keeps_it() {
         let mut arming = Arming::new(600.0, false);
         assert_eq!(
-            arming.observe(0.0, &[container(70 * MIB, None)], None),
+            arming.observe(0.0, &[container(70 * MIB, None)], None, &name),
             None
         );
         let on = arming
-            .observe(1.0, &[container(76 * MIB, None)], None)
+            .observe(1.0, &[container(76 * MIB, None)], None, &name)
             .expect("arms");
         assert!(on.on);
         assert!(on.reason.contains("76 % of its limit"), "{}", on.reason);
         // Between the keep and the arm level: stays armed, however long.
         for t in 2..500 {
             assert_eq!(
-                arming.observe(f64::from(t), &[container(66 * MIB, None)], None),
+                arming.observe(f64::from(t), &[container(66 * MIB, None)], None, &name),
                 None
             );
         }
         // Below the keep level: held for HOLD_S more, then off.
         assert_eq!(
-            arming.observe(500.0, &[container(50 * MIB, None)], None),
+            arming.observe(500.0, &[container(50 * MIB, None)], None, &name),
             None
         );
         assert_eq!(
-            arming.observe(499.0 + HOLD_S - 1.0, &[container(50 * MIB, None)], None),
+            arming.observe(
+                499.0 + HOLD_S - 1.0,
+                &[container(50 * MIB, None)],
+                None,
+                &name
+            ),
             None
         );
         let off = arming
-            .observe(499.0 + HOLD_S, &[container(50 * MIB, None)], None)
+            .observe(499.0 + HOLD_S, &[container(50 * MIB, None)], None, &name)
             .expect("disarms after the hold");
         assert!(!off.on);
     }
@@ -317,12 +331,12 @@ mod tests {
     fn a_forecast_within_three_warns_arms() {
         let mut arming = Arming::new(60.0, false);
         assert_eq!(
-            arming.observe(0.0, &[container(10 * MIB, Some(200.0))], None),
+            arming.observe(0.0, &[container(10 * MIB, Some(200.0))], None, &name),
             None,
             "200 s is past 3 × 60 s"
         );
         let on = arming
-            .observe(1.0, &[container(10 * MIB, Some(150.0))], None)
+            .observe(1.0, &[container(10 * MIB, Some(150.0))], None, &name)
             .expect("arms");
         assert!(on.reason.contains("forecast"), "{}", on.reason);
     }
@@ -331,16 +345,16 @@ mod tests {
     fn a_burst_between_rounds_arms() {
         let mut arming = Arming::new(600.0, false);
         assert_eq!(
-            arming.observe(0.0, &[container(10 * MIB, None)], None),
+            arming.observe(0.0, &[container(10 * MIB, None)], None, &name),
             None
         );
         assert_eq!(
-            arming.observe(1.0, &[container(14 * MIB, None)], None),
+            arming.observe(1.0, &[container(14 * MIB, None)], None, &name),
             None,
             "4 % of the limit is no burst"
         );
         let on = arming
-            .observe(2.0, &[container(20 * MIB, None)], None)
+            .observe(2.0, &[container(20 * MIB, None)], None, &name)
             .expect("6 % of the limit in one interval");
         assert!(on.reason.contains("grew"), "{}", on.reason);
     }
@@ -352,13 +366,16 @@ mod tests {
             limit: None,
             ..container(900 * MIB, None)
         };
-        assert_eq!(arming.observe(0.0, std::slice::from_ref(&free), None), None);
         assert_eq!(
-            arming.observe(1.0, std::slice::from_ref(&free), Some(5000.0)),
+            arming.observe(0.0, std::slice::from_ref(&free), None, &name),
+            None
+        );
+        assert_eq!(
+            arming.observe(1.0, std::slice::from_ref(&free), Some(5000.0), &name),
             None
         );
         let on = arming
-            .observe(2.0, std::slice::from_ref(&free), Some(1000.0))
+            .observe(2.0, std::slice::from_ref(&free), Some(1000.0), &name)
             .expect("node eviction within 3 warns");
         assert!(on.reason.starts_with("node"), "{}", on.reason);
         let mut arming = Arming::new(600.0, false);
@@ -366,6 +383,8 @@ mod tests {
             psi_some: Some(12.0),
             ..free
         };
-        assert!(arming.observe(0.0, &[pressed], None).is_some_and(|s| s.on));
+        assert!(arming
+            .observe(0.0, &[pressed], None, &name)
+            .is_some_and(|s| s.on));
     }
 }

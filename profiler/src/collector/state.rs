@@ -344,7 +344,7 @@ impl<'s> Collector<'s> {
         // their counters were reset.
         let before = self.watched.len();
         let (mut changed, exists) = self.discover()?;
-        let mut pressures: Vec<Pressed> = Vec::new();
+        let mut pressures: Vec<Pressure> = Vec::new();
         let mut node_eta = None;
         for i in 0..before {
             let history = self.history(i);
@@ -367,10 +367,8 @@ impl<'s> Collector<'s> {
                     let usage = out.sample.usage_bytes;
                     let limit = out.sample.limit_bytes;
                     if self.arming.is_some() {
-                        let w = &self.watched[i];
-                        pressures.push(Pressed {
-                            key: w.slot.index(),
-                            name: describe(&w.identity, w.cgroup.path()),
+                        pressures.push(Pressure {
+                            key: self.watched[i].slot.index(),
                             unreclaimable,
                             limit,
                             eta_s: out.sample.eta_seconds,
@@ -438,18 +436,14 @@ impl<'s> Collector<'s> {
             }
         }
         if let Some(arming) = self.arming.as_mut() {
-            let views: Vec<Pressure<'_>> = pressures
-                .iter()
-                .map(|p| Pressure {
-                    key: p.key,
-                    name: &p.name,
-                    unreclaimable: p.unreclaimable,
-                    limit: p.limit,
-                    eta_s: p.eta_s,
-                    psi_some: p.psi_some,
-                })
-                .collect();
-            self.switch = arming.observe(unix_now(), &views, node_eta);
+            let watched = &self.watched;
+            let name = |slot: u32| {
+                watched.iter().find(|w| w.slot.index() == slot).map_or_else(
+                    || format!("slot {slot}"),
+                    |w| describe(&w.identity, w.cgroup.path()),
+                )
+            };
+            self.switch = arming.observe(unix_now(), &pressures, node_eta, &name);
         }
         self.flush()?;
         self.sink.round_done(round_started.elapsed());
@@ -547,16 +541,6 @@ impl<'s> Collector<'s> {
             None => (w.kills_reported, 0),
         }
     }
-}
-
-/// A container's figures of a round, kept for the charge path's decision.
-struct Pressed {
-    key: u32,
-    name: String,
-    unreclaimable: u64,
-    limit: Option<u64>,
-    eta_s: Option<f64>,
-    psi_some: Option<f64>,
 }
 
 /// `namespace/pod/container`, the container's name or id, or the cgroup's path.

@@ -435,10 +435,7 @@ impl<W: Write> Sink for LiveSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        pods::Identity,
-        record::{KillSource, OomKill},
-    };
+    use crate::{pods::Identity, record::OomKill};
 
     #[test]
     fn kill_line_names_victim_and_sizes() {
@@ -457,21 +454,12 @@ mod tests {
             }),
             body: RecordBody::OomKill(OomKill {
                 victim_cgroup: Some(PathBuf::from("/sys/fs/cgroup/memory/x/y")),
-                pid: 4500,
-                comm: "python3".into(),
                 anon_rss_bytes: Some(64 << 20),
                 file_rss_bytes: Some(3 << 20),
                 shmem_rss_bytes: Some(0),
-                total_vm_bytes: None,
                 oom_score_adj: Some(0),
                 limit_bytes: Some(64 << 20),
-                source: KillSource::Bpf,
-                constraint: None,
-                oom_cgroup: None,
-                oom_limit_source: None,
-                oom_group: None,
-                oom_score: None,
-                next_victim_rank: None,
+                ..OomKill::of(4500, "python3")
             }),
         };
         let mut out = Vec::new();

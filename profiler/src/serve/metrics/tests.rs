@@ -8,7 +8,7 @@ use crate::{
     mode::ChargeMode,
     node::{NextVictim, NodeRecord},
     pods::{classify::Qos, LimitSource},
-    record::{Exit, KillSource, LostEvents, OomKill, WatchStart},
+    record::{Exit, LostEvents, OomKill, WatchStart},
 };
 
 /// 2026-01-01T00:00:00Z.
@@ -175,22 +175,8 @@ fn oom_kill(ts: f64, identity: &Identity) -> Record {
         ts,
         identity,
         RecordBody::OomKill(OomKill {
-            victim_cgroup: None,
-            pid: 7,
-            comm: "app".into(),
-            anon_rss_bytes: None,
-            file_rss_bytes: None,
-            shmem_rss_bytes: None,
-            total_vm_bytes: None,
-            oom_score_adj: None,
             limit_bytes: Some(128 * MIB),
-            source: KillSource::Bpf,
-            constraint: None,
-            oom_cgroup: None,
-            oom_limit_source: None,
-            oom_group: None,
-            oom_score: None,
-            next_victim_rank: None,
+            ..OomKill::of(7, "app")
         }),
     )
 }

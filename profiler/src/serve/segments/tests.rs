@@ -6,7 +6,7 @@ use crate::{
     deaths::Cause,
     forecast::risk::Risk,
     pods::{classify::Qos, Identity, LimitSource},
-    record::{End, EndReason, Exit, GroupVictim, KillSource, OomGroupKill, OomKill, Sample},
+    record::{End, EndReason, Exit, GroupVictim, OomGroupKill, OomKill, Sample},
 };
 
 /// 2026-01-01T00:00:00Z: records of the tests are stamped from here.
@@ -87,21 +87,10 @@ fn kill(ts: f64) -> Record {
         ts,
         RecordBody::OomKill(OomKill {
             victim_cgroup: Some(CGROUP.into()),
-            pid: 4242,
-            comm: "app".into(),
             anon_rss_bytes: Some(1 << 20),
-            file_rss_bytes: None,
-            shmem_rss_bytes: None,
-            total_vm_bytes: None,
             oom_score_adj: Some(0),
             limit_bytes: Some(128 << 20),
-            source: KillSource::Bpf,
-            constraint: None,
-            oom_cgroup: None,
-            oom_limit_source: None,
-            oom_group: None,
-            oom_score: None,
-            next_victim_rank: None,
+            ..OomKill::of(4242, "app")
         }),
     )
 }
