@@ -5,6 +5,7 @@
 //! subcommand); everything else is private to this crate, so what nothing uses shows as dead.
 
 mod btf;
+mod ceilings;
 mod cgroup;
 pub mod cli;
 pub mod cmd;

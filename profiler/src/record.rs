@@ -64,6 +64,10 @@ pub(crate) enum RecordBody {
     Node(NodeRecord),
     /// The charge path's programs were attached or detached (`--adaptive`, and `serve`).
     ChargeTracing(ChargeTracing),
+    /// A runtime process (JVM, Node.js, Go, .NET) was found, with its heap ceiling.
+    HeapCeiling(HeapCeilingRecord),
+    /// A runtime's setting is wrong for its limit: what, in numbers, and the fix.
+    ConfigRisk(crate::ceilings::assess::ConfigRisk),
     /// The watch ended.
     End(End),
 }
@@ -100,10 +104,18 @@ pub(crate) struct Sample {
     pub kernel_bytes: Option<u64>,
     /// Memory reclaim cannot free: anon + shmem + kernel memory. What the forecast follows.
     pub unreclaimable_bytes: u64,
+    /// The most the unreclaimable memory can reach while the container's runtimes stay under
+    /// their heap ceilings (see `heap_ceiling`); null when nothing bounds it.
+    pub reach_bytes: Option<u64>,
     /// The limit that applies, or null when unlimited.
     pub limit_bytes: Option<u64>,
     /// Usage as a percentage of the limit.
     pub limit_pct: Option<f64>,
+    /// Swap the cgroup uses; null where the kernel does not account swap.
+    pub swap_bytes: Option<u64>,
+    /// The most the cgroup may swap (its swap limit, within the node's free swap); null when
+    /// it cannot swap at all. With swap, the kill comes when memory and swap are both full.
+    pub swap_max_bytes: Option<u64>,
     /// Bytes charged per second since the previous sample, from the kernel's charge events.
     pub charge_rate_bytes_per_s: Option<f64>,
     /// Bytes uncharged per second since the previous sample, from the kernel's charge events.
@@ -382,6 +394,18 @@ pub(crate) struct ChargeTracing {
     pub why: crate::collector::Why,
     /// Why, in words: which container needs it, or for how long none has.
     pub reason: String,
+}
+
+/// Fields of a `heap_ceiling` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct HeapCeilingRecord {
+    /// The process.
+    pub pid: u32,
+    /// Its command name.
+    pub comm: String,
+    /// Its runtime, ceiling and where the figure came from.
+    #[serde(flatten)]
+    pub ceiling: crate::ceilings::HeapCeiling,
 }
 
 /// Fields of a `lost_events` record.

@@ -9,14 +9,18 @@
 //! Only the fields those readers need are read, each optional where older profilers may not
 //! write it, and line types this reader does not know are skipped: output of newer profilers
 //! still reads.
+pub mod ceiling;
 pub mod doctor;
 pub mod line;
+pub mod node;
 pub mod probe;
 pub mod recording;
 
+pub use ceiling::{ConfigRisk, HeapCeiling, RiskKind};
 pub use doctor::{Doctor, DoctorError};
 pub use line::{
-    Body, End, Exit, GroupVictim, Identity, Line, LineError, NextVictim, Node, OomGroupKill,
-    OomKill, Sample, Signal, Warning, WatchStart,
+    Body, End, Exit, GroupVictim, Identity, Line, LineError, OomGroupKill, OomKill, Sample, Signal,
+    Warning, WatchStart,
 };
+pub use node::{NextVictim, Node};
 pub use probe::{Hook, Probe};

@@ -6,6 +6,9 @@
 use serde::Deserialize;
 use thiserror::Error;
 
+pub use crate::ceiling::{ConfigRisk, HeapCeiling, RiskKind};
+pub use crate::node::{NextVictim, Node};
+
 /// Who a cgroup belongs to.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
@@ -50,9 +53,20 @@ pub struct Sample {
     /// Bytes (recordings before the forecast lack it).
     #[serde(default)]
     pub unreclaimable_bytes: Option<u64>,
+    /// The most the unreclaimable memory can reach while the container's runtimes stay under
+    /// their heap ceilings, bytes; `None` when nothing bounds it (and before the ceilings).
+    #[serde(default)]
+    pub reach_bytes: Option<u64>,
     /// Bytes.
     #[serde(default)]
     pub limit_bytes: Option<u64>,
+    /// Swap the cgroup uses, bytes; `None` where the kernel does not account it (and before
+    /// swap was read).
+    #[serde(default)]
+    pub swap_bytes: Option<u64>,
+    /// The most the cgroup may swap, bytes; `None` when it cannot swap at all.
+    #[serde(default)]
+    pub swap_max_bytes: Option<u64>,
     /// Microseconds since the watch started.
     #[serde(default)]
     pub reclaim_stall_us: Option<u64>,
@@ -211,47 +225,6 @@ pub struct Signal {
     pub repeats: u32,
 }
 
-/// A `node` line: the node's memory, its forecast and its next OOM victims.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Node {
-    /// `MemTotal`, bytes.
-    pub mem_total_bytes: u64,
-    /// `MemAvailable`, bytes.
-    pub mem_available_bytes: u64,
-    /// The kubelet's eviction threshold on `memory.available`, bytes.
-    pub eviction_threshold_bytes: u64,
-    /// Seconds until the threshold is reached, when forecast.
-    pub eta_eviction_seconds: Option<f64>,
-    /// Seconds until nothing is available, when forecast.
-    pub eta_oom_seconds: Option<f64>,
-    /// `some avg10` of the node's memory pressure, %.
-    pub psi_some_avg10: Option<f64>,
-    /// The processes the kernel would kill first, highest `oom_score` first.
-    pub next_victims: Vec<NextVictim>,
-}
-
-/// One of a `node` line's next victims.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct NextVictim {
-    /// Process id.
-    pub pid: u32,
-    /// Command (untrusted).
-    pub comm: String,
-    /// `oom_score` (0..2000).
-    pub oom_score: u32,
-    /// `oom_score_adj`.
-    pub oom_score_adj: i32,
-    /// Resident memory, bytes.
-    pub rss_bytes: u64,
-    /// Its memory cgroup.
-    pub victim_cgroup: Option<String>,
-    /// Its container's owner.
-    #[serde(flatten)]
-    pub identity: Identity,
-}
-
 /// A `warning` line.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Warning {
@@ -308,6 +281,10 @@ pub enum Body {
     Node(Node),
     /// A change of warning level.
     Warning(Warning),
+    /// A runtime process and its heap ceiling.
+    HeapCeiling(HeapCeiling),
+    /// A runtime setting that is wrong already, with its fix.
+    ConfigRisk(ConfigRisk),
     /// More was charged between two samples than the burst budget (shown by the samples).
     Burst {},
     /// Distributions of one cgroup (the report computes its own from the samples).
@@ -474,8 +451,39 @@ mod tests {
             (s.file_bytes, s.psi_some_avg10, s.risk, s.mode),
             (None, None, None, None)
         );
+        assert_eq!(
+            (s.reach_bytes, s.swap_bytes, s.swap_max_bytes),
+            (None, None, None)
+        );
         let start = parse(r#"{"ts":1,"cgroup":"/c","type":"watch_start"}"#);
         assert_eq!(start.body, Body::WatchStart(WatchStart::default()));
+    }
+
+    #[test]
+    fn samples_carry_reach_and_swap_where_the_profiler_knows_them() {
+        let text = SAMPLE.replace(
+            r#""limit_pct":12.87,"#,
+            r#""limit_pct":12.87,"reach_bytes":41943040,"swap_bytes":1048576,"swap_max_bytes":33554432,"#,
+        );
+        let Body::Sample(s) = parse(&text).body else {
+            panic!("a sample");
+        };
+        assert_eq!(
+            (s.reach_bytes, s.swap_bytes, s.swap_max_bytes),
+            (Some(40 << 20), Some(1 << 20), Some(32 << 20))
+        );
+        // null where nothing bounds it or no swap is possible.
+        let text = SAMPLE.replace(
+            r#""limit_pct":12.87,"#,
+            r#""limit_pct":12.87,"reach_bytes":null,"swap_bytes":0,"swap_max_bytes":null,"#,
+        );
+        let Body::Sample(s) = parse(&text).body else {
+            panic!("a sample");
+        };
+        assert_eq!(
+            (s.reach_bytes, s.swap_bytes, s.swap_max_bytes),
+            (None, Some(0), None)
+        );
     }
 
     #[test]

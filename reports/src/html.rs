@@ -122,6 +122,8 @@ th { background: #f2f2f2; }
 #overview td:first-child { word-break: break-all; min-width: 10rem; max-width: 24rem; }
 .damage { border: 2px solid #b00; background: #fff0f0; padding: 0.7rem 1rem; margin: 1rem 0; }
 .note { border: 1px solid #c90; background: #fffbe8; padding: 0.5rem 1rem; margin: 1rem 0; }
+.risk { border: 2px solid #b00; background: #fff0f0; padding: 0.6rem 1rem; margin: 0.8rem 0; }
+.first { border-left: 5px solid #c60; background: #fff6e8; padding: 0.4rem 0.8rem; margin: 0.4rem 0; }
 .kill { border-left: 5px solid #a00; padding: 0.2rem 0 0.2rem 1rem; margin: 1rem 0 1.6rem; }
 section.container { border-top: 1px solid #ddd; margin-top: 2rem; }
 img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0; }

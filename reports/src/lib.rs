@@ -4,12 +4,17 @@
 pub mod chart;
 mod endings;
 pub mod files;
+pub mod growth;
+pub mod history;
 pub mod html;
 mod node;
 pub mod page;
 pub mod recommend;
 pub mod recording;
 pub mod report;
+mod runtimes;
+#[cfg(test)]
+mod testing;
 pub mod timeline;
 
 pub use report::{page_from, write_report, Page, ReportError, Written, PAGE};

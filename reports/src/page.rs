@@ -1,11 +1,14 @@
 //! What the report says: the recording's header, a table of every container, the kills, and
-//! per container its charts, recommendation and warnings.
+//! per container its runtime settings found wrong, its swap, charts, runtimes and their heap
+//! ceilings, recommendation and warnings.
 use crate::chart::{clock, Png};
 use crate::endings::endings_section;
+use crate::history::history;
 use crate::html::{page_end, page_start, Html};
 use crate::node::node_section;
-use crate::recommend::{quantile, recommend, History, Recommendation};
+use crate::recommend::{quantile, recommend, Recommendation, RUNTIME_FIRST};
 use crate::recording::{Damage, Header};
+use crate::runtimes::{ceilings_section, risk_callouts, swap_line};
 use crate::timeline::{Container, Timeline};
 
 /// Usage at or above this share of the limit counts as "near the limit".
@@ -80,31 +83,6 @@ pub fn utc(unix: f64) -> String {
         rest / 60 % 60,
         rest % 60
     )
-}
-
-/// The history the recommendation is made from.
-pub fn history(container: &Container) -> History {
-    let last_kill = container.kills.last();
-    History {
-        working_set: container.points.iter().map(|p| p.working_set).collect(),
-        unreclaimable: container
-            .points
-            .iter()
-            .filter_map(|p| p.unreclaimable)
-            .collect(),
-        kills: container.kills.len() as u64,
-        limit_at_kill: last_kill.and_then(|kill| {
-            kill.event.limit_bytes.or_else(|| {
-                // Else the limit of the last sample before it.
-                container
-                    .points
-                    .iter()
-                    .rev()
-                    .find(|p| p.t <= kill.t)
-                    .and_then(|p| p.limit)
-            })
-        }),
-    }
 }
 
 /// Writes the whole page.
@@ -245,12 +223,16 @@ fn overview(html: &mut Html, input: &Input<'_>, advice: &[Recommendation]) {
     for (container, advice) in input.timeline.containers.iter().zip(advice) {
         let ws: Vec<u64> = container.points.iter().map(|p| p.working_set).collect();
         let peak = container.points.iter().map(|p| p.usage).max();
-        let (request, limit) = match advice {
+        let (request, mut limit) = match advice {
             Recommendation::Figures { request, limit, .. } => (mib(*request), mib(*limit)),
             Recommendation::NotEnoughHistory { .. } => {
                 ("not enough history".into(), "not enough history".into())
             }
         };
+        let first: Vec<&str> = advice.first().iter().map(|f| f.label).collect();
+        if !first.is_empty() {
+            limit = format!("{limit} ({})", first.join("; "));
+        }
         html.row([
             container.name(),
             opt_mib(peak),
@@ -268,6 +250,56 @@ fn overview(html: &mut Html, input: &Input<'_>, advice: &[Recommendation]) {
     html.raw("</table></div>\n");
 }
 
+/// The recommendation: what to do first, then the figures and how they were made.
+fn recommendation(html: &mut Html, advice: &Recommendation) {
+    html.raw("<h3>Recommendation</h3>\n");
+    for first in advice.first() {
+        html.element(
+            "<div class=\"first\" role=\"note\"><strong>First:</strong> ",
+            &first.text,
+            "</div>\n",
+        );
+    }
+    match advice {
+        Recommendation::Figures {
+            first,
+            request,
+            limit,
+            reasoning,
+        } => {
+            // With a runtime setting to fix, the figures are for keeping it: fixed, the
+            // container needs what it then does, which only a new watch shows.
+            let kept = if first.iter().any(|f| f.label == RUNTIME_FIRST) {
+                "to keep the runtime setting as it is: "
+            } else {
+                ""
+            };
+            let refit = if kept.is_empty() {
+                ""
+            } else {
+                "; once it is fixed, watch again for figures that fit it"
+            };
+            html.element(
+                "<p>",
+                format!(
+                    "{kept}memory request {}, memory limit {}{refit}",
+                    mib(*request),
+                    mib(*limit)
+                ),
+                "</p>\n",
+            )
+            .raw("<ul class=\"reasoning\">\n");
+            for step in reasoning {
+                html.element("<li>", step, "</li>\n");
+            }
+            html.raw("</ul>\n");
+        }
+        Recommendation::NotEnoughHistory { reason, .. } => {
+            html.element("<p>", format!("Not enough history: {reason}."), "</p>\n");
+        }
+    }
+}
+
 fn details(
     html: &mut Html,
     container: &Container,
@@ -277,6 +309,8 @@ fn details(
 ) {
     html.raw("<section class=\"container\">\n")
         .element("<h2>", container.name(), "</h2>\n");
+    // A setting that will get the container killed goes before everything else about it.
+    risk_callouts(html, container);
     let id = &container.identity;
     let mut facts = Vec::new();
     if let Some(cid) = &id.container_id {
@@ -292,6 +326,7 @@ fn details(
             .text(cgroup)
             .raw("</code></p>\n");
     }
+    swap_line(html, container);
     if let Some(charts) = charts {
         html.png(
             &charts.memory,
@@ -312,32 +347,8 @@ fn details(
             &format!("Working-set distribution of {}", container.name()),
         );
     }
-    html.raw("<h3>Recommendation</h3>\n");
-    match advice {
-        Recommendation::Figures {
-            request,
-            limit,
-            reasoning,
-        } => {
-            html.element(
-                "<p>",
-                format!(
-                    "memory request {}, memory limit {}",
-                    mib(*request),
-                    mib(*limit)
-                ),
-                "</p>\n",
-            )
-            .raw("<ul class=\"reasoning\">\n");
-            for step in reasoning {
-                html.element("<li>", step, "</li>\n");
-            }
-            html.raw("</ul>\n");
-        }
-        Recommendation::NotEnoughHistory { reason } => {
-            html.element("<p>", format!("Not enough history: {reason}."), "</p>\n");
-        }
-    }
+    ceilings_section(html, container);
+    recommendation(html, advice);
     html.raw("<h3>Warnings</h3>\n");
     if container.warnings.is_empty() {
         let thresholds = match (header.warn_s, header.critical_s) {
@@ -374,13 +385,4 @@ fn details(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_795_627_057.4), "2026-11-25 17:17:37 UTC");
-    }
-}
+mod tests;

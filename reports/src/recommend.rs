@@ -6,6 +6,17 @@
 //! a floor, not the need (the kill cut it short), so the limit is bumped from the limit that
 //! applied, by a bounded factor: repeated kills cannot run the figure away. With too little
 //! history, the answer says so instead of guessing.
+//!
+//! Managed runtimes change that advice. A heap ceiling above the limit is fixed in the
+//! runtime's setting first (no limit figure is right while the heap may outgrow it), and a
+//! limit kept instead must hold the ceiling and what the process holds beside its heap. Where
+//! the ceilings bound the container, the limit needs no more than that bound and its margin.
+//! And a leak is no undersized limit: when every life grew steadily to its kill, the advice
+//! leads with that, and says how long a higher limit only postpones the kill ([`growth`]).
+//!
+//! [`growth`]: crate::growth
+use crate::growth::{duration_text, rate_text, Diagnosis};
+use crate::recording::{ConfigRisk, RiskKind};
 
 /// Samples needed before recommending anything.
 pub const MIN_SAMPLES: usize = 60;
@@ -17,6 +28,12 @@ pub const REQUEST_MARGIN_PCT: u64 = 10;
 pub const KILL_BUMP_PCT: u64 = 125;
 /// ...and never more than the old one times this, however many kills.
 pub const KILL_BUMP_MAX_PCT: u64 = 150;
+/// The runtimes' bound (+ margin) at most this share of the current limit is "well under"
+/// it: saying the limit may be lowered is worth a line, percent.
+pub const WELL_UNDER_PCT: u64 = 80;
+
+/// The label of the advice to fix a runtime's setting first.
+pub const RUNTIME_FIRST: &str = "fix the runtime setting first";
 
 /// Requests and limits are rounded up to this (a mebibyte).
 const ROUND: u64 = 1 << 20;
@@ -32,6 +49,24 @@ pub struct History {
     pub kills: u64,
     /// The limit that applied at the last kill, bytes.
     pub limit_at_kill: Option<u64>,
+    /// The limit at the last sample, bytes.
+    pub limit_now: Option<u64>,
+    /// Per sample, the most its unreclaimable memory could reach under the runtimes' heap
+    /// ceilings, bytes; `None` where nothing bounded it.
+    pub reach: Vec<Option<u64>>,
+    /// Leak or undersized, from the lives before the kills; `None` without a kill.
+    pub growth: Option<Diagnosis>,
+    /// The runtime settings found wrong.
+    pub risks: Vec<ConfigRisk>,
+}
+
+/// Advice that comes before any figure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct First {
+    /// A few words, for the overview table.
+    pub label: &'static str,
+    /// What to do, with the figures.
+    pub text: String,
 }
 
 /// A recommendation.
@@ -39,6 +74,8 @@ pub struct History {
 pub enum Recommendation {
     /// Figures, with how they were made.
     Figures {
+        /// What to do first, before the figures; most important first.
+        first: Vec<First>,
         /// Memory request, bytes.
         request: u64,
         /// Memory limit, bytes.
@@ -46,11 +83,23 @@ pub enum Recommendation {
         /// One sentence per step.
         reasoning: Vec<String>,
     },
-    /// Not enough history to say anything honest.
+    /// Not enough history to give figures honestly.
     NotEnoughHistory {
+        /// What to do first all the same (a runtime setting that is wrong already).
+        first: Vec<First>,
         /// Why.
         reason: String,
     },
+}
+
+impl Recommendation {
+    /// What to do first, before the figures.
+    pub fn first(&self) -> &[First] {
+        match self {
+            Recommendation::Figures { first, .. }
+            | Recommendation::NotEnoughHistory { first, .. } => first,
+        }
+    }
 }
 
 /// The `q` quantile (0–1) of `values`, by nearest rank.
@@ -77,11 +126,54 @@ fn mib(bytes: u64) -> String {
     format!("{} MiB", bytes.div_ceil(ROUND))
 }
 
+/// The risks of kind `ceiling_above_limit`, one per fix (a restarted process says it again).
+fn ceiling_risks(history: &History) -> Vec<&ConfigRisk> {
+    let mut out: Vec<&ConfigRisk> = Vec::new();
+    for risk in history
+        .risks
+        .iter()
+        .filter(|r| r.kind == RiskKind::CeilingAboveLimit)
+    {
+        if !out.iter().any(|seen| seen.fix == risk.fix) {
+            out.push(risk);
+        }
+    }
+    out
+}
+
+/// Fix the runtime's setting first: one entry per distinct fix.
+fn runtime_first(risks: &[&ConfigRisk]) -> Vec<First> {
+    risks
+        .iter()
+        .map(|risk| First {
+            label: RUNTIME_FIRST,
+            text: format!(
+                "Fix the runtime setting first: {} ({}).",
+                risk.fix, risk.message
+            ),
+        })
+        .collect()
+}
+
+/// The most the runtimes' ceilings let the unreclaimable memory reach, when every sample
+/// since the first runtime process was seen carried a bound, and there are enough of them.
+fn runtime_bound(history: &History) -> Option<(u64, usize)> {
+    let since = history.reach.iter().position(Option::is_some)?;
+    let bounded = &history.reach[since..];
+    if bounded.len() < MIN_SAMPLES || bounded.iter().any(Option::is_none) {
+        return None;
+    }
+    Some((bounded.iter().flatten().copied().max()?, bounded.len()))
+}
+
 /// Recommends a request and a limit.
 pub fn recommend(history: &History) -> Recommendation {
+    let risks = ceiling_risks(history);
+    let mut first = runtime_first(&risks);
     let n = history.working_set.len();
     if n < MIN_SAMPLES && history.kills == 0 {
         return Recommendation::NotEnoughHistory {
+            first,
             reason: format!(
                 "{n} samples; at least {MIN_SAMPLES} are needed (a minute at the default \
                  interval), better a whole day of normal load"
@@ -93,6 +185,7 @@ pub fn recommend(history: &History) -> Recommendation {
         history.working_set.iter().copied().max(),
     ) else {
         return Recommendation::NotEnoughHistory {
+            first,
             reason: "no samples".into(),
         };
     };
@@ -112,144 +205,210 @@ pub fn recommend(history: &History) -> Recommendation {
         mib(p99_unreclaimable),
         mib(limit)
     ));
-    if history.kills > 0 {
-        match history.limit_at_kill {
-            Some(old) => {
-                // The kill cut the peak short: the need is above the old limit. One bounded
-                // step up, whatever the number of kills.
-                let bumped = scaled(old, KILL_BUMP_PCT);
-                let cap = scaled(old, KILL_BUMP_MAX_PCT);
-                let new = limit.max(bumped).min(cap);
-                reasoning.push(format!(
-                    "{} OOM kill(s) at a limit of {}: the observed peak is a floor, not the need; \
-                     limit raised to at least {} × {KILL_BUMP_PCT} % = {}, capped at {KILL_BUMP_MAX_PCT} % = {}: {}",
-                    history.kills,
-                    mib(old),
-                    mib(old),
-                    mib(bumped),
-                    mib(cap),
-                    mib(new)
-                ));
-                limit = new;
-                reasoning.push(
-                    "after raising it, watch again: if it is killed again, the growth is likely \
-                     a leak, which no limit fixes"
-                        .into(),
-                );
-            }
-            None => reasoning.push(format!(
-                "{} OOM kill(s), but the limit at the kill is unknown: the limit above may be too low",
-                history.kills
-            )),
-        }
+    if history.kills == 0 {
+        limit = bounded_by_runtimes(history, limit, &mut reasoning);
+    } else {
+        limit = after_kills(
+            history,
+            limit,
+            !risks.is_empty(),
+            &mut first,
+            &mut reasoning,
+        );
     }
+    limit = keeping_the_setting(&risks, limit, &mut reasoning);
+    reasoning.extend(other_risks(history));
     let request = request.min(limit);
     Recommendation::Figures {
+        first,
         request,
         limit,
         reasoning,
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIB: u64 = 1 << 20;
-
-    fn steady(n: usize, mib_each: u64) -> History {
-        History {
-            working_set: vec![mib_each * MIB; n],
-            unreclaimable: vec![mib_each * MIB / 2; n],
-            ..History::default()
+/// Without kills: where the runtimes' ceilings bound the container, the limit covers that
+/// bound (the heap may still fill up to its ceiling), and no more is needed.
+fn bounded_by_runtimes(history: &History, limit: u64, reasoning: &mut Vec<String>) -> u64 {
+    let Some((bound, samples)) = runtime_bound(history) else {
+        return limit;
+    };
+    let covered = scaled(bound, 100 + LIMIT_MARGIN_PCT);
+    let new = limit.max(covered);
+    reasoning.push(format!(
+        "the runtimes' heap ceilings bound the unreclaimable memory at {} (each heap full, plus \
+         what is held beside it; every one of {samples} samples): + {LIMIT_MARGIN_PCT} % = {}{}",
+        mib(bound),
+        mib(covered),
+        if covered > limit {
+            format!(
+                ", above the observed need: the limit is raised to {}",
+                mib(new)
+            )
+        } else {
+            String::new()
+        }
+    ));
+    if let Some(now) = history.limit_now {
+        if new <= scaled(now, WELL_UNDER_PCT) {
+            reasoning.push(format!(
+                "the ceilings keep the container well under its current limit of {}: the limit \
+                 may be lowered to {}",
+                mib(now),
+                mib(new)
+            ));
         }
     }
+    new
+}
 
-    #[test]
-    fn too_little_history_says_so() {
-        let r = recommend(&steady(10, 100));
-        assert!(
-            matches!(r, Recommendation::NotEnoughHistory { ref reason } if reason.contains("10 samples"))
-        );
+/// After kills: one bounded step up from the limit that applied, led by what the lives before
+/// the kills say (a leak, which no limit fixes, or an undersized limit).
+fn after_kills(
+    history: &History,
+    limit: u64,
+    runtime_risk: bool,
+    first: &mut Vec<First>,
+    reasoning: &mut Vec<String>,
+) -> u64 {
+    let Some(old) = history.limit_at_kill else {
+        reasoning.push(format!(
+            "{} OOM kill(s), but the limit at the kill is unknown: the limit above may be too low",
+            history.kills
+        ));
+        return limit;
+    };
+    // The kill cut the peak short: the need is above the old limit. One bounded step up,
+    // whatever the number of kills.
+    let bumped = scaled(old, KILL_BUMP_PCT);
+    let cap = scaled(old, KILL_BUMP_MAX_PCT);
+    let new = limit.max(bumped).min(cap);
+    let bump = format!(
+        "{} OOM kill(s) at a limit of {}: the observed peak is a floor, not the need; \
+         limit raised to at least {} × {KILL_BUMP_PCT} % = {}, capped at {KILL_BUMP_MAX_PCT} % = {}: {}",
+        history.kills,
+        mib(old),
+        mib(old),
+        mib(bumped),
+        mib(cap),
+        mib(new)
+    );
+    let delay = |rate: f64| {
+        format!(
+            "raising the limit from {} to {} delays each kill by about {} at the measured {}",
+            mib(old),
+            mib(new),
+            duration_text(new.saturating_sub(old) as f64 / rate),
+            rate_text(rate)
+        )
+    };
+    match &history.growth {
+        // A heap filling up to a ceiling above the limit grows to each kill too: that is
+        // fixed in the setting, and only then does the growth tell.
+        Some(leak @ Diagnosis::Leak { .. }) if runtime_risk => {
+            reasoning.push(format!(
+                "{}; so does a heap filling up to a ceiling above the limit: once the runtime \
+                 setting is fixed, watch again: growth to each kill after that points to a leak",
+                leak.evidence()
+            ));
+            reasoning.push(bump);
+        }
+        Some(leak @ Diagnosis::Leak { rate, .. }) => {
+            first.push(First {
+                label: "a leak: raising the limit only delays the kill",
+                text: format!(
+                    "This is a leak: raising the limit only delays the kill. {}: find what \
+                     grows (a heap profile of the process, or its allocations over time).",
+                    capitalised(&delay(*rate))
+                ),
+            });
+            reasoning.push(leak.evidence());
+            reasoning.push(format!("until the leak is fixed, as a stopgap: {bump}"));
+        }
+        Some(undersized @ Diagnosis::Undersized { .. }) => {
+            reasoning.push(undersized.evidence());
+            reasoning.push(bump);
+        }
+        Some(Diagnosis::Neither {
+            reason,
+            steady_rate: Some(rate),
+        }) => {
+            reasoning.push(bump);
+            reasoning.push(format!("{reason}; if it is a leak, {}", delay(*rate)));
+        }
+        other => {
+            if let Some(Diagnosis::Neither { reason, .. }) = other {
+                reasoning.push(format!("leak or undersized limit: {reason}"));
+            }
+            reasoning.push(bump);
+            reasoning.push(
+                "after raising it, watch again: if it is killed again, the growth is likely \
+                 a leak, which no limit fixes"
+                    .into(),
+            );
+        }
     }
+    new
+}
 
-    #[test]
-    fn percentile_plus_margin() {
-        // 90 samples at 100 MiB, 10 at 200 MiB: p95 = 200, peak = 200.
-        let mut h = steady(90, 100);
-        h.working_set.extend(vec![200 * MIB; 10]);
-        let Recommendation::Figures {
-            request,
-            limit,
-            reasoning,
-        } = recommend(&h)
-        else {
-            panic!("figures expected");
-        };
-        assert_eq!(request, 220 * MIB);
-        assert_eq!(limit, 240 * MIB);
-        assert!(reasoning[0].contains("p95 200 MiB"), "{reasoning:?}");
-        // Mostly at 100 MiB: the request follows the p95.
-        let mut h = steady(99, 100);
-        h.working_set.push(300 * MIB);
-        let Recommendation::Figures { request, limit, .. } = recommend(&h) else {
-            panic!("figures expected");
-        };
-        assert_eq!(request, 110 * MIB);
-        assert_eq!(limit, 360 * MIB);
+/// To keep a runtime setting whose ceiling is above the limit instead of fixing it, the limit
+/// must hold the ceiling and what the process holds beside its heap, with the margin.
+fn keeping_the_setting(risks: &[&ConfigRisk], limit: u64, reasoning: &mut Vec<String>) -> u64 {
+    let Some((risk, floor)) = risks
+        .iter()
+        .filter_map(|r| {
+            let ceiling = r.ceiling_bytes?;
+            let total = ceiling.saturating_add(r.non_heap_bytes.unwrap_or(0));
+            Some((*r, scaled(total, 100 + LIMIT_MARGIN_PCT)))
+        })
+        .max_by_key(|(_, floor)| *floor)
+    else {
+        return limit;
+    };
+    let ceiling = risk.ceiling_bytes.unwrap_or(0);
+    let beside = match risk.non_heap_bytes {
+        Some(non_heap) => format!(" + {} non-heap", mib(non_heap)),
+        None => " (its non-heap memory is not measured: add it)".into(),
+    };
+    let new = limit.max(floor);
+    reasoning.push(format!(
+        "to keep the runtime setting instead, the limit must hold its heap ceiling {}{beside} \
+         + {LIMIT_MARGIN_PCT} % = at least {}{}",
+        mib(ceiling),
+        mib(floor),
+        if floor > limit {
+            format!(": the limit is raised to {}", mib(new))
+        } else {
+            String::new()
+        }
+    ));
+    new
+}
+
+/// The other settings found wrong (a Go program without `GOMEMLIMIT`): no figure depends on
+/// them, but the memory behaves better fixed. One line per fix.
+fn other_risks(history: &History) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for risk in history
+        .risks
+        .iter()
+        .filter(|r| r.kind != RiskKind::CeilingAboveLimit && !r.fix.is_empty())
+    {
+        let line = format!("also fix: {} ({})", risk.fix, risk.message);
+        if !out.contains(&line) {
+            out.push(line);
+        }
     }
+    out
+}
 
-    #[test]
-    fn unreclaimable_counts_for_the_limit() {
-        let mut h = steady(100, 100);
-        h.unreclaimable = vec![150 * MIB; 100];
-        let Recommendation::Figures { limit, .. } = recommend(&h) else {
-            panic!("figures expected");
-        };
-        assert_eq!(limit, 180 * MIB);
-    }
-
-    #[test]
-    fn a_kill_bumps_the_limit_within_bounds() {
-        // Killed at 128 MiB with a peak at the limit: ×1.25 = 160 MiB (the peak + 20 % is
-        // only 154).
-        let mut h = steady(100, 128);
-        h.kills = 1;
-        h.limit_at_kill = Some(128 * MIB);
-        let Recommendation::Figures {
-            limit, reasoning, ..
-        } = recommend(&h)
-        else {
-            panic!("figures expected");
-        };
-        assert_eq!(limit, 160 * MIB);
-        assert!(reasoning.iter().any(|r| r.contains("1 OOM kill")));
-        // Many kills do not run it away: at most ×1.5 of the limit that applied.
-        h.kills = 50;
-        h.working_set = vec![1000 * MIB; 100];
-        let Recommendation::Figures { limit, .. } = recommend(&h) else {
-            panic!("figures expected");
-        };
-        assert_eq!(limit, 192 * MIB);
-    }
-
-    #[test]
-    fn a_kill_with_little_history_still_answers() {
-        let mut h = steady(5, 60);
-        h.kills = 1;
-        h.limit_at_kill = Some(64 * MIB);
-        assert!(
-            matches!(recommend(&h), Recommendation::Figures { limit, .. } if limit == 80 * MIB)
-        );
-    }
-
-    #[test]
-    fn quantiles() {
-        assert_eq!(quantile(&[], 0.5), None);
-        assert_eq!(quantile(&[5], 0.99), Some(5));
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(quantile(&v, 0.95), Some(95));
-        assert_eq!(quantile(&v, 0.5), Some(50));
-        assert_eq!(quantile(&v, 1.0), Some(100));
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests;

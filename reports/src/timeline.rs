@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use crate::recording::{
-    Body, Exit, Identity, Line, NextVictim, Node, OomGroupKill, OomKill, Sample, Signal, Warning,
+    Body, ConfigRisk, Exit, HeapCeiling, Identity, Line, NextVictim, Node, OomGroupKill, OomKill,
+    Sample, Signal, Warning,
 };
 
 /// One sample, reduced to what a report shows.
@@ -24,6 +25,15 @@ pub struct Point {
     pub unreclaimable: Option<u64>,
     /// Bytes.
     pub limit: Option<u64>,
+    /// The most the unreclaimable memory can reach under the runtimes' heap ceilings, bytes;
+    /// `None` when nothing bounds it.
+    pub reach: Option<u64>,
+    /// Swap used, bytes; `None` where not accounted.
+    pub swap: Option<u64>,
+    /// Swap allowed, bytes; `None` when the cgroup cannot swap.
+    pub swap_max: Option<u64>,
+    /// Restarts so far (a new count starts a new life of the container).
+    pub restarts: u64,
 }
 
 /// A kill, with where it happened.
@@ -64,6 +74,24 @@ pub struct SignalMark {
     pub signal: Signal,
 }
 
+/// A runtime process and its heap ceiling, when first seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CeilingMark {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// What the line said.
+    pub ceiling: HeapCeiling,
+}
+
+/// A runtime setting found wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RiskMark {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// What the line said.
+    pub risk: ConfigRisk,
+}
+
 /// A change of warning level.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WarningMark {
@@ -92,6 +120,10 @@ pub struct Container {
     pub signals: Vec<SignalMark>,
     /// Warnings in time order.
     pub warnings: Vec<WarningMark>,
+    /// Runtime processes and their heap ceilings, in time order.
+    pub ceilings: Vec<CeilingMark>,
+    /// Runtime settings found wrong, in time order.
+    pub risks: Vec<RiskMark>,
     /// Restarts seen (the largest count any sample carried).
     pub restarts: u64,
     /// Time spent stalled in memcg reclaim, microseconds, over all its cgroups.
@@ -134,6 +166,10 @@ impl Container {
             working_set: sample.working_set_bytes,
             unreclaimable: sample.unreclaimable_bytes,
             limit: sample.limit_bytes,
+            reach: sample.reach_bytes,
+            swap: sample.swap_bytes,
+            swap_max: sample.swap_max_bytes,
+            restarts: sample.restarts,
         });
         self.restarts = self.restarts.max(sample.restarts);
         if let (Some(cgroup), Some(stall)) = (cgroup, sample.reclaim_stall_us) {
@@ -345,6 +381,8 @@ impl Timeline {
             Body::OomGroupKill(group) => container.group_kills.push(GroupKill { t, group }),
             Body::Exit(exit) => container.deaths.push(Death { t, exit }),
             Body::Signal(signal) => container.signals.push(SignalMark { t, signal }),
+            Body::HeapCeiling(ceiling) => container.ceilings.push(CeilingMark { t, ceiling }),
+            Body::ConfigRisk(risk) => container.risks.push(RiskMark { t, risk }),
             Body::WatchStart(_)
             | Body::Burst {}
             | Body::Summary {}

@@ -35,6 +35,7 @@ const UNSIGNED_OR_NULL: Kind = Nullable(&Unsigned);
 const NUMBER_OR_NULL: Kind = Nullable(&Number);
 const MODE: Kind = OneOf(&["tracepoint", "fentry", "kprobe", "polling"]);
 const TEXT_OR_NULL: Kind = Nullable(&Text);
+const LANGUAGE_RUNTIME: Kind = OneOf(&["jvm", "node", "go", "dotnet"]);
 const LIMIT_SOURCE: Kind = OneOf(&[
     "container",
     "cgroup",
@@ -61,8 +62,10 @@ const POD_KEYS: [(&str, Kind); 7] = [
 ];
 
 /// The line types that are about one cgroup, and so carry [`POD_KEYS`].
-const CGROUP_LINES: [&str; 10] = [
+const CGROUP_LINES: [&str; 12] = [
     "watch_start",
+    "heap_ceiling",
+    "config_risk",
     "sample",
     "burst",
     "oom_kill",
@@ -124,6 +127,35 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("risk", RISK),
             ("psi_some_avg10", NUMBER_OR_NULL),
             ("psi_full_avg10", NUMBER_OR_NULL),
+            ("reach_bytes", UNSIGNED_OR_NULL),
+            ("swap_bytes", UNSIGNED_OR_NULL),
+            ("swap_max_bytes", UNSIGNED_OR_NULL),
+        ],
+        "heap_ceiling" => &[
+            ("cgroup", Text),
+            ("pid", Unsigned),
+            ("comm", Text),
+            ("language_runtime", LANGUAGE_RUNTIME),
+            ("ceiling_bytes", UNSIGNED_OR_NULL),
+            ("source", Text),
+            ("default", Bool),
+            ("gc_off", Bool),
+        ],
+        "config_risk" => &[
+            ("cgroup", Text),
+            ("pid", Unsigned),
+            ("comm", Text),
+            ("language_runtime", LANGUAGE_RUNTIME),
+            (
+                "kind",
+                OneOf(&["ceiling_above_limit", "no_ceiling", "gc_off"]),
+            ),
+            ("ceiling_bytes", UNSIGNED_OR_NULL),
+            ("ceiling_source", Text),
+            ("non_heap_bytes", UNSIGNED_OR_NULL),
+            ("limit_bytes", Unsigned),
+            ("message", Text),
+            ("fix", Text),
         ],
         "warning" => &[
             ("cgroup", Text),

@@ -179,6 +179,7 @@ impl SnapshotHandles {
                 names::V1_FAILCNT,
                 names::V1_OOM_CONTROL,
                 names::V1_KMEM_USAGE,
+                names::V1_MEMSW_LIMIT,
             ],
             CgroupVersion::V2 => &[
                 names::V2_CURRENT,
@@ -186,6 +187,8 @@ impl SnapshotHandles {
                 names::STAT,
                 names::V2_EVENTS,
                 names::V2_PRESSURE,
+                names::V2_SWAP_CURRENT,
+                names::V2_SWAP_MAX,
             ],
         };
         Self {
@@ -232,6 +235,7 @@ pub(super) fn read_snapshot_files_held(
                 failcnt: read(3, false)?,
                 oom_control: read(4, false)?,
                 kmem_usage_in_bytes: read(5, false)?,
+                memsw_limit_in_bytes: read(6, false)?,
             })
         }
         CgroupVersion::V2 => {
@@ -244,6 +248,8 @@ pub(super) fn read_snapshot_files_held(
                 stat,
                 events: read(3, false)?,
                 pressure: read(4, false)?,
+                swap_current: read(5, false)?,
+                swap_max: read(6, false)?,
             })
         }
     })

@@ -13,6 +13,12 @@ pub(crate) const V1_FAILCNT: &str = "memory.failcnt";
 pub(crate) const V1_OOM_CONTROL: &str = "memory.oom_control";
 /// v1: kernel memory usage (deprecated, absent with kmem accounting off).
 pub(crate) const V1_KMEM_USAGE: &str = "memory.kmem.usage_in_bytes";
+/// v1 limit of memory and swap together (present with swap accounting).
+pub(crate) const V1_MEMSW_LIMIT: &str = "memory.memsw.limit_in_bytes";
+/// v2 swap in use.
+pub(crate) const V2_SWAP_CURRENT: &str = "memory.swap.current";
+/// v2 swap limit.
+pub(crate) const V2_SWAP_MAX: &str = "memory.swap.max";
 /// v1: whether children are charged to this cgroup too.
 pub(crate) const V1_USE_HIERARCHY: &str = "memory.use_hierarchy";
 /// v2: hierarchical usage; its presence marks a v2 cgroup with the memory controller.

@@ -57,6 +57,13 @@ pub(crate) struct MemorySnapshot {
     pub under_oom: Option<bool>,
     /// v2 `memory.pressure`, where PSI is available.
     pub psi: Option<MemoryPressure>,
+    /// Swap the cgroup and its descendants use (v1 `total_swap` of `memory.stat`, v2
+    /// `memory.swap.current`); `None` where the kernel does not account swap.
+    pub swap_bytes: Option<u64>,
+    /// The cgroup's own swap limit: v2 `memory.swap.max`, v1 `memory.memsw.limit_in_bytes`
+    /// less the memory limit. `None` when it has none (or swap is not accounted); ancestors
+    /// may still limit it. The node's free swap bounds it too.
+    pub swap_max_bytes: Option<u64>,
 }
 
 /// The contents of the cgroup v1 files a snapshot is built from; `None` for a file that is
@@ -76,6 +83,8 @@ pub(crate) struct V1Files {
     /// `memory.kmem.usage_in_bytes` (absent with `cgroup.memory=nokmem` or without kmem
     /// accounting).
     pub kmem_usage_in_bytes: Option<String>,
+    /// `memory.memsw.limit_in_bytes` (absent without swap accounting).
+    pub memsw_limit_in_bytes: Option<String>,
 }
 
 /// The contents of the cgroup v2 files a snapshot is built from; `None` for a file that is
@@ -92,6 +101,10 @@ pub(crate) struct V2Files {
     pub events: Option<String>,
     /// `memory.pressure` (absent without PSI, unreadable with `psi=0`).
     pub pressure: Option<String>,
+    /// `memory.swap.current` (absent without swap accounting).
+    pub swap_current: Option<String>,
+    /// `memory.swap.max`.
+    pub swap_max: Option<String>,
 }
 
 /// The file contents of one cgroup, for either version.
@@ -164,6 +177,20 @@ fn build_v1(dir: &Path, files: &V1Files) -> Result<MemorySnapshot, CgroupError> 
     let under_oom = oom_control
         .as_ref()
         .and_then(|map| map.get("under_oom").map(|&v| v != 0));
+    // Swap is counted in `memory.stat` only with swap accounting on (`swapaccount=1`).
+    let swap_bytes = stat.get("total_swap").or_else(|| stat.get("swap")).copied();
+    let memsw_limit = files
+        .memsw_limit_in_bytes
+        .as_deref()
+        .map(parse_limit_v1)
+        .transpose()
+        .map_err(in_file(names::V1_MEMSW_LIMIT))?
+        .flatten();
+    // memsw limits memory and swap together: what is left of it over the memory limit is
+    // the swap allowance.
+    let swap_max_bytes = memsw_limit
+        .filter(|_| swap_bytes.is_some())
+        .map(|both| both.saturating_sub(limit_bytes.unwrap_or(0)));
 
     Ok(MemorySnapshot {
         usage_bytes,
@@ -181,6 +208,8 @@ fn build_v1(dir: &Path, files: &V1Files) -> Result<MemorySnapshot, CgroupError> 
         max_events: None,
         under_oom,
         psi: None,
+        swap_bytes,
+        swap_max_bytes,
     })
 }
 
@@ -208,6 +237,20 @@ fn build_v2(dir: &Path, files: &V2Files) -> Result<MemorySnapshot, CgroupError> 
         .transpose()
         .map_err(in_file(names::V2_EVENTS))?;
     let event = |key: &str| events.as_ref().and_then(|map| map.get(key).copied());
+    let swap_bytes = files
+        .swap_current
+        .as_deref()
+        .map(parse_single_u64)
+        .transpose()
+        .map_err(in_file(names::V2_SWAP_CURRENT))?;
+    let swap_max_bytes = files
+        .swap_max
+        .as_deref()
+        .filter(|_| swap_bytes.is_some())
+        .map(parse_max_v2)
+        .transpose()
+        .map_err(in_file(names::V2_SWAP_MAX))?
+        .flatten();
     let psi = files
         .pressure
         .as_deref()
@@ -231,6 +274,8 @@ fn build_v2(dir: &Path, files: &V2Files) -> Result<MemorySnapshot, CgroupError> 
         max_events: event("max"),
         under_oom: None,
         psi,
+        swap_bytes,
+        swap_max_bytes,
     })
 }
 
@@ -277,6 +322,8 @@ mod tests {
             stat: stat.into(),
             events: None,
             pressure: None,
+            swap_current: None,
+            swap_max: None,
         })
     }
 
@@ -339,6 +386,47 @@ mod tests {
         assert_eq!(snapshot.oom_kills, None);
         assert_eq!(snapshot.under_oom, None);
         assert_eq!(snapshot.kernel_bytes, None);
+    }
+
+    #[test]
+    fn swap_use_and_allowance_in_both_versions() {
+        // v1 with swap accounting: 64 MiB of memory, 96 MiB of memory and swap together.
+        let files = SnapshotFiles::V1(V1Files {
+            usage_in_bytes: "1000\n".into(),
+            limit_in_bytes: "67108864\n".into(),
+            stat: "cache 0\nrss 600\nshmem 0\nactive_file 0\ninactive_file 0\nswap 1\n\
+                   total_swap 4096\n"
+                .into(),
+            memsw_limit_in_bytes: Some("100663296\n".into()),
+            ..V1Files::default()
+        });
+        let snapshot = build_snapshot(Path::new("/x"), &files).expect("snapshot");
+        assert_eq!(snapshot.swap_bytes, Some(4096), "hierarchical total");
+        assert_eq!(snapshot.swap_max_bytes, Some(32 << 20));
+        // Without swap accounting the stat has no swap key: nothing is said of swap.
+        let files = SnapshotFiles::V1(V1Files {
+            stat: "cache 0\nrss 600\nshmem 0\nactive_file 0\ninactive_file 0\n".into(),
+            memsw_limit_in_bytes: Some("9223372036854771712\n".into()),
+            ..match files {
+                SnapshotFiles::V1(f) => f,
+                SnapshotFiles::V2(_) => unreachable!(),
+            }
+        });
+        let snapshot = build_snapshot(Path::new("/x"), &files).expect("snapshot");
+        assert_eq!((snapshot.swap_bytes, snapshot.swap_max_bytes), (None, None));
+
+        let v2 = |current: Option<&str>, max: Option<&str>| {
+            let mut files = v2_files(V2_BASE);
+            if let SnapshotFiles::V2(f) = &mut files {
+                f.swap_current = current.map(Into::into);
+                f.swap_max = max.map(Into::into);
+            }
+            let s = build_snapshot(Path::new("/x"), &files).expect("snapshot");
+            (s.swap_bytes, s.swap_max_bytes)
+        };
+        assert_eq!(v2(Some("8192\n"), Some("max\n")), (Some(8192), None));
+        assert_eq!(v2(Some("0\n"), Some("0\n")), (Some(0), Some(0)));
+        assert_eq!(v2(None, None), (None, None));
     }
 
     #[test]

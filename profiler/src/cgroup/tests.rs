@@ -79,6 +79,8 @@ fn v1_snapshot_near_limit() {
             max_events: None,
             under_oom: Some(false),
             psi: None,
+            swap_bytes: Some(0),
+            swap_max_bytes: None,
         }
     );
 }
@@ -103,6 +105,8 @@ fn v1_snapshot_under_oom() {
             max_events: None,
             under_oom: Some(true),
             psi: None,
+            swap_bytes: Some(0),
+            swap_max_bytes: None,
         }
     );
 }
@@ -143,6 +147,8 @@ fn v1_snapshot_unlimited_prefers_totals() {
             max_events: None,
             under_oom: Some(false),
             psi: None,
+            swap_bytes: Some(0),
+            swap_max_bytes: None,
         }
     );
 }
@@ -187,6 +193,8 @@ fn v2_snapshot_limited() {
                 full_avg60: 0.43,
                 full_total_us: 923_817,
             }),
+            swap_bytes: Some(0),
+            swap_max_bytes: None,
         }
     );
 }
@@ -211,6 +219,8 @@ fn v2_snapshot_unlimited() {
             max_events: Some(0),
             under_oom: None,
             psi: Some(MemoryPressure::default()),
+            swap_bytes: Some(0),
+            swap_max_bytes: None,
         }
     );
 }
@@ -237,6 +247,8 @@ fn v2_snapshot_without_pressure_on_5_15() {
             max_events: Some(0),
             under_oom: None,
             psi: None,
+            swap_bytes: Some(0),
+            swap_max_bytes: None,
         }
     );
 }

@@ -6,7 +6,7 @@ use profiler_common::SlotCounters;
 
 use crate::{
     cgroup::MemorySnapshot,
-    forecast::{risk::Risk, Forecast, Observation},
+    forecast::{risk::Risk, Forecast, Observation, Swap},
     mode::ChargeMode,
     pods::LimitSource,
     record::Sample,
@@ -68,6 +68,20 @@ pub(crate) struct SampleInputs<'a> {
     /// Whether the charge path's programs were attached over the interval: when not, the
     /// counters' charge figures are unknown (their reclaim figures still count).
     pub charge_traced: bool,
+    /// The most the unreclaimable memory can reach under the runtimes' heap ceilings.
+    pub reach: Option<u64>,
+    /// The node's free swap, bytes (0 without swap).
+    pub node_swap_free: u64,
+}
+
+/// What the cgroup may swap: what it uses, and the most it may use, bounded by its own swap
+/// limit and by the node's free swap (what it uses is no longer free). `None` when it cannot
+/// swap: the kernel does not account its swap, its limit is 0, or the node has no swap left.
+pub(crate) fn swap(snapshot: &MemorySnapshot, node_swap_free: u64) -> Option<Swap> {
+    let used = snapshot.swap_bytes?;
+    let room = node_swap_free.saturating_add(used);
+    let allowed = snapshot.swap_max_bytes.map_or(room, |max| max.min(room));
+    (allowed > 0).then_some(Swap { used, allowed })
 }
 
 /// What the forecast of this sample says, and the warning level after it.
@@ -111,6 +125,8 @@ pub(crate) fn observation(
         reclaim_stall_us: increase(reclaim_stall_us(inp), previous_stall_us),
         limit_hits: increase(failcnt(inp), previous_failcnt),
         psi_some_avg10: inp.snapshot.psi.map(|p| p.some_avg10),
+        reach: inp.reach,
+        swap: swap(inp.snapshot, inp.node_swap_free),
     }
 }
 
@@ -149,7 +165,10 @@ pub(crate) fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) ->
         shmem_bytes: s.shmem_bytes,
         kernel_bytes: s.kernel_bytes,
         unreclaimable_bytes: unreclaimable_bytes(s),
+        reach_bytes: inp.reach,
         limit_bytes: inp.limit_bytes,
+        swap_bytes: s.swap_bytes,
+        swap_max_bytes: swap(s, inp.node_swap_free).map(|s| s.allowed),
         limit_source: inp.limit_source,
         limit_pct: inp
             .limit_bytes
@@ -177,8 +196,8 @@ pub(crate) fn build_sample(inp: SampleInputs<'_>, prediction: Prediction<'_>) ->
     }
 }
 
-/// Anon + shmem + kernel memory: what reclaim cannot free, short of swap (none in
-/// containers as Kubernetes runs them) or the program freeing it.
+/// Anon + shmem + kernel memory: what reclaim cannot free, short of swap (see [`swap`]) or
+/// the program freeing it.
 pub(super) fn unreclaimable_bytes(s: &MemorySnapshot) -> u64 {
     s.anon_bytes
         .saturating_add(s.shmem_bytes)
@@ -218,6 +237,8 @@ mod tests {
             page_size: 4096,
             mode: ChargeMode::Polling,
             charge_traced: false,
+            reach: None,
+            node_swap_free: 0,
         }
     }
 
@@ -286,6 +307,41 @@ mod tests {
         assert_eq!(seen.limit_hits, Some(2));
         let first = observation(&inp, 7.0, None, None);
         assert_eq!((first.reclaim_stall_us, first.limit_hits), (None, None));
+    }
+
+    #[test]
+    fn swap_is_bounded_by_the_cgroups_limit_and_the_nodes_free_swap() {
+        let mut s = snapshot(32 * MIB);
+        // Not accounted: nothing said, whatever the node has.
+        assert_eq!(swap(&s, 512 * MIB), None);
+        s.swap_bytes = Some(8 * MIB);
+        // No limit of its own: the node's free swap and what it holds already.
+        assert_eq!(
+            swap(&s, 100 * MIB),
+            Some(Swap {
+                used: 8 * MIB,
+                allowed: 108 * MIB
+            })
+        );
+        s.swap_max_bytes = Some(64 * MIB);
+        assert_eq!(swap(&s, 100 * MIB).map(|s| s.allowed), Some(64 * MIB));
+        // A node without swap, or a cgroup not allowed any: it cannot swap.
+        s.swap_bytes = Some(0);
+        assert_eq!(swap(&s, 0), None);
+        s.swap_max_bytes = Some(0);
+        assert_eq!(swap(&s, 100 * MIB), None);
+        // The forecaster sees memory and swap together.
+        s.swap_max_bytes = None;
+        let seen = observation(
+            &SampleInputs {
+                node_swap_free: 16 * MIB,
+                ..inputs(&s)
+            },
+            1.0,
+            None,
+            None,
+        );
+        assert_eq!(seen.swap.map(|s| s.allowed), Some(16 * MIB));
     }
 
     #[test]

@@ -29,7 +29,9 @@ use crate::{
         Selection,
     },
     probe::{report::Decision, KernelMaps},
-    record::{LostEvents, Record, RecordBody, SummaryRecord, Warning, WatchStart},
+    record::{
+        HeapCeilingRecord, LostEvents, Record, RecordBody, SummaryRecord, Warning, WatchStart,
+    },
 };
 
 /// How often state left by gone containers is pruned, seconds.
@@ -346,6 +348,7 @@ impl<'s> Collector<'s> {
         let (mut changed, exists) = self.discover()?;
         let mut pressures: Vec<Pressure> = Vec::new();
         let mut node_eta = None;
+        let node_swap_free = crate::node::memory::NodeMemory::read().map_or(0, |m| m.swap_free);
         for i in 0..before {
             let history = self.history(i);
             let mut round = Round {
@@ -358,6 +361,7 @@ impl<'s> Collector<'s> {
                 // Fixed cgroups are not looked for by a walk of the node, which would notice
                 // their removal: a quiet round reads their usage instead.
                 confirm_quiet: matches!(self.targets, Targets::Fixed(_)),
+                node_swap_free,
             };
             let outcome = self.watched[i].sample(&mut round, history);
             match outcome {
@@ -374,6 +378,13 @@ impl<'s> Collector<'s> {
                             eta_s: out.sample.eta_seconds,
                             psi_some: out.sample.psi_some_avg10,
                         });
+                    }
+                    for (pid, comm, ceiling) in out.findings.new_ceilings {
+                        let record = HeapCeilingRecord { pid, comm, ceiling };
+                        self.emit_about(unix_now(), i, RecordBody::HeapCeiling(record))?;
+                    }
+                    for risk in out.findings.new_risks {
+                        self.emit_about(unix_now(), i, RecordBody::ConfigRisk(risk))?;
                     }
                     self.emit_about(unix_now(), i, RecordBody::Sample(out.sample))?;
                     self.check_last_exit(i, false)?;

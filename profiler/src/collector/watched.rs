@@ -14,6 +14,10 @@ use super::{
     unix_now,
 };
 use crate::{
+    ceilings::{
+        assess,
+        procs::{ContainerRuntimes, Findings},
+    },
     cgroup::{CgroupError, LimitCache, MemoryCgroup, MemorySnapshot, SnapshotHandles},
     distributions::{Distributions, SampleFigures},
     forecast::{
@@ -94,6 +98,8 @@ pub(super) struct Round<'a> {
     /// Whether a quiet round still reads the usage (one small read, which notices a
     /// removed cgroup); without it, a removal is noticed by the look at the node.
     pub(super) confirm_quiet: bool,
+    /// The node's free swap, bytes, read once a round.
+    pub(super) node_swap_free: u64,
 }
 
 /// What one sample gives.
@@ -107,6 +113,8 @@ pub(super) struct SampleOutcome {
     pub(super) forecast: Forecast,
     /// The warning level changed.
     pub(super) change: Option<Change>,
+    /// Runtime processes and setting risks found for the first time.
+    pub(super) findings: Findings,
 }
 
 /// A watched cgroup.
@@ -150,6 +158,8 @@ pub(super) struct Watched {
     /// Its pod container's key, when it is one (kept with the identity: looked up for every
     /// sample).
     pub(super) lineage: Option<LineageKey>,
+    /// Its runtime processes and their heap ceilings.
+    runtimes: ContainerRuntimes,
 }
 
 impl Watched {
@@ -193,6 +203,7 @@ impl Watched {
             suspect: false,
             lineage: lineage_key(&identity),
             identity,
+            runtimes: ContainerRuntimes::new(node_memory),
         }
     }
 
@@ -313,6 +324,16 @@ impl Watched {
         let baseline = *self
             .baseline
             .get_or_insert_with(|| Baseline::from_snapshot(&snapshot));
+        // A new process charges memory: a quiet round has none to find.
+        let findings = if was_quiet {
+            Findings::default()
+        } else {
+            self.look_at_runtimes()
+        };
+        let reach = assess::reach(
+            super::sample::unreclaimable_bytes(&snapshot),
+            &self.runtimes.processes(),
+        );
         let now = Instant::now();
         let elapsed = now - self.previous.at;
         let inputs = SampleInputs {
@@ -327,6 +348,8 @@ impl Watched {
             page_size: round.page_size,
             mode: round.mode,
             charge_traced: round.charge_traced,
+            reach,
+            node_swap_free: round.node_swap_free,
         };
         let seen = observation(
             &inputs,
@@ -373,7 +396,20 @@ impl Watched {
             subtree_changed,
             forecast,
             change,
+            findings,
         })
+    }
+
+    /// Looks for runtime processes not seen before and reads the runtimes' memory when due.
+    /// A runtime sizes its default heap from the limit of its container (the node's memory
+    /// when it has none).
+    fn look_at_runtimes(&mut self) -> Findings {
+        let limited = self.limit.source != LimitSource::Node;
+        let Some(memory) = self.limit.bytes.or(self.node_memory) else {
+            return Findings::default();
+        };
+        self.runtimes
+            .refresh(self.cgroup.path(), unix_now(), memory, limited)
     }
 }
 

@@ -72,6 +72,22 @@ pub(crate) struct Observation {
     pub limit_hits: Option<u64>,
     /// PSI `some` avg10 of the cgroup, % (v2 with PSI only).
     pub psi_some_avg10: Option<f64>,
+    /// The most `unreclaimable` can reach while the container's runtimes stay under their heap
+    /// ceilings (`None`: nothing bounds it).
+    pub reach: Option<u64>,
+    /// Swap the cgroup uses and may still use in all (its swap allowance, within the node's
+    /// free swap), bytes; `None` when it cannot swap. Where it can, anonymous memory is not
+    /// unreclaimable: the kill comes when memory and swap are both full.
+    pub swap: Option<Swap>,
+}
+
+/// What a cgroup may swap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Swap {
+    /// Swapped out now, bytes.
+    pub used: u64,
+    /// The most it may have swapped out, bytes (over 0).
+    pub allowed: u64,
 }
 
 /// PSI `some` avg10 (%) at which a cgroup near its limit counts as pressed: tasks waited for
@@ -169,7 +185,9 @@ impl Forecaster {
 
     /// Takes one sample and forecasts.
     pub(crate) fn observe(&mut self, obs: Observation) -> Forecast {
-        let value = obs.unreclaimable as f64;
+        // With swap, what fills up is memory and swap together.
+        let swapped = obs.swap.map_or(0, |s| s.used);
+        let value = obs.unreclaimable.saturating_add(swapped) as f64;
         let first = *self.first_t.get_or_insert(obs.t);
         self.track_drops(obs.t, value, obs.limit);
         self.points.push_back((obs.t, value));
@@ -190,13 +208,23 @@ impl Forecaster {
                 ..Forecast::default()
             };
         };
-        let target = limit as f64;
-        let level = format!(
-            "unreclaimable {} of {} ({:.0}%)",
-            mib(value),
-            mib(target),
-            value * 100.0 / target
-        );
+        let target = limit.saturating_add(obs.swap.map_or(0, |s| s.allowed)) as f64;
+        let level = match obs.swap {
+            Some(swap) => format!(
+                "unreclaimable {} + swap {} of {} + {} swap ({:.0}%)",
+                mib(obs.unreclaimable as f64),
+                mib(swap.used as f64),
+                mib(limit as f64),
+                mib(swap.allowed as f64),
+                value * 100.0 / target
+            ),
+            None => format!(
+                "unreclaimable {} of {} ({:.0}%)",
+                mib(value),
+                mib(target),
+                value * 100.0 / target
+            ),
+        };
         let history = obs.t - first;
         if history < LEARNING_S {
             return Forecast {
@@ -235,6 +263,20 @@ impl Forecaster {
         } else {
             String::new()
         };
+        // The runtimes' heap ceilings keep it under the limit: growth toward the ceiling is a
+        // heap warming up, not a kill on its way. Past the bound (memory beside the heaps grew)
+        // the forecast is as for any container.
+        let bound = obs.reach.map(|r| r.saturating_add(swapped) as f64);
+        if let Some(reach) = bound.filter(|&r| r < target && value <= r) {
+            return Forecast {
+                reason: format!(
+                    "{level}; the runtimes' heap ceilings bound it at {} ({:.0}% of the limit){pressure}",
+                    mib(reach),
+                    reach * 100.0 / target
+                ),
+                ..Forecast::default()
+            };
+        }
         match candidate {
             Ok(c) => Forecast {
                 eta_s: Some(c.eta),

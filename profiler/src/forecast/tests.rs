@@ -26,6 +26,8 @@ fn run(seconds: u32, value: impl Fn(f64) -> f64) -> (Vec<Forecast>, Vec<(f64, Ri
             reclaim_stall_us: None,
             limit_hits: None,
             psi_some_avg10: None,
+            reach: None,
+            swap: None,
         });
         if let Some(change) = risk.update(t, &f, &T) {
             if change.to > change.from {
@@ -193,6 +195,8 @@ fn no_limit_no_forecast() {
             reclaim_stall_us: None,
             limit_hits: None,
             psi_some_avg10: None,
+            reach: None,
+            swap: None,
         });
         assert!(out.eta_s.is_none());
     }
@@ -213,6 +217,8 @@ fn leak_to_the_limit(pressure: impl Fn(bool, &mut Observation)) -> Forecast {
             reclaim_stall_us: None,
             limit_hits: None,
             psi_some_avg10: None,
+            reach: None,
+            swap: None,
         };
         pressure(value >= 0.9 * LIMIT as f64, &mut obs);
         last = f.observe(obs);
@@ -255,4 +261,87 @@ fn memory_pressure_near_the_limit_widens_the_interval_to_now() {
     let calm = observe(super::PSI_PRESSED_PCT / 2.0);
     assert!(calm.low_s.is_some_and(|low| low > 0.0), "{calm:?}");
     assert!(!calm.reason.contains("PSI"), "{}", calm.reason);
+}
+
+/// Like [`run`], with what the runtimes' ceilings bound it at and what it may swap.
+fn run_with(
+    seconds: u32,
+    value: impl Fn(f64) -> f64,
+    reach: impl Fn(f64) -> Option<u64>,
+    swap: Option<super::Swap>,
+) -> (Vec<Forecast>, Vec<(f64, Risk)>) {
+    let mut forecaster = Forecaster::new();
+    let mut risk = RiskTracker::default();
+    let mut forecasts = Vec::new();
+    let mut raised = Vec::new();
+    for i in 0..=seconds {
+        let t = f64::from(i);
+        let f = forecaster.observe(Observation {
+            t: 1.7e9 + t,
+            unreclaimable: value(t).max(0.0) as u64,
+            limit: Some(LIMIT),
+            reclaim_stall_us: None,
+            limit_hits: None,
+            psi_some_avg10: None,
+            reach: reach(t),
+            swap,
+        });
+        if let Some(change) = risk.update(t, &f, &T) {
+            if change.to > change.from {
+                raised.push((t, change.to));
+            }
+        }
+        forecasts.push(f);
+    }
+    (forecasts, raised)
+}
+
+#[test]
+fn a_heap_warming_up_under_its_ceiling_never_warns() {
+    // 20 MiB, then 1.5 MiB/s up to 90 MiB (a JVM of -Xmx64m filling its heap, with 26 MiB
+    // beside it): a trend alone would forecast the 128 MiB limit. The ceiling bounds it at
+    // 20 MiB held now + 64 MiB of heap still free, at most 96 MiB.
+    let value = |t: f64| (20.0 * MIB + 1.5 * MIB * (t - 25.0).max(0.0)).min(90.0 * MIB);
+    let (_, unbounded) = run(120, value);
+    assert!(
+        !unbounded.is_empty(),
+        "the series must warn without a bound"
+    );
+    let (forecasts, raised) = run_with(120, value, |_| Some(96 << 20), None);
+    assert!(raised.is_empty(), "{raised:?}");
+    assert!(forecasts
+        .last()
+        .is_some_and(|f| f.reason.contains("heap ceilings bound it at 96.0MiB")));
+}
+
+#[test]
+fn growth_past_the_bound_or_with_a_bound_over_the_limit_warns_as_before() {
+    let leak = |t: f64| 20.0 * MIB + MIB * (t - 25.0).max(0.0);
+    let (_, plain) = run(120, leak);
+    // A bound at or over the limit says nothing more than the limit itself.
+    let (_, over) = run_with(120, leak, |_| Some(LIMIT + (64 << 20)), None);
+    assert_eq!(over, plain);
+    // Memory beside the heaps grows: past the bound, the forecast is as for any container.
+    let (_, past) = run_with(120, leak, |_| Some(60 << 20), None);
+    assert!(!past.is_empty(), "growth past the bound must warn");
+}
+
+#[test]
+fn with_swap_the_kill_comes_when_memory_and_swap_are_full() {
+    // 1 MiB/s from 20 MiB under 128 MiB + 64 MiB of swap: 172 s to fill both, not 108.
+    let leak = |t: f64| 20.0 * MIB + MIB * (t - 25.0).max(0.0);
+    let swap = super::Swap {
+        used: 0,
+        allowed: 64 << 20,
+    };
+    let (forecasts, _) = run_with(60, leak, |_| None, Some(swap));
+    let eta = forecasts
+        .last()
+        .and_then(|f| f.eta_s)
+        .expect("a leak is forecast");
+    // At t=60: 55 MiB held, 137 MiB to go at 1 MiB/s.
+    assert!((eta - 137.0).abs() < 10.0, "eta {eta}");
+    let (plain, _) = run(60, leak);
+    let without = plain.last().and_then(|f| f.eta_s).expect("forecast");
+    assert!((without - 73.0).abs() < 10.0, "eta {without}");
 }

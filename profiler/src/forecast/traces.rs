@@ -86,6 +86,8 @@ fn first_warning(trace: &Trace) -> Option<(f64, f64)> {
             reclaim_stall_us: None,
             limit_hits: None,
             psi_some_avg10: None,
+            reach: None,
+            swap: None,
         });
         if let Some(change) = risk.update(t, &forecast, &T) {
             if change.to > Risk::Ok && change.from == Risk::Ok {

@@ -1,13 +1,15 @@
 //! The node's memory from `/proc/meminfo`, and the kubelet's eviction threshold.
 use std::{fmt, fs, str::FromStr};
 
-/// `MemTotal` and `MemAvailable`, bytes.
+/// `MemTotal`, `MemAvailable` and the free swap, bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct NodeMemory {
     /// `MemTotal`.
     pub(crate) total: u64,
     /// `MemAvailable`.
     pub(crate) available: u64,
+    /// `SwapFree` (0 without swap, and when the line is missing).
+    pub(crate) swap_free: u64,
 }
 
 impl NodeMemory {
@@ -17,7 +19,7 @@ impl NodeMemory {
     }
 }
 
-/// `MemTotal` and `MemAvailable` from the text of `/proc/meminfo` (kB).
+/// `MemTotal`, `MemAvailable` and `SwapFree` from the text of `/proc/meminfo` (kB).
 pub(crate) fn parse_meminfo(text: &str) -> Option<NodeMemory> {
     let field = |name: &str| -> Option<u64> {
         let line = text.lines().find(|l| l.starts_with(name))?;
@@ -32,6 +34,7 @@ pub(crate) fn parse_meminfo(text: &str) -> Option<NodeMemory> {
     Some(NodeMemory {
         total: field("MemTotal:")?,
         available: field("MemAvailable:")?,
+        swap_free: field("SwapFree:").unwrap_or(0),
     })
 }
 
@@ -141,7 +144,13 @@ mod tests {
             Some(NodeMemory {
                 total: 24_585_652 * 1024,
                 available: 23_012_345 * 1024,
+                swap_free: 0,
             })
+        );
+        let swapping = format!("{text}SwapTotal:       1048576 kB\nSwapFree:         524288 kB\n");
+        assert_eq!(
+            parse_meminfo(&swapping).map(|m| m.swap_free),
+            Some(512 << 20)
         );
         assert_eq!(parse_meminfo("MemTotal: 1 kB\n"), None);
     }

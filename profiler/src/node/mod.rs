@@ -124,6 +124,8 @@ impl NodeWatch {
                     reclaim_stall_us: None,
                     limit_hits: None,
                     psi_some_avg10: psi,
+                    reach: None,
+                    swap: None,
                 })
                 .eta_s
         };

@@ -144,6 +144,21 @@ impl<W: Write> LiveSink<W> {
                 if c.armed { "attached" } else { "detached" },
                 c.reason
             ),
+            RecordBody::HeapCeiling(h) => format!(
+                "{cgroup}: pid {} ({}) is {}, heap ceiling {} ({})",
+                h.pid,
+                h.comm.escape_debug(),
+                h.ceiling.runtime.label(),
+                opt_bytes(h.ceiling.bytes),
+                h.ceiling.source.escape_debug()
+            ),
+            RecordBody::ConfigRisk(r) => format!(
+                "CONFIG RISK in {cgroup}: pid {} ({}): {}; {}",
+                r.pid,
+                r.comm.escape_debug(),
+                r.message,
+                r.fix
+            ),
             RecordBody::End(e) => format!("watch ended ({:?})", e.reason),
             RecordBody::Warning(w) => {
                 let what = match w.level {

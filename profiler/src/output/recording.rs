@@ -397,6 +397,35 @@ pub(crate) mod tests {
                 body: RecordBody::Node(node.clone()),
             },
             record(
+                8.91,
+                RecordBody::HeapCeiling(crate::record::HeapCeilingRecord {
+                    pid: 4244,
+                    comm: "java".into(),
+                    ceiling: crate::ceilings::HeapCeiling {
+                        runtime: crate::ceilings::Runtime::Jvm,
+                        bytes: Some(1 << 30),
+                        source: "-Xmx1g on the command line".into(),
+                        default: false,
+                        gc_off: false,
+                    },
+                }),
+            ),
+            record(
+                8.92,
+                RecordBody::ConfigRisk(crate::ceilings::assess::ConfigRisk {
+                    pid: 4244,
+                    comm: "java".into(),
+                    runtime: crate::ceilings::Runtime::Jvm,
+                    kind: crate::ceilings::assess::RiskKind::CeilingAboveLimit,
+                    ceiling_bytes: Some(1 << 30),
+                    ceiling_source: "-Xmx1g on the command line".into(),
+                    non_heap_bytes: Some(40 << 20),
+                    limit_bytes: 128 << 20,
+                    message: "JVM max heap 1.0 GiB > limit 128 MiB".into(),
+                    fix: "use -Xmx ≤ 75m".into(),
+                }),
+            ),
+            record(
                 9.0,
                 RecordBody::End(End {
                     reason: EndReason::Signal,
@@ -439,6 +468,24 @@ pub(crate) mod tests {
         );
         assert_eq!((s.oom_kills, s.restarts), (1, 2));
         assert_eq!(s.risk.as_deref(), Some("warning"));
+        let (Body::HeapCeiling(h), Body::ConfigRisk(r)) =
+            (&recording.lines[11].body, &recording.lines[12].body)
+        else {
+            panic!("heap_ceiling and config_risk expected");
+        };
+        assert_eq!(
+            (h.pid, h.language_runtime.as_deref(), h.ceiling_bytes),
+            (4244, Some("jvm"), Some(1 << 30))
+        );
+        assert_eq!(
+            (r.kind, r.non_heap_bytes, r.limit_bytes, r.fix.as_str()),
+            (
+                reports::recording::RiskKind::CeilingAboveLimit,
+                Some(40 << 20),
+                Some(128 << 20),
+                "use -Xmx ≤ 75m"
+            )
+        );
         let Body::Warning(w) = &recording.lines[2].body else {
             panic!("warning expected");
         };

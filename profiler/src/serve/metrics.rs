@@ -83,6 +83,17 @@ struct BuildLabels {
     cgroup_version: String,
 }
 
+/// A runtime setting's risk in a container.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RiskLabels {
+    namespace: String,
+    pod: String,
+    container: String,
+    container_id: String,
+    kind: &'static str,
+    language_runtime: &'static str,
+}
+
 /// Why the charge path is attached or not.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
@@ -125,6 +136,10 @@ pub(crate) struct AgentMetrics {
     eta_low: Family<ContainerLabels, FloatGauge>,
     eta_high: Family<ContainerLabels, FloatGauge>,
     risk: Family<ContainerLabels, Gauge>,
+    reach: Family<ContainerLabels, Gauge>,
+    swap: Family<ContainerLabels, Gauge>,
+    swap_max: Family<ContainerLabels, Gauge>,
+    config_risk: Family<RiskLabels, Gauge>,
     charged: Family<ContainerLabels, Counter>,
     stall: Family<ContainerLabels, Counter<f64, AtomicU64>>,
     oom_kills: Family<LineageLabels, Counter>,
@@ -208,6 +223,22 @@ impl AgentMetrics {
             risk: family!(
                 "container_oom_risk",
                 "Warning level: 0 ok, 1 warning (kill forecast within --warn), 2 critical (within --critical)"
+            ),
+            reach: family!(
+                "container_memory_reach_bytes",
+                "The most the container's unreclaimable memory can reach while its runtimes (JVM, Node.js, Go, .NET) stay under their heap ceilings; absent when nothing bounds it"
+            ),
+            swap: family!(
+                "container_memory_swap_bytes",
+                "Swap the container's cgroup uses; absent where the kernel does not account swap"
+            ),
+            swap_max: family!(
+                "container_memory_swap_max_bytes",
+                "The most the container may swap (its swap limit within the node's free swap); absent when it cannot swap"
+            ),
+            config_risk: family!(
+                "container_config_risk",
+                "1 for each runtime setting that is wrong for the container's limit (kind: ceiling_above_limit, no_ceiling, gc_off; language_runtime: jvm, node, go, dotnet)"
             ),
             charged: family!(
                 "container_memory_charged_bytes",
@@ -393,6 +424,8 @@ struct Instance {
     lineage: Option<LineageLabels>,
     charged_bytes: u64,
     stall_us: u64,
+    /// Its `profiler_container_config_risk` series.
+    risks: Vec<RiskLabels>,
 }
 
 /// What the sink remembers of a lineage.
@@ -453,6 +486,7 @@ impl MetricsSink {
                     lineage,
                     charged_bytes: 0,
                     stall_us: 0,
+                    risks: Vec::new(),
                 },
             );
             self.metrics.watched.set(self.instances.len() as i64);
@@ -500,6 +534,9 @@ impl MetricsSink {
             .get_or_create(labels)
             .set(gauge(s.unreclaimable_bytes));
         set_or_remove(&m.limit, labels, s.limit_bytes.map(gauge));
+        set_or_remove(&m.reach, labels, s.reach_bytes.map(gauge));
+        set_or_remove(&m.swap, labels, s.swap_bytes.map(gauge));
+        set_or_remove(&m.swap_max, labels, s.swap_max_bytes.map(gauge));
         set_or_remove(&m.eta, labels, s.eta_seconds);
         set_or_remove(&m.eta_low, labels, s.eta_low_seconds);
         set_or_remove(&m.eta_high, labels, s.eta_high_seconds);
@@ -552,6 +589,12 @@ impl MetricsSink {
         m.risk.remove(labels);
         m.charged.remove(labels);
         m.stall.remove(labels);
+        m.reach.remove(labels);
+        m.swap.remove(labels);
+        m.swap_max.remove(labels);
+        for risk in &instance.risks {
+            m.config_risk.remove(risk);
+        }
         m.watched.set(self.instances.len() as i64);
         if let Some(lineage) = instance.lineage {
             if let Some(entry) = self.lineages.get_mut(&lineage) {
@@ -660,6 +703,23 @@ impl Sink for MetricsSink {
                 }
             }
             (RecordBody::CgroupGone, Some((cgroup, _))) => self.gone(cgroup),
+            (RecordBody::ConfigRisk(risk), Some((cgroup, identity))) => {
+                let metrics = std::sync::Arc::clone(&self.metrics);
+                let instance = self.instance(cgroup, identity);
+                let l = &instance.labels;
+                let labels = RiskLabels {
+                    namespace: l.namespace.clone(),
+                    pod: l.pod.clone(),
+                    container: l.container.clone(),
+                    container_id: l.container_id.clone(),
+                    kind: risk.kind.as_str(),
+                    language_runtime: risk.runtime.as_str(),
+                };
+                metrics.config_risk.get_or_create(&labels).set(1);
+                if !instance.risks.contains(&labels) {
+                    instance.risks.push(labels);
+                }
+            }
             (RecordBody::LostEvents(lost), _) => {
                 self.metrics
                     .lost
