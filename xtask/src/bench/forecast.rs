@@ -3,27 +3,35 @@
 //! ([`super::evaluate`]) and printed as one table ([`super::report`]).
 //!
 //! Every recording is kept in `<target>/bench-forecast/<nn>-<scenario>-run<k>.jsonl`, beside
-//! the workload's own lines (`.workload.txt`, each prefixed with the Unix time it was read),
-//! so forecaster tests can be cut from them.
+//! the lines of the scenario's program (`.workload.txt`, each prefixed with the Unix time it
+//! was read), so forecaster tests can be cut from them. The runtimes' programs are written
+//! (and the Java one compiled) in `<target>/bench-forecast/runtimes`.
+mod children;
+mod pagecache;
+
 use std::{
-    fs::{self, File},
-    io::{BufRead as _, BufReader, BufWriter, Write as _},
-    os::{fd::AsRawFd as _, unix::process::ExitStatusExt as _},
-    path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
+    fs,
+    os::unix::process::ExitStatusExt as _,
+    path::Path,
+    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
     thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
 
+use self::{
+    children::{read_workload, record, stop},
+    pagecache::PagecacheFile,
+};
 use super::{
     evaluate::{evaluate, judge, Evaluation, Settings, Trace},
     report::{self, Row},
+    runtimes::{Launcher, Runtimes},
     scenario::{Scenario, PAGECACHE_FILE_FACTOR, SCENARIOS},
 };
 use crate::{
@@ -70,8 +78,11 @@ pub(super) fn check_arguments(runs: usize, only: &[u8]) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    if let Some(bad) = only.iter().find(|n| !(1..=9).contains(*n)) {
-        bail!("--only {bad}: the scenarios are numbered 1 to 9");
+    if let Some(bad) = only.iter().find(|&&n| !is_scenario(n)) {
+        bail!(
+            "--only {bad}: the scenarios are numbered 1 to {}",
+            SCENARIOS.len()
+        );
     }
     Ok(())
 }
@@ -100,6 +111,14 @@ pub(super) fn run(bins: &Binaries, runs: usize, only: &[u8]) -> Result<()> {
         .find(|s| s.number == 5)
         .map(|s| PagecacheFile::create(&out, s.limit_mib * PAGECACHE_FILE_FACTOR))
         .transpose()?;
+    let runtimes = Runtimes::prepare(&out.join("runtimes"), scenarios.iter().copied())?;
+    let launcher = Launcher {
+        workload: &bins.workload,
+        pagecache_file: pagecache
+            .as_ref()
+            .map_or(Path::new(""), PagecacheFile::path),
+        runtimes: &runtimes,
+    };
 
     let total = runs * scenarios.len();
     let mut rows = Vec::with_capacity(total);
@@ -112,8 +131,16 @@ pub(super) fn run(bins: &Binaries, runs: usize, only: &[u8]) -> Result<()> {
                 scenario.name(),
                 scenario.limit_mib
             );
-            let recorded = run_once(bins, scenario, run, &out, pagecache.as_ref(), forecaster)
-                .with_context(|| format!("scenario {} run {run}", scenario.name()))?;
+            let recorded = run_once(
+                &bins.profiler,
+                scenario,
+                run,
+                &out,
+                &launcher,
+                pagecache.as_ref(),
+                forecaster,
+            )
+            .with_context(|| format!("scenario {} run {run}", scenario.name()))?;
             for note in &recorded.notes {
                 eprintln!("  {note}");
             }
@@ -146,13 +173,16 @@ pub(super) fn run(bins: &Binaries, runs: usize, only: &[u8]) -> Result<()> {
          the shorter of growth start → kill and 60 s; % ideal: lead / ideal; ETA err: |ETA − \
          time left| / time left at the first warning; false: warnings in a run without an OOM \
          kill, or before the growth start (profiler: warning/critical lines; baselines: alerts; \
-         predict_linear's include the workload's start, when its baseline arrives within a \
+         predict_linear's include the program's start, when its baseline arrives within a \
          second)."
     );
     println!(
-        "goals: 4, 5: no profiler warning at all; 1, 2, 3, 6, 8: lead ≥ predict_linear's and ≥ \
-         70 % of ideal, ETA error ≤ 25 %; 7: the kill is recorded; 9: figures only."
+        "{}",
+        report::goals(scenarios.iter().map(|s| (s.number, s.goal)))
     );
+    if !runtimes.versions().is_empty() {
+        println!("runtimes: {}", runtimes.versions().join("; "));
+    }
     println!();
     println!("notes:");
     for (name, run, run_notes) in &notes {
@@ -174,19 +204,25 @@ struct Recorded {
     notes: Vec<String>,
 }
 
-/// Runs one scenario once: a fresh cgroup, the profiler recording, the workload, evaluation.
+/// Whether `number` names a scenario.
+fn is_scenario(number: u8) -> bool {
+    SCENARIOS.iter().any(|s| s.number == number)
+}
+
+/// Runs one scenario once: a fresh cgroup, the profiler recording, the scenario's program,
+/// evaluation.
 fn run_once(
-    bins: &Binaries,
+    profiler: &Path,
     scenario: &Scenario,
     run: usize,
     out: &Path,
+    launcher: &Launcher<'_>,
     pagecache: Option<&PagecacheFile>,
     forecaster: bool,
 ) -> Result<Recorded> {
     let name = format!("{}-run{run}", scenario.name());
     let jsonl = out.join(format!("{name}.jsonl"));
     let workload_log = out.join(format!("{name}.workload.txt"));
-    let file = pagecache.map_or_else(PathBuf::new, |p| p.path.clone());
     if scenario.number == 5 {
         // Pages left in memory would be read without being charged to the new cgroup.
         pagecache.context("no page-cache file")?.drop_from_cache()?;
@@ -196,7 +232,7 @@ fn run_once(
         scenario.limit_mib << 20,
     )?;
 
-    let mut command = Command::new(&bins.profiler);
+    let mut command = Command::new(profiler);
     command
         .arg("watch")
         .arg("--cgroup")
@@ -227,11 +263,7 @@ fn run_once(
         bail!("profiler watch exited before the workload started ({status})");
     }
 
-    let mut workload = memcg.spawn(
-        Command::new(&bins.workload)
-            .args(scenario.workload_args(&file))
-            .stdout(Stdio::piped()),
-    )?;
+    let mut workload = memcg.spawn(launcher.command(scenario).stdout(Stdio::piped()))?;
     let workload_stdout = workload.0.stdout.take().context("workload stdout")?;
     let reader = thread::spawn(move || read_workload(workload_stdout, &workload_log));
     let deadline = Instant::now() + scenario.duration;
@@ -332,54 +364,6 @@ fn describe(
     }
 }
 
-/// Writes every line of the profiler to `path` and returns them; tells `first_line` when the
-/// first one (`watch_start`, printed once attached) arrives.
-fn record(stdout: ChildStdout, path: &Path, first_line: mpsc::Sender<()>) -> Result<Vec<String>> {
-    let mut file =
-        BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("reading the profiler's output")?;
-        writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))?;
-        if lines.is_empty() {
-            let _ = first_line.send(());
-        }
-        lines.push(line);
-    }
-    file.flush()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(lines)
-}
-
-/// Copies the workload's lines to `path`, each after the Unix time it was read, and returns
-/// the time of its `growth_start` line (its own clock, which is the profiler's).
-fn read_workload(stdout: ChildStdout, path: &Path) -> Result<Option<f64>> {
-    let mut file =
-        BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    let mut growth_start = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("reading the workload's output")?;
-        writeln!(file, "{:.3} {line}", unix_now())
-            .with_context(|| format!("writing {}", path.display()))?;
-        if let Some(ts) = line.strip_prefix("growth_start ") {
-            growth_start = Some(
-                ts.trim()
-                    .parse()
-                    .with_context(|| format!("the workload printed {line:?}"))?,
-            );
-        }
-    }
-    file.flush()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(growth_start)
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Whether the profiler has the forecaster's thresholds (`watch --warn`).
 fn has_warn_option(profiler: &Path) -> Result<bool> {
     let output = Command::new(profiler)
@@ -396,73 +380,21 @@ fn has_warn_option(profiler: &Path) -> Result<bool> {
     Ok(String::from_utf8_lossy(&output.stdout).contains("--warn"))
 }
 
-/// Sends `signal` to a child we started (unless it has ended) and waits up to `grace` for it,
-/// then SIGKILLs it. Returns its status and whether it had to be killed.
-fn stop(child: &mut Child, signal: libc::c_int, grace: Duration) -> Result<(ExitStatus, bool)> {
-    if let Some(status) = child.try_wait()? {
-        return Ok((status, false));
-    }
-    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-    // SAFETY: kill(2) on a child we have not reaped, so the pid is still ours.
-    unsafe { libc::kill(pid, signal) };
-    let until = Instant::now() + grace;
-    while Instant::now() < until {
-        if let Some(status) = child.try_wait()? {
-            return Ok((status, false));
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().context("killing a child that did not stop")?;
-    Ok((child.wait().context("waiting for the child")?, true))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The file the page-cache scenario reads: on the target directory's (disk) file system, not
-/// tmpfs, whose pages would be shmem charged to whoever wrote them. Removed when dropped.
-struct PagecacheFile {
-    path: PathBuf,
-}
-
-impl PagecacheFile {
-    /// Writes `mib` MiB to `<dir>/pagecache.data` (from this process, outside the test cgroups)
-    /// and flushes it to disk.
-    fn create(dir: &Path, mib: u64) -> Result<Self> {
-        let path = dir.join("pagecache.data");
-        let this = Self { path };
-        let mut file = BufWriter::new(
-            File::create(&this.path)
-                .with_context(|| format!("creating {}", this.path.display()))?,
-        );
-        let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
-        for _ in 0..mib {
-            file.write_all(&chunk)
-                .with_context(|| format!("writing {}", this.path.display()))?;
-        }
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
-            .with_context(|| format!("syncing {}", this.path.display()))?;
-        Ok(this)
-    }
-
-    /// Evicts the file's (clean) pages from the page cache, so each run reads it from disk and
-    /// its cgroup is charged for the cache.
-    fn drop_from_cache(&self) -> Result<()> {
-        let file =
-            File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
-        // SAFETY: fadvise on a descriptor we own; offset 0, length 0 means the whole file.
-        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        if rc != 0 {
-            bail!(
-                "posix_fadvise(DONTNEED) on {}: {}",
-                self.path.display(),
-                std::io::Error::from_raw_os_error(rc)
+    #[test]
+    fn only_takes_the_numbers_of_the_twelve_scenarios() {
+        assert!(check_arguments(1, &[]).is_ok());
+        assert!(check_arguments(2, &[1, 9, 10, 11, 12]).is_ok());
+        for bad in [0, 13] {
+            let error = check_arguments(1, &[5, bad]).expect_err("not a scenario");
+            assert_eq!(
+                error.to_string(),
+                format!("--only {bad}: the scenarios are numbered 1 to 12")
             );
         }
-        Ok(())
-    }
-}
-
-impl Drop for PagecacheFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        assert!(check_arguments(0, &[1]).is_err());
     }
 }

@@ -12,6 +12,7 @@ mod evaluate;
 mod forecast;
 mod overhead;
 mod report;
+mod runtimes;
 mod scale;
 mod scenario;
 
@@ -45,16 +46,19 @@ pub(crate) enum Which {
         #[arg(long, value_name = "PART")]
         only: Vec<String>,
     },
-    /// Nine growth scenarios (leaks, GC sawtooth, page cache, shmem, spike, steps, several
-    /// processes) in memory cgroups of 64–256 MiB, each recorded by `profiler watch --json`
-    /// (about 15 minutes per run of all nine): how early the profiler warns before the OOM
+    /// Twelve growth scenarios in memory cgroups of 64–320 MiB: nine of the test workload
+    /// (leaks, GC sawtooth, page cache, shmem, spike, steps, several processes) and three of
+    /// real runtimes (a JVM and a Node.js leak with a heap ceiling above the limit, a JVM
+    /// warming a heap that stays far under it), each recorded by `profiler watch --json`
+    /// (about 20 minutes per run of all twelve): how early the profiler warns before the OOM
     /// kill, how right its ETA is, and its false warnings, beside `predict_linear` and a 90 %
-    /// threshold computed from the same samples. Recordings go to <target>/bench-forecast.
+    /// threshold computed from the same samples. Scenarios 10–12 need `java`, `javac` (OpenJDK)
+    /// and `node` on PATH. Recordings go to <target>/bench-forecast.
     Forecast {
         /// Runs of each scenario.
         #[arg(long, default_value_t = 1)]
         runs: usize,
-        /// Only these scenarios, by number (1–9), e.g. `--only 1,4,5`.
+        /// Only these scenarios, by number (1–12), e.g. `--only 1,4,5` or `--only 10,11,12`.
         #[arg(long, value_delimiter = ',', num_args = 1..)]
         only: Vec<u8>,
     },

@@ -1,7 +1,7 @@
 //! The forecast benchmark's table: one row per run of a scenario and, with several runs, a row
 //! of medians with min..max. Pure: it renders text from evaluations.
 use super::{
-    evaluate::{Evaluation, Verdict},
+    evaluate::{Evaluation, Goal, Verdict},
     median, spread,
 };
 
@@ -238,6 +238,29 @@ fn summary_row(runs: &[&Row]) -> Vec<String> {
     cells
 }
 
+/// The goals line under the table: the scenarios of each goal and what it asks, e.g.
+/// `goals: 4, 5: no profiler warning at all; 7: the kill is recorded.`
+pub(super) fn goals(scenarios: impl IntoIterator<Item = (u8, Goal)>) -> String {
+    let scenarios: Vec<(u8, Goal)> = scenarios.into_iter().collect();
+    let parts: Vec<String> = [
+        Goal::NoWarning,
+        Goal::EarlyAndAccurate,
+        Goal::KillCaptured,
+        Goal::ReportOnly,
+    ]
+    .into_iter()
+    .filter_map(|goal| {
+        let numbers: Vec<String> = scenarios
+            .iter()
+            .filter(|(_, g)| *g == goal)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        (!numbers.is_empty()).then(|| format!("{}: {}", numbers.join(", "), goal.describe()))
+    })
+    .collect();
+    format!("goals: {}.", parts.join("; "))
+}
+
 /// Left-aligned text columns, two spaces apart, a rule under the header.
 fn align(table: &[Vec<String>]) -> String {
     let columns = table.iter().map(Vec::len).max().unwrap_or(0);
@@ -340,6 +363,22 @@ mod tests {
             "{text}"
         );
         assert_eq!(cells(lines[2])[10..13], ["40.0 s", "0", "none"], "{text}");
+    }
+
+    #[test]
+    fn the_goals_line_groups_the_scenarios_by_goal() {
+        use crate::bench::scenario::SCENARIOS;
+        let all = goals(SCENARIOS.iter().map(|s| (s.number, s.goal)));
+        assert_eq!(
+            all,
+            "goals: 4, 5, 12: no profiler warning at all; 1, 2, 3, 6, 8, 10, 11: lead ≥ \
+             predict_linear's and ≥ 70 % of ideal, ETA error ≤ 25 %; 7: the kill is recorded; \
+             9: figures only."
+        );
+        assert_eq!(
+            goals([(12, Goal::NoWarning)]),
+            "goals: 12: no profiler warning at all."
+        );
     }
 
     #[test]

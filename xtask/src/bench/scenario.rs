@@ -1,11 +1,16 @@
-//! The nine scenarios of `cargo xtask bench forecast`: a limit, a workload and a goal each.
+//! The twelve scenarios of `cargo xtask bench forecast`: a limit, a program and a goal each.
+//! Scenarios 1–9 run the tests crate's `workload` (see `workload help`); 10–12 run a real JVM
+//! or Node.js ([`super::runtimes`]) with a heap ceiling on its command line.
 //!
-//! Time-compressed: every workload (see `workload help`) holds a baseline for 25 s, longer
-//! than the forecaster's 20 s learning time, then grows; those that end in an OOM kill are
-//! sized so the kill comes about 60–90 s after the growth starts.
+//! Time-compressed: every program holds a baseline for 25 s, longer than the forecaster's
+//! 20 s learning time, then grows; those that end in an OOM kill are sized so the kill comes
+//! about 60–90 s after the growth starts.
 use std::{path::Path, time::Duration};
 
-use super::evaluate::Goal;
+use super::{
+    evaluate::Goal,
+    runtimes::{Program, Runtime},
+};
 
 /// The quiet phase of every workload, seconds.
 const HOLD_S: &str = "25";
@@ -14,7 +19,7 @@ const BASELINE_MIB: &str = "16";
 
 /// One scenario.
 pub(super) struct Scenario {
-    /// 1–9, as the issue numbers them.
+    /// 1–12: 1–9 as the forecast's issue numbers them, 10–12 the runtimes' issue's.
     pub number: u8,
     /// For file names and the table.
     pub slug: &'static str,
@@ -26,13 +31,14 @@ pub(super) struct Scenario {
     /// still alive then are stopped and reported as not killed.
     pub duration: Duration,
     pub goal: Goal,
+    pub program: Program,
 }
 
 /// The page-cache scenario's file, this many times its limit.
 pub(super) const PAGECACHE_FILE_FACTOR: u64 = 2;
 
-/// Every scenario, in the issue's order.
-pub(super) const SCENARIOS: [Scenario; 9] = [
+/// Every scenario, in the issues' order.
+pub(super) const SCENARIOS: [Scenario; 12] = [
     Scenario {
         number: 1,
         slug: "linear-leak",
@@ -40,6 +46,7 @@ pub(super) const SCENARIOS: [Scenario; 9] = [
         expect_oom: true,
         duration: Duration::from_secs(180),
         goal: Goal::EarlyAndAccurate,
+        program: Program::Workload,
     },
     Scenario {
         number: 2,
@@ -48,6 +55,7 @@ pub(super) const SCENARIOS: [Scenario; 9] = [
         expect_oom: true,
         duration: Duration::from_secs(180),
         goal: Goal::EarlyAndAccurate,
+        program: Program::Workload,
     },
     Scenario {
         number: 3,
@@ -56,6 +64,7 @@ pub(super) const SCENARIOS: [Scenario; 9] = [
         expect_oom: true,
         duration: Duration::from_secs(180),
         goal: Goal::EarlyAndAccurate,
+        program: Program::Workload,
     },
     Scenario {
         number: 4,
@@ -64,6 +73,7 @@ pub(super) const SCENARIOS: [Scenario; 9] = [
         expect_oom: false,
         duration: Duration::from_secs(90),
         goal: Goal::NoWarning,
+        program: Program::Workload,
     },
     Scenario {
         number: 5,
@@ -72,6 +82,7 @@ pub(super) const SCENARIOS: [Scenario; 9] = [
         expect_oom: false,
         duration: Duration::from_secs(90),
         goal: Goal::NoWarning,
+        program: Program::Workload,
     },
     Scenario {
         number: 6,
@@ -80,6 +91,7 @@ pub(super) const SCENARIOS: [Scenario; 9] = [
         expect_oom: true,
         duration: Duration::from_secs(180),
         goal: Goal::EarlyAndAccurate,
+        program: Program::Workload,
     },
     Scenario {
         number: 7,
@@ -88,6 +100,7 @@ pub(super) const SCENARIOS: [Scenario; 9] = [
         expect_oom: true,
         duration: Duration::from_secs(60),
         goal: Goal::KillCaptured,
+        program: Program::Workload,
     },
     Scenario {
         number: 8,
@@ -96,6 +109,7 @@ pub(super) const SCENARIOS: [Scenario; 9] = [
         expect_oom: true,
         duration: Duration::from_secs(180),
         goal: Goal::EarlyAndAccurate,
+        program: Program::Workload,
     },
     Scenario {
         number: 9,
@@ -104,6 +118,89 @@ pub(super) const SCENARIOS: [Scenario; 9] = [
         expect_oom: true,
         duration: Duration::from_secs(180),
         goal: Goal::ReportOnly,
+        program: Program::Workload,
+    },
+    Scenario {
+        number: 10,
+        slug: "jvm-leak",
+        limit_mib: 256,
+        expect_oom: true,
+        duration: Duration::from_secs(180),
+        goal: Goal::EarlyAndAccurate,
+        program: Program::Runtime {
+            runtime: Runtime::Java,
+            // A max heap twice the limit: the kernel kills the JVM long before its own
+            // OutOfMemoryError could fire.
+            options: &["-Xmx512m"],
+            // 2 MiB/s kept beside 16 MiB/s of garbage: the heap (and its young generation
+            // with it) grows past the limit ~75 s after the growth start.
+            args: &[
+                "leak",
+                "--baseline-mib",
+                BASELINE_MIB,
+                "--hold-s",
+                HOLD_S,
+                "--rate-kib-s",
+                "2048",
+                "--garbage-kib-s",
+                "16384",
+            ],
+        },
+    },
+    Scenario {
+        number: 11,
+        slug: "node-leak",
+        limit_mib: 256,
+        expect_oom: true,
+        duration: Duration::from_secs(180),
+        goal: Goal::EarlyAndAccurate,
+        program: Program::Runtime {
+            runtime: Runtime::Node,
+            // An old space twice the limit: V8 never gets to its own "heap out of memory".
+            options: &["--max-old-space-size=512"],
+            // 2.25 MiB/s kept beside 16 MiB/s of garbage: killed ~75 s after the growth start.
+            args: &[
+                "leak",
+                "--baseline-mib",
+                BASELINE_MIB,
+                "--hold-s",
+                HOLD_S,
+                "--rate-kib-s",
+                "2304",
+                "--garbage-kib-s",
+                "16384",
+            ],
+        },
+    },
+    Scenario {
+        number: 12,
+        slug: "jvm-warmup",
+        limit_mib: 320,
+        expect_oom: false,
+        // The heap is full ~30 s after the growth start; then 45 s of steady state.
+        duration: Duration::from_secs(100),
+        goal: Goal::NoWarning,
+        program: Program::Runtime {
+            runtime: Runtime::Java,
+            // The heap cannot pass 128 MiB, so the container stays far under its limit
+            // however fast the heap warms up.
+            options: &["-Xms128m", "-Xmx128m"],
+            // 4.5 MiB/s allocated, the newest 40 MiB of it live: what outlives a young
+            // collection fills the old generation at about that rate until the heap is
+            // full (~30 s: the trend a forecaster without the ceiling warns on), then the
+            // live set stays at 40 MiB and the rest is garbage.
+            args: &[
+                "warmup",
+                "--baseline-mib",
+                BASELINE_MIB,
+                "--hold-s",
+                HOLD_S,
+                "--rate-kib-s",
+                "4608",
+                "--live-mib",
+                "40",
+            ],
+        },
     },
 ];
 
@@ -113,7 +210,8 @@ impl Scenario {
         format!("{:02}-{}", self.number, self.slug)
     }
 
-    /// The workload's arguments; `pagecache_file` is the file scenario 5 reads.
+    /// The workload's arguments (none for a scenario of a runtime); `pagecache_file` is the
+    /// file scenario 5 reads.
     pub(super) fn workload_args(&self, pagecache_file: &Path) -> Vec<String> {
         let quiet = ["--baseline-mib", BASELINE_MIB, "--hold-s", HOLD_S];
         let file = pagecache_file.to_string_lossy();
@@ -193,7 +291,7 @@ impl Scenario {
             ),
             // Two holders of 32 MiB, a leaker from 16 MiB at 1 MiB per 0.6 s: ~107 MiB of
             // headroom, killed ~65 s after the growth start.
-            _ => (
+            9 => (
                 "fc-multi",
                 "multi",
                 vec![
@@ -207,6 +305,7 @@ impl Scenario {
                     "600",
                 ],
             ),
+            _ => return Vec::new(),
         };
         let mut args = to_strings(&["--comm", comm, mode]);
         args.extend(to_strings(&quiet));
@@ -227,10 +326,13 @@ mod tests {
     fn scenarios_are_numbered_in_order_with_limits_in_range() {
         for (index, scenario) in SCENARIOS.iter().enumerate() {
             assert_eq!(usize::from(scenario.number), index + 1);
-            assert!((64..=256).contains(&scenario.limit_mib));
+            assert!((64..=320).contains(&scenario.limit_mib));
             assert!(scenario.duration <= Duration::from_secs(180));
             let args = scenario.workload_args(Path::new("/f"));
-            assert_eq!(args[0], "--comm");
+            match scenario.program {
+                Program::Workload => assert_eq!(args[0], "--comm"),
+                Program::Runtime { .. } => assert!(args.is_empty(), "{}", scenario.slug),
+            }
         }
         assert!(SCENARIOS[4]
             .workload_args(Path::new("/f"))

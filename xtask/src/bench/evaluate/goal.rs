@@ -15,6 +15,22 @@ pub(crate) enum Goal {
     ReportOnly,
 }
 
+impl Goal {
+    /// What it asks, for the line under the table.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Goal::NoWarning => "no profiler warning at all".to_owned(),
+            Goal::EarlyAndAccurate => format!(
+                "lead ≥ predict_linear's and ≥ {:.0} % of ideal, ETA error ≤ {:.0} %",
+                100.0 * MIN_LEAD_SHARE,
+                100.0 * MAX_ETA_ERROR
+            ),
+            Goal::KillCaptured => "the kill is recorded".to_owned(),
+            Goal::ReportOnly => "figures only".to_owned(),
+        }
+    }
+}
+
 /// The least share of the ideal lead the first warning must give.
 pub(super) const MIN_LEAD_SHARE: f64 = 0.7;
 /// The largest ETA error at the first warning.
