@@ -421,6 +421,119 @@ section node_dmesg /tmp/node.dmesg
 section node_watch /tmp/node.json
 section node_stderr /tmp/node.err
 say "node OOM done (up $(cut -d' ' -f1 /proc/uptime) s)"
+
+# Swap (last: the node OOM above needs a node without swap). A cgroup allowed to swap
+# (memory.swap.max, as Kubernetes' LimitedSwap sets it) on a zram swap device: its anonymous
+# memory is then not unreclaimable, and the kernel kills only when memory and swap are both
+# full. The leak is of random bytes, which zram cannot compress: `tail -c` keeps everything it
+# reads (it prints only at the end of its input), fed a MiB from /dev/urandom every
+# SWAP_STEP_MS by a loop outside the cgroup. It starts with the watch, so the forecast made
+# 30 s before the kill comes after the forecaster's 20 s of learning.
+SWAP_LIMIT_MIB=$(param swap_limit_mib 48)
+SWAP_MAX_MIB=$(param swap_max_mib 48)
+SWAP_STEP_MS=$(param swap_step_ms 600)
+SWAP_DISK_MIB=$(param swap_disk_mib 256)
+S=/sys/fs/cgroup/vmtest-swap
+# Loads zram (the kernel's package's modules, unpacked by the host: /lib/modules/RELEASE/NN-*.ko
+# in load order) and swaps on a SWAP_DISK_MIB zram0; prints why not where it cannot.
+swap_setup() {
+    if [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
+        echo "cgroup v1 (memory.swap.max is v2's; this scenario is written for v2)"
+        return 1
+    fi
+    if [ ! -e /sys/class/zram-control ]; then
+        mods=$(ls "/lib/modules/$(uname -r)/"*.ko 2>/dev/null)
+        if [ -z "$mods" ]; then
+            echo "the kernel has no zram (no zram module in its package, and none built in)"
+            return 1
+        fi
+        for m in $mods; do
+            if ! insmod "$m" 2> /tmp/swap_setup.err; then
+                echo "insmod ${m##*/}: $(tr '\n' ' ' < /tmp/swap_setup.err)"
+                return 1
+            fi
+        done
+    fi
+    n=0
+    while [ ! -e /sys/block/zram0/disksize ] && [ "$n" -lt 50 ]; do n=$((n + 1)); sleep 0.1; done
+    if ! echo "${SWAP_DISK_MIB}M" > /sys/block/zram0/disksize 2> /tmp/swap_setup.err; then
+        echo "setting zram0's disksize: $(tr '\n' ' ' < /tmp/swap_setup.err)(comp_algorithm $(cat /sys/block/zram0/comp_algorithm 2>/dev/null))"
+        return 1
+    fi
+    if ! mkswap /dev/zram0 > /tmp/swap_setup.err 2>&1; then
+        echo "mkswap /dev/zram0: $(tr '\n' ' ' < /tmp/swap_setup.err)"
+        return 1
+    fi
+    if ! swapon /dev/zram0 2> /tmp/swap_setup.err; then
+        echo "swapon /dev/zram0: $(tr '\n' ' ' < /tmp/swap_setup.err)"
+        return 1
+    fi
+    mkdir "$S"
+    if [ ! -e "$S/memory.swap.max" ]; then
+        echo "no memory.swap.max: the kernel does not account swap (swapaccount=0?)"
+        return 1
+    fi
+}
+# A MiB of random bytes every SWAP_STEP_MS, until the reader is gone (head dies of SIGPIPE).
+swap_feed() {
+    step_s=$((SWAP_STEP_MS / 1000)).$(printf %03d $((SWAP_STEP_MS % 1000)))
+    i=0
+    while [ "$i" -lt 1024 ]; do
+        head -c 1048576 /dev/urandom 2>/dev/null || return 0
+        sleep "$step_s"
+        i=$((i + 1))
+    done
+}
+if why=$(swap_setup); then
+    echo "${SWAP_LIMIT_MIB}M" > "$S/memory.max"
+    echo "${SWAP_MAX_MIB}M" > "$S/memory.swap.max"
+    kv swap_cgroup "$S"
+    kv swap_limit_bytes $((SWAP_LIMIT_MIB * 1024 * 1024))
+    kv swap_max_set_bytes $((SWAP_MAX_MIB * 1024 * 1024))
+    kv swap_step_ms "$SWAP_STEP_MS"
+    kv swap_modules "$(cut -d' ' -f1 /proc/modules | grep -E 'zram|zsmalloc|lz4|lzo' | tr '\n' ' ')"
+    kv swap_device "$(tail -n +2 /proc/swaps | tr -s ' \t' ' ')"
+    kv zram_comp_algorithm "$(cat /sys/block/zram0/comp_algorithm)"
+    kv swap_meminfo "$(grep -E '^Swap(Total|Free):' /proc/meminfo | tr -s ' \n' ' ')"
+    profiler watch --cgroup "$S" --json --interval 1s > /tmp/swap.json 2> /tmp/swap.err &
+    SW=$!
+    if wait_watch_start "$SW" /tmp/swap.json 180; then
+        say "swap: zram0 on, watch attached (up $(cut -d' ' -f1 /proc/uptime) s); starting the leak"
+        swap_feed | sh -c 'echo $$ > "$0/cgroup.procs" && echo $$ > /tmp/swap.pid && exec tail -c 256m' \
+            "$S" > /dev/null 2> /tmp/swap_tail.err &
+        SLEAK=$!
+        n=0
+        while [ ! -s /tmp/swap.pid ] && [ "$n" -lt 100 ]; do n=$((n + 1)); sleep 0.05; done
+        kv swap_pid "$(cat /tmp/swap.pid 2>/dev/null)"
+        ( sleep 300; kill -9 "$SLEAK" ) 2>/dev/null &
+        SWD=$!
+        wait "$SLEAK"
+        kv swap_leak_status $?
+        kill "$SWD" 2>/dev/null
+        say "swap: the leak ended (up $(cut -d' ' -f1 /proc/uptime) s): $(grep oom_kill "$S/memory.events" | tr '\n' ' ')"
+        section swap_memory_events "$S/memory.events"
+        section swap_swap_events "$S/memory.swap.events"
+        kv swap_memory_peak "$(cat "$S/memory.peak" 2>/dev/null)"
+        kv swap_swap_peak "$(cat "$S/memory.swap.peak" 2>/dev/null)"
+        # orig_data_size compr_data_size mem_used_total mem_limit mem_used_max same_pages
+        # pages_compacted huge_pages huge_pages_since: mem_used_max near what was swapped and
+        # huge_pages_since (pages stored uncompressed) show the pages did not compress.
+        kv zram_mm_stat "$(cat /sys/block/zram0/mm_stat)"
+        sleep 3
+    else
+        say "swap: profiler watch did not start"
+    fi
+    kill -INT "$SW" 2>/dev/null
+    wait_or_report "$SW" 60 "profiler watch of the swap leak after SIGINT" /tmp/swap.json
+    kv swap_status $?
+    section swap_watch /tmp/swap.json
+    section swap_stderr /tmp/swap.err
+    section swap_tail_stderr /tmp/swap_tail.err
+    say "swap done (up $(cut -d' ' -f1 /proc/uptime) s)"
+else
+    kv swap_unavailable "not available: $why"
+    say "swap: not available: $why"
+fi
 kv uptime "$(cut -d' ' -f1 /proc/uptime)"
 put done
 say "done (up $(cut -d' ' -f1 /proc/uptime) s); powering off"

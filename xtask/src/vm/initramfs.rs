@@ -1,5 +1,7 @@
 //! The guest's initramfs: busybox-static with its applet links, the release `profiler` with
-//! the shared libraries it links, the static `workload`, and `/init` (init.sh).
+//! the shared libraries it links, the static `workload`, each kernel's zram modules under
+//! `/lib/modules/<release>/` (the guest loads those of the kernel it runs), and `/init`
+//! (init.sh).
 //!
 //! The profiler is copied as built, with its libraries (from `ldd`), rather than built a
 //! second time statically: the guest then runs the very binary the host tests run, and the
@@ -20,6 +22,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
+use super::kernels::Kernel;
 use crate::{build::Binaries, setup::output_of};
 
 /// The guest's /init.
@@ -60,6 +63,23 @@ fn parse_ldd(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Each kernel's modules as `/lib/modules/<release>/NN-name.ko` (NN: the load order).
+fn module_entries(kernels: &[Kernel]) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for kernel in kernels {
+        for module in &kernel.modules {
+            let name = module
+                .file_name()
+                .with_context(|| format!("{} names no file", module.display()))?;
+            entries.push(Entry {
+                from: module.clone(),
+                to: format!("/lib/modules/{}/{}", kernel.release, name.to_string_lossy()),
+            });
+        }
+    }
+    Ok(entries)
+}
+
 /// The applets a busybox binary offers (`busybox --list`).
 fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
     let listed = output_of(Command::new(busybox).arg("--list"))?;
@@ -72,7 +92,12 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
 }
 
 /// Builds the initramfs (or finds it in the cache) and returns its path.
-pub(super) fn prepare(bins: &Binaries, busybox: &Path, cache: &Path) -> Result<PathBuf> {
+pub(super) fn prepare(
+    bins: &Binaries,
+    busybox: &Path,
+    kernels: &[Kernel],
+    cache: &Path,
+) -> Result<PathBuf> {
     let mut files = vec![
         Entry {
             from: busybox.to_path_buf(),
@@ -88,6 +113,7 @@ pub(super) fn prepare(bins: &Binaries, busybox: &Path, cache: &Path) -> Result<P
         },
     ];
     files.extend(shared_libraries(&bins.profiler)?);
+    files.extend(module_entries(kernels)?);
 
     let mut hasher = DefaultHasher::new();
     hasher.write(INIT.as_bytes());

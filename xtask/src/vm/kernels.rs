@@ -1,5 +1,6 @@
 //! The guest kernels: stock Debian cloud kernels, the newest of each series the machine's apt
-//! sources offer, downloaded with `apt-get download` and unpacked once into the cache.
+//! sources offer, downloaded with `apt-get download` and unpacked once into the cache: the
+//! `vmlinuz`, and the few modules the guest loads itself ([`modules`](super::modules)).
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -9,6 +10,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
+use super::modules;
 use crate::setup::{output_of, run_cmd};
 
 /// A kernel series the VM test boots.
@@ -76,6 +78,9 @@ pub(super) struct Kernel {
     pub release: String,
     /// The unpacked `vmlinuz` in the cache.
     pub vmlinuz: PathBuf,
+    /// The modules the guest loads (zram and what it needs), decompressed, in load order;
+    /// empty when the package has no zram module.
+    pub modules: Vec<PathBuf>,
 }
 
 /// The newest package of `series` in the apt lists as they are (no network).
@@ -103,14 +108,15 @@ fn candidate_version(package: &str) -> Result<String> {
         .with_context(|| format!("apt-cache show {package} names no version"))
 }
 
-/// Finds the newest kernel of each series and downloads and unpacks those not in `cache` yet.
+/// Finds the newest kernel of each series and downloads and unpacks those not in `cache` yet
+/// (`busybox` decompresses the modules).
 ///
 /// The apt lists are refreshed first when they are more than a day old (a new machine's may
 /// predate the newest kernels, or even the 6.12 series, and the archive drops superseded
 /// security builds, so a stale name may no longer download); a refresh that fails (no
 /// network) leaves the lists as they are, and the cache can still serve. Anything that fails
 /// on lists not refreshed in this run is tried once more after `apt-get update`.
-pub(super) fn prepare(series: &[Series], cache: &Path) -> Result<Vec<Kernel>> {
+pub(super) fn prepare(series: &[Series], cache: &Path, busybox: &Path) -> Result<Vec<Kernel>> {
     let stamp = cache.join("apt-updated");
     let mut updated = false;
     if lists_age(&stamp).is_none_or(|age| age > Duration::from_secs(24 * 3600)) {
@@ -120,17 +126,17 @@ pub(super) fn prepare(series: &[Series], cache: &Path) -> Result<Vec<Kernel>> {
             Err(e) => eprintln!("vm-test: {e:#}; going on with the lists as they are"),
         }
     }
-    match resolve(series, cache) {
+    match resolve(series, cache, busybox) {
         Err(e) if !updated => {
             eprintln!("vm-test: {e:#}; running apt-get update and trying once more");
             update_lists(&stamp)?;
-            resolve(series, cache)
+            resolve(series, cache, busybox)
         }
         result => result,
     }
 }
 
-fn resolve(series: &[Series], cache: &Path) -> Result<Vec<Kernel>> {
+fn resolve(series: &[Series], cache: &Path, busybox: &Path) -> Result<Vec<Kernel>> {
     series
         .iter()
         .map(|&s| {
@@ -142,7 +148,7 @@ fn resolve(series: &[Series], cache: &Path) -> Result<Vec<Kernel>> {
                     s.name()
                 )
             })?;
-            fetch(s, &package, cache)
+            fetch(s, &package, cache, busybox)
         })
         .collect()
 }
@@ -177,8 +183,9 @@ fn lists_age(stamp: &Path) -> Option<Duration> {
         .map(|newest| newest.elapsed().unwrap_or_default())
 }
 
-/// Downloads `package` (unless its .deb is cached) and unpacks its `vmlinuz` (unless cached).
-fn fetch(series: Series, package: &str, cache: &Path) -> Result<Kernel> {
+/// Downloads `package` (unless its .deb is cached) and unpacks its `vmlinuz` and modules
+/// (unless cached).
+fn fetch(series: Series, package: &str, cache: &Path, busybox: &Path) -> Result<Kernel> {
     let version = candidate_version(package)?;
     let release = package
         .strip_prefix("linux-image-")
@@ -189,15 +196,33 @@ fn fetch(series: Series, package: &str, cache: &Path) -> Result<Kernel> {
     let key = format!("{package}_{version}").replace(':', "%3a");
     let dir = cache.join("kernels").join(&key);
     let vmlinuz = dir.join("vmlinuz");
-    if vmlinuz.is_file() {
-        return Ok(Kernel {
-            series,
-            package: package.to_owned(),
-            version,
-            release,
-            vmlinuz,
-        });
-    }
+    let module_dir = dir.join("modules");
+    let cached_modules = modules::cached(&module_dir)?;
+    let modules = match cached_modules {
+        Some(modules) if vmlinuz.is_file() => modules,
+        cached_modules => {
+            let deb = download(package, &version, &key, cache)?;
+            if !vmlinuz.is_file() {
+                unpack_vmlinuz(&deb, &release, &dir)?;
+            }
+            match cached_modules {
+                Some(modules) => modules,
+                None => modules::unpack(&deb, &release, &module_dir, busybox)?,
+            }
+        }
+    };
+    Ok(Kernel {
+        series,
+        package: package.to_owned(),
+        version,
+        release,
+        vmlinuz,
+        modules,
+    })
+}
+
+/// The package's .deb in the cache, downloaded if it is not there yet.
+fn download(package: &str, version: &str, key: &str, cache: &Path) -> Result<PathBuf> {
     let debs = cache.join("debs");
     fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
     let deb = debs.join(format!("{key}_amd64.deb"));
@@ -218,14 +243,18 @@ fn fetch(series: Series, package: &str, cache: &Path) -> Result<Kernel> {
             );
         }
     }
-    // Only the kernel image is unpacked: the modules (hundreds of MB) are not needed, since
-    // everything the test uses is built in.
+    Ok(deb)
+}
+
+/// Unpacks the kernel image of `deb` as `<dir>/vmlinuz`.
+fn unpack_vmlinuz(deb: &Path, release: &str, dir: &Path) -> Result<()> {
+    let vmlinuz = dir.join("vmlinuz");
     let unpack = dir.with_extension("partial");
     let _ = fs::remove_dir_all(&unpack);
     fs::create_dir_all(&unpack).with_context(|| format!("creating {}", unpack.display()))?;
     let mut source = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
-        .arg(&deb)
+        .arg(deb)
         .stdout(Stdio::piped())
         .spawn()
         .context("starting dpkg-deb")?;
@@ -251,17 +280,11 @@ fn fetch(series: Series, package: &str, cache: &Path) -> Result<Kernel> {
             deb.display()
         );
     }
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     fs::rename(&image, &vmlinuz)
         .with_context(|| format!("moving {} to {}", image.display(), vmlinuz.display()))?;
     let _ = fs::remove_dir_all(&unpack);
-    Ok(Kernel {
-        series,
-        package: package.to_owned(),
-        version,
-        release,
-        vmlinuz,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,15 +1,17 @@
 //! `cargo xtask vm-test`: the profiler end to end on stock Debian LTS kernels (6.1 and 6.12,
 //! which predate the memcg tracepoints), each booted under QEMU with pure cgroup v2.
 //!
-//! Per kernel: the newest package of the series is downloaded and its `vmlinuz` unpacked
-//! ([`kernels`]); one initramfs holds busybox, the release binaries and `/init`
-//! ([`initramfs`]); the guest runs `profiler doctor`, watches a leak in a 64 MiB cgroup to its
-//! OOM kill, and measures the page-fault overhead of a watch ([`qemu`], init.sh); the host
+//! Per kernel: the newest package of the series is downloaded and its `vmlinuz` and zram
+//! modules unpacked ([`kernels`], [`modules`]); one initramfs holds busybox, the release
+//! binaries, the modules and `/init` ([`initramfs`]); the guest runs `profiler doctor`, watches
+//! a leak in a 64 MiB cgroup to its OOM kill, measures the page-fault overhead of a watch, and
+//! watches a leak that may swap to a zram device to its kill ([`qemu`], init.sh); the host
 //! judges the JSON the guest sends back ([`verdict`]). Downloads and images are cached under
 //! `<target>/vm/`; each guest's console log and results stay in `<target>/vm/runs/<kernel>/`.
 pub(crate) mod backports;
 mod initramfs;
 mod kernels;
+mod modules;
 mod qemu;
 mod verdict;
 
@@ -94,9 +96,9 @@ pub(crate) fn run(options: Options) -> Result<()> {
     let bins = build::run()?;
     let root = build::workspace_root();
     let cache = build::target_dir(&root)?.join("vm");
-    let kernels = kernels::prepare(&series, &cache)?;
     let busybox = which("busybox")?;
-    let initramfs = initramfs::prepare(&bins, &busybox, &cache)?;
+    let kernels = kernels::prepare(&series, &cache, &busybox)?;
+    let initramfs = initramfs::prepare(&bins, &busybox, &kernels, &cache)?;
     let mut guest_options = vec![format!("vmtest.rounds={}", options.rounds)];
     guest_options.extend(
         options

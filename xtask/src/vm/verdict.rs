@@ -1,11 +1,13 @@
 //! The host's judgement of what a guest sent on its results port (the format is in init.sh):
 //! the profiler's own JSON lines, read through the `records` crate, checked against what the
-//! guest says it did. The parsing of the port is in `report`, the checks in `checks`.
+//! guest says it did. The parsing of the port is in `report`, the checks in `checks`, those of
+//! the deaths only a guest can have in `deaths`, that of the swap scenario in `swap`.
 use records::{Hook, Line};
 
 mod checks;
 mod deaths;
 mod report;
+mod swap;
 
 pub(super) use report::GuestReport;
 
@@ -85,6 +87,7 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
         deaths::group_check(report),
         deaths::node_oom_check(report),
         deaths::node_forecast_check(report),
+        swap::swap_check(report),
         checks::hang_check(report),
         checks::end_check(report, &watch),
         checks::mode_check(mode.as_deref(), doctor_mode, mode_reason.as_deref()),

@@ -6,10 +6,13 @@
 //! `testdata/guest-6.12-fentry.txt` (Debian's 6.12.117, fentry charge path, PSI in the samples,
 //! the forced kprobe run, the group kill of pids 275 and 278, the node OOM that killed pid 463
 //! (`oom_score_adj` 1000) and then the leak; the leak of the first scenario killed as pid 202;
-//! and, from a later run of the same kernel, spliced in, the `watch --adaptive` run: detached
-//! at the first round, attached again on growth, 8 MiB/s seen).
-//! The first two predate PSI in samples, the kprobe run, the adaptive run and the deaths only
-//! a guest can have.
+//! and, from later runs of the same kernel, spliced in, the `watch --adaptive` run: detached
+//! at the first round, attached again on growth, 8 MiB/s seen; and the swap run: a 48 MiB
+//! cgroup allowed 48 MiB of swap on a 256 MiB zram device, `tail` (pid 643) fed random bytes at
+//! 1.4 MiB/s and killed at unreclaimable 47.8 + swap 47.5 MiB, 70 s after the first sample,
+//! the forecast 30.4 s before the kill saying 29.3 s).
+//! The first two predate PSI in samples, the kprobe run, the adaptive run, the deaths only a
+//! guest can have and the swap run.
 use super::*;
 
 const RECORDED: &str = include_str!("../testdata/guest-6.12-polling.txt");
@@ -22,6 +25,7 @@ const GROUP: &str = "a group kill names all its victims";
 const NODE_OOM: &str = "a node OOM is told, its victim ranked first before it";
 const NODE_FORECAST: &str = "node lines forecast the node running out";
 const ADAPTIVE: &str = "adaptive tracing detaches, re-attaches and sees the charges";
+const SWAP: &str = swap::SWAP;
 
 fn check_named<'a>(verdict: &'a Verdict, prefix: &str) -> &'a Check {
     verdict
@@ -66,6 +70,7 @@ fn recorded_polling_guest_fails_the_charge_path_checks() {
             GROUP,
             NODE_OOM,
             NODE_FORECAST,
+            SWAP,
             NOT_POLLING
         ],
         "{verdict:#?}"
@@ -159,6 +164,7 @@ fn a_kill_of_another_pid_fails() {
             GROUP,
             NODE_OOM,
             NODE_FORECAST,
+            SWAP,
             NOT_POLLING
         ]
     );
@@ -248,7 +254,15 @@ fn recorded_kprobe_guest_passes_with_brief_hook_details() {
     // passes.
     assert_eq!(
         failed(&verdict),
-        vec![PSI, KPROBE_RUN, ADAPTIVE, GROUP, NODE_OOM, NODE_FORECAST]
+        vec![
+            PSI,
+            KPROBE_RUN,
+            ADAPTIVE,
+            GROUP,
+            NODE_OOM,
+            NODE_FORECAST,
+            SWAP
+        ]
     );
     assert_eq!(verdict.mode.as_deref(), Some("kprobe"));
     assert_eq!(verdict.hooks.len(), 12);
@@ -387,4 +401,132 @@ fn forget_etas(line: &str) -> String {
     value["eta_eviction_seconds"] = serde_json::Value::Null;
     value["eta_oom_seconds"] = serde_json::Value::Null;
     value.to_string()
+}
+
+#[test]
+fn a_swap_run_is_judged_on_memory_and_swap_together() {
+    let verdict = judge(&GuestReport::parse(FENTRY));
+    let swap = check_named(&verdict, SWAP);
+    assert!(swap.passed, "{}", swap.detail);
+    for figure in [
+        "swap up to 47.5 MiB, swap_max_bytes 48.0 MiB (set 48 MiB)",
+        "killed at unreclaimable 47.8 + swap 47.5 = 95.3 MiB of 48 + 48 MiB",
+        "memory.swap.peak 47.8 MiB",
+        "passed the 48 MiB memory limit 36.4 s before the kill",
+        "forecast 30.4 s before the kill: ETA 29.3 s (-4 %)",
+        "swap 0.0MiB of 48.0MiB + 48.0MiB swap",
+    ] {
+        assert!(swap.detail.contains(figure), "{figure}: {}", swap.detail);
+    }
+}
+
+/// `FENTRY` with `edit` applied to each JSON line of the swap run's watch.
+fn edit_swap_watch(edit: impl Fn(&mut serde_json::Value)) -> String {
+    let mut inside = false;
+    FENTRY
+        .lines()
+        .map(|line| {
+            if line == "=== begin swap_watch" {
+                inside = true;
+            } else if line == "=== end swap_watch" {
+                inside = false;
+            } else if inside {
+                if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(line) {
+                    edit(&mut value);
+                    return value.to_string();
+                }
+            }
+            line.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_forecast_against_the_memory_limit_alone_fails() {
+    // What a forecaster that ignored swap would have said: the time for unreclaimable memory to
+    // reach 48 MiB at the 1.4 MiB/s it grew (none once it is there).
+    let text = edit_swap_watch(|line| {
+        if line["type"] == "sample" && !line["eta_seconds"].is_null() {
+            let unreclaimable = line["unreclaimable_bytes"].as_f64().unwrap_or(0.0);
+            let left = (50_331_648.0 - unreclaimable).max(0.0) / (1.4 * 1_048_576.0);
+            line["eta_seconds"] = left.into();
+        }
+    });
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![SWAP], "{verdict:#?}");
+    let swap = check_named(&verdict, SWAP);
+    assert!(
+        swap.detail
+            .contains("the forecast 30.4 s before the kill said 0.0 s (-100 %"),
+        "{}",
+        swap.detail
+    );
+}
+
+#[test]
+fn samples_that_do_not_know_the_swap_allowance_fail() {
+    // A profiler that does not read memory.swap.max (or takes the node's free swap for it).
+    for max in [serde_json::Value::Null, 268_435_456.into()] {
+        let text = edit_swap_watch(|line| {
+            if line["type"] == "sample" {
+                line["swap_max_bytes"] = max.clone();
+            }
+        });
+        let verdict = judge(&GuestReport::parse(&text));
+        assert_eq!(failed(&verdict), vec![SWAP], "{verdict:#?}");
+        assert!(check_named(&verdict, SWAP)
+            .detail
+            .contains("from the 48 MiB set"));
+    }
+    // Nor what it swapped: memory and swap are then not full at the kill.
+    let text = edit_swap_watch(|line| {
+        if line["type"] == "sample" {
+            line["swap_bytes"] = 0.into();
+        }
+    });
+    let verdict = judge(&GuestReport::parse(&text));
+    let detail = &check_named(&verdict, SWAP).detail;
+    assert!(
+        detail.contains("no sample before the kill shows swap in use"),
+        "{detail}"
+    );
+    assert!(detail.contains("holds 47.8 MiB, under 85 %"), "{detail}");
+}
+
+#[test]
+fn a_warning_that_does_not_count_swap_fails() {
+    let text = FENTRY.replace(
+        "unreclaimable 30.2MiB + swap 0.0MiB of 48.0MiB + 48.0MiB swap (31%)",
+        "unreclaimable 30.2MiB of 48.0MiB (63%)",
+    );
+    assert_ne!(text, FENTRY);
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![SWAP], "{verdict:#?}");
+}
+
+#[test]
+fn swap_is_skipped_only_where_the_kernel_cannot_have_it() {
+    let start = FENTRY.find("=== kv swap_cgroup").expect("the swap run");
+    let end = FENTRY.find("=== kv uptime").expect("the end");
+    let without = |fact: &str| format!("{}{fact}\n{}", &FENTRY[..start], &FENTRY[end..]);
+    let text = without(
+        "=== kv swap_unavailable not available: the kernel has no zram (no zram module in its \
+         package, and none built in)",
+    );
+    let verdict = judge(&GuestReport::parse(&text));
+    assert!(verdict.passed(), "{:?}", failed(&verdict));
+    assert!(check_named(&verdict, SWAP)
+        .detail
+        .starts_with("skipped: not available"));
+    // zram there but not set up: a failure of the test, not of the kernel.
+    let text = without(
+        "=== kv swap_unavailable not available: insmod 04-zram.ko: insmod: can't insert \
+         '/lib/modules/6.12.117+deb12-cloud-amd64/04-zram.ko': unknown symbol in module",
+    );
+    let verdict = judge(&GuestReport::parse(&text));
+    assert_eq!(failed(&verdict), vec![SWAP], "{verdict:#?}");
+    // The guest that stopped before the swap run sent no word on it.
+    let verdict = judge(&GuestReport::parse(&without("")));
+    assert_eq!(failed(&verdict), vec![SWAP], "{verdict:#?}");
 }
