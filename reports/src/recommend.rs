@@ -126,16 +126,31 @@ fn mib(bytes: u64) -> String {
     format!("{} MiB", bytes.div_ceil(ROUND))
 }
 
-/// The risks of kind `ceiling_above_limit`, one per fix (a restarted process says it again).
+/// The risks of kind `ceiling_above_limit`, one per setting: a restarted process says it
+/// again, with a fix sized to the non-heap memory it held then, and the newest one is kept.
 fn ceiling_risks(history: &History) -> Vec<&ConfigRisk> {
     let mut out: Vec<&ConfigRisk> = Vec::new();
+    let same = |a: &ConfigRisk, b: &ConfigRisk| {
+        (
+            &a.language_runtime,
+            &a.ceiling_source,
+            a.ceiling_bytes,
+            a.limit_bytes,
+        ) == (
+            &b.language_runtime,
+            &b.ceiling_source,
+            b.ceiling_bytes,
+            b.limit_bytes,
+        )
+    };
     for risk in history
         .risks
         .iter()
         .filter(|r| r.kind == RiskKind::CeilingAboveLimit)
     {
-        if !out.iter().any(|seen| seen.fix == risk.fix) {
-            out.push(risk);
+        match out.iter_mut().find(|seen| same(seen, risk)) {
+            Some(seen) => *seen = risk,
+            None => out.push(risk),
         }
     }
     out

@@ -25,11 +25,18 @@ fn distinct(risks: &[RiskMark]) -> Vec<(&ConfigRisk, Vec<&RiskMark>)> {
     let mut out: Vec<(&ConfigRisk, Vec<&RiskMark>)> = Vec::new();
     for mark in risks {
         let r = &mark.risk;
-        match out
-            .iter_mut()
-            .find(|(seen, _)| seen.kind == r.kind && seen.message == r.message && seen.fix == r.fix)
-        {
-            Some((_, marks)) => marks.push(mark),
+        // The same setting again (a restarted process): one callout, with the newest figures
+        // (its non-heap memory, and so its fix, differ a little from run to run).
+        let same = |seen: &ConfigRisk| {
+            (seen.kind, &seen.language_runtime, &seen.ceiling_source)
+                == (r.kind, &r.language_runtime, &r.ceiling_source)
+                && (seen.ceiling_bytes, seen.limit_bytes) == (r.ceiling_bytes, r.limit_bytes)
+        };
+        match out.iter_mut().find(|(seen, _)| same(seen)) {
+            Some((seen, marks)) => {
+                *seen = r;
+                marks.push(mark);
+            }
             None => out.push((r, vec![mark])),
         }
     }

@@ -164,6 +164,18 @@ fn a_ceiling_risk_is_said_even_without_history() {
 }
 
 #[test]
+fn a_restarted_process_with_the_same_setting_is_one_advice_with_the_newest_figures() {
+    let mut h = steady(3, 100);
+    let mut again = jvm_risk(8);
+    again.non_heap_bytes = Some(90 * MIB);
+    again.fix = "use -XX:MaxRAMPercentage=50 or -Xmx ≤ 130m".into();
+    h.risks = vec![jvm_risk(7), again];
+    let r = recommend(&h);
+    assert_eq!(r.first().len(), 1, "{:?}", r.first());
+    assert!(r.first()[0].text.contains("-Xmx ≤ 130m"), "{:?}", r.first());
+}
+
+#[test]
 fn ceilings_well_under_the_limit_say_it_may_be_lowered() {
     // A JVM whose heap ceiling and non-heap bound the container at 150 MiB, in 1 GiB.
     let mut h = steady(100, 100);
