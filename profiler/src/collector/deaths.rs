@@ -350,6 +350,19 @@ impl Collector<'_> {
         };
         let status = ExitStatus::from_wait(event.exit_code);
         let oom_note = self.deaths.oom_kills.get(&event.tgid).cloned();
+        let watched = &self.watched[index];
+        let heap_over = watched.runtimes().process(event.tgid).and_then(|p| {
+            let ceiling = p.ceiling.bytes?;
+            let limit = oom_note.as_ref()?.limit_bytes?;
+            (ceiling >= limit).then(|| {
+                (
+                    p.ceiling.runtime.label(),
+                    ceiling,
+                    p.ceiling.source.as_str(),
+                )
+            })
+        });
+        let swap_allowed = watched.last_swap.map(|s| s.allowed);
         let oom = oom_note.as_ref().map(|note| OomStory {
             constraint: note.context.as_ref().and_then(|c| c.constraint),
             limit_source: note.limit_source,
@@ -359,6 +372,8 @@ impl Collector<'_> {
             oom_score_adj: note.oom_score_adj,
             group: note.oom_group.as_deref(),
             standing: note.standing,
+            swap_allowed,
+            heap_over,
         });
         let notes = self
             .deaths

@@ -160,6 +160,8 @@ pub(super) struct Watched {
     pub(super) lineage: Option<LineageKey>,
     /// Its runtime processes and their heap ceilings.
     runtimes: ContainerRuntimes,
+    /// What it could swap at the last sample.
+    pub(super) last_swap: Option<crate::forecast::Swap>,
 }
 
 impl Watched {
@@ -204,6 +206,7 @@ impl Watched {
             lineage: lineage_key(&identity),
             identity,
             runtimes: ContainerRuntimes::new(node_memory),
+            last_swap: None,
         }
     }
 
@@ -357,6 +360,7 @@ impl Watched {
             self.previous.stall_us,
             self.previous.failcnt,
         );
+        self.last_swap = seen.swap;
         let (forecast, change) = self.outlook.observe(seen, round.thresholds);
         let sample = build_sample(
             inputs,
@@ -398,6 +402,11 @@ impl Watched {
             change,
             findings,
         })
+    }
+
+    /// Its runtime processes.
+    pub(super) fn runtimes(&self) -> &ContainerRuntimes {
+        &self.runtimes
     }
 
     /// Looks for runtime processes not seen before and reads the runtimes' memory when due.

@@ -67,6 +67,11 @@ pub(crate) struct OomStory<'a> {
     pub(crate) group: Option<&'a Path>,
     /// For a node OOM: where it stood among the next victims just before.
     pub(crate) standing: Option<Standing>,
+    /// The swap the cgroup was allowed, at the last sample: full too when the kill came.
+    pub(crate) swap_allowed: Option<u64>,
+    /// The process's runtime heap ceiling, when it was at or over the limit reached: (the
+    /// runtime, its ceiling, where that came from).
+    pub(crate) heap_over: Option<(&'static str, u64, &'a str)>,
 }
 
 /// Where a process stood in the last ranking of the node's next OOM victims.
@@ -216,9 +221,24 @@ fn oom_limit_sentence(oom: &OomStory<'_>) -> (Cause, String) {
                     format!(", before this container's own limit of {} was", bytes(own))
                 }
             };
+            let swap = oom
+                .swap_allowed
+                .map(|s| format!(" with its {} of swap full", bytes(s)))
+                .unwrap_or_default();
+            // The setting that made the kill certain, when there was one.
+            let heap = oom
+                .heap_over
+                .map(|(runtime, ceiling, source)| {
+                    format!(
+                        "; its {runtime} max heap of {} ({source}) is above that limit, so the \
+                         kernel kills it before the runtime runs out of heap",
+                        bytes(ceiling)
+                    )
+                })
+                .unwrap_or_default();
             (
                 Cause::OomLimit,
-                format!("OOM-killed: {whose} was reached{own}"),
+                format!("OOM-killed: {whose} was reached{swap}{own}{heap}"),
             )
         }
         None => {
@@ -371,6 +391,29 @@ mod tests {
         assert_eq!(
             explain(&death).1,
             "OOM-killed: the container's limit of 64.0MiB was reached"
+        );
+    }
+
+    #[test]
+    fn a_full_swap_and_a_heap_ceiling_over_the_limit_are_said() {
+        let death = Death {
+            status: killed(9),
+            oom: Some(OomStory {
+                constraint: Some(Constraint::Memcg),
+                limit_source: Some(LimitSource::Container),
+                limit_bytes: Some(256 * MIB),
+                own_limit_bytes: Some(256 * MIB),
+                swap_allowed: Some(64 * MIB),
+                heap_over: Some(("JVM", 1024 * MIB, "-Xmx1g on the command line")),
+                ..OomStory::default()
+            }),
+            signal: None,
+        };
+        assert_eq!(
+            explain(&death).1,
+            "OOM-killed: the container's limit of 256.0MiB was reached with its 64.0MiB of swap \
+             full; its JVM max heap of 1.0GiB (-Xmx1g on the command line) is above that limit, \
+             so the kernel kills it before the runtime runs out of heap"
         );
     }
 

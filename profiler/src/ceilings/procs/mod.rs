@@ -15,7 +15,7 @@ mod procfs;
 mod tests;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     io,
     path::Path,
 };
@@ -30,6 +30,9 @@ use super::{
 /// Seconds between two readings of a runtime's memory figures, and between two looks at an
 /// old process's command name.
 pub(crate) const FIGURES_EVERY_S: f64 = 5.0;
+/// Runtime processes remembered after they left the container: the explanation of a death
+/// comes a moment after the process is gone.
+const DEPARTED_KEPT: usize = 8;
 
 /// What a process was started with.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -101,6 +104,8 @@ pub(crate) struct ContainerRuntimes {
     node_memory: Option<u64>,
     /// The real process table (it keeps which executables are Go's).
     procfs: Procfs,
+    /// The last runtime processes that left, newest last.
+    departed: VecDeque<RuntimeProcess>,
 }
 
 impl ContainerRuntimes {
@@ -144,7 +149,19 @@ impl ContainerRuntimes {
             self.limit_seen = Some(memory);
             self.known.clear();
         }
-        self.known.retain(|pid, _| pids.contains(pid));
+        let departed = &mut self.departed;
+        self.known.retain(|pid, known| {
+            if pids.contains(pid) {
+                return true;
+            }
+            if let Some(p) = known.runtime.take() {
+                if departed.len() == DEPARTED_KEPT {
+                    departed.pop_front();
+                }
+                departed.push_back(p);
+            }
+            false
+        });
         let due = self.figures_at.is_none_or(|t| now - t >= FIGURES_EVERY_S);
         // An exec keeps the pid: a process not (yet) a runtime whose name changed is read
         // again. Young ones are looked at every time (entry-point scripts exec at once).
@@ -230,6 +247,14 @@ impl ContainerRuntimes {
             .collect();
         list.sort_by_key(|p| p.pid);
         list
+    }
+
+    /// The runtime process `pid`, in the container now or among the last to leave it.
+    pub(crate) fn process(&self, pid: u32) -> Option<&RuntimeProcess> {
+        self.known
+            .get(&pid)
+            .and_then(|k| k.runtime.as_ref())
+            .or_else(|| self.departed.iter().rev().find(|p| p.pid == pid))
     }
 
     /// The ceiling of a process that runs a runtime; `None` for any other.

@@ -155,6 +155,8 @@ fn a_risk_is_told_once_and_a_gone_process_is_forgotten() {
     table.processes.clear();
     refresh(&mut runtimes, &mut table, 7.0);
     assert!(runtimes.processes().is_empty());
+    // Its death is explained a moment later: it is still known then.
+    assert_eq!(runtimes.process(30).map(|p| p.pid), Some(30));
     // The same pid again is a new process.
     table.start(30, "/usr/bin/java -Xmx1g Main", &[]);
     assert_eq!(refresh(&mut runtimes, &mut table, 8.0).new_risks.len(), 1);
