@@ -32,6 +32,7 @@ mod process;
 mod profiler;
 pub mod promql;
 mod runc;
+pub mod runtimes;
 mod tempdir;
 
 use std::path::{Path, PathBuf};

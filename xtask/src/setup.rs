@@ -15,6 +15,10 @@
 //! release's backports suite (the image's `qemu-utils` comes from there, and the release's own
 //! qemu conflicts with it), and `cpio` to pack the initramfs.
 //!
+//! The heap-ceiling tests (tests/tests/runtimes.rs) run real managed runtimes: `java` and
+//! `javac` (Debian's `openjdk-17-jdk-headless`), `node` (`nodejs`) and `go` (`golang-go`, which
+//! builds the tests' standard-library-only Go program offline).
+//!
 //! The checks of `deploy/` (tests/tests/deploy.rs) need `promtool`, from Debian's `prometheus`
 //! package (which also brings the server; its service is not left running), and
 //! `kubernetes-validate` from PyPI, installed with the `python3` on PATH (`python3 -m pip`, so
@@ -147,6 +151,7 @@ pub(crate) fn run() -> Result<()> {
         bail!("bpf-linker was installed but does not start; is ~/.cargo/bin on PATH?");
     }
     ensure_test_tools()?;
+    ensure_runtimes()?;
     ensure_deploy_tools()?;
     ensure_vm_tools()
 }
@@ -218,6 +223,48 @@ fn ensure_test_tools() -> Result<()> {
             );
             apt_install(&["busybox-static"], &[])?;
         }
+    }
+    Ok(())
+}
+
+/// The managed runtimes the heap-ceiling tests start, each tool with the Debian package that
+/// puts it on PATH.
+const RUNTIME_TOOLS: [(&str, &str); 4] = [
+    ("java", "openjdk-17-jdk-headless"),
+    ("javac", "openjdk-17-jdk-headless"),
+    ("node", "nodejs"),
+    ("go", "golang-go"),
+];
+
+/// Installs the packages of the [`RUNTIME_TOOLS`] that are not on PATH.
+fn ensure_runtimes() -> Result<()> {
+    let missing: Vec<(&str, &str)> = RUNTIME_TOOLS
+        .into_iter()
+        .filter(|(tool, _)| find_in_path(tool).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|&(_, package)| package).collect();
+    packages.dedup();
+    eprintln!(
+        "xtask setup: {} not on PATH; installing {} with apt-get",
+        missing
+            .iter()
+            .map(|&(tool, _)| tool)
+            .collect::<Vec<_>>()
+            .join(" and "),
+        packages.join(" ")
+    );
+    apt_install(&packages, &[])?;
+    if let Some((tool, package)) = missing
+        .into_iter()
+        .find(|(tool, _)| find_in_path(tool).is_none())
+    {
+        bail!(
+            "installed {package} but `{tool}` is still not on PATH ({})",
+            env::var("PATH").unwrap_or_default()
+        );
     }
     Ok(())
 }
