@@ -52,6 +52,30 @@ fn expect_oom_killed(workload: &Workload, timeout: Duration) -> Instant {
     exited_at
 }
 
+/// Waits for the `heap_ceiling` line about `pid` and checks its runtime and its ceiling
+/// (`None`: null); returns when it came and the line.
+#[track_caller]
+fn expect_ceiling(
+    profiler: &mut Profiler,
+    path: &str,
+    pid: u32,
+    runtime: &str,
+    bytes: Option<u64>,
+) -> (Instant, Value) {
+    let (at, ceiling) = profiler.wait_for(
+        &format!("a heap_ceiling line for the {runtime} process (pid {pid})"),
+        PATIENCE,
+        |l| is_process_line(l, "heap_ceiling", path, pid),
+    );
+    let want = bytes.map_or(Value::Null, Value::from);
+    profiler.expect(
+        &ceiling,
+        ceiling["language_runtime"] == runtime && ceiling["ceiling_bytes"] == want,
+        &format!("language_runtime {runtime:?} and ceiling_bytes {want}"),
+    );
+    (at, ceiling)
+}
+
 /// Waits for the `config_risk` line about `pid` and checks it came within [`FIRST_SAMPLE`] of
 /// `started`; returns the line and how long after the start it came.
 #[track_caller]
@@ -173,21 +197,8 @@ fn a_jvm_warming_up_under_its_heap_ceiling_never_warns() {
         },
     );
     let pid = jvm.pid();
-    let (ceiling_at, ceiling) = profiler.wait_for(
-        &format!("a heap_ceiling line for the JVM (pid {pid})"),
-        PATIENCE,
-        |l| is_process_line(l, "heap_ceiling", path, pid),
-    );
-    profiler.expect(
-        &ceiling,
-        ceiling["language_runtime"] == "jvm",
-        "language_runtime \"jvm\"",
-    );
-    profiler.expect(
-        &ceiling,
-        ceiling["ceiling_bytes"] == max_heap,
-        &format!("ceiling_bytes {max_heap} (HotSpot's MaxHeapSize)"),
-    );
+    // HotSpot's MaxHeapSize.
+    let (ceiling_at, ceiling) = expect_ceiling(&mut profiler, path, pid, "jvm", Some(max_heap));
     profiler.expect(
         &ceiling,
         str_at(&ceiling, "source").contains("-Xmx128m"),
@@ -435,28 +446,12 @@ fn a_jvm_without_flags_gets_its_default_ceiling_and_no_risk() {
         },
     );
     let pid = jvm.pid();
-    let (ceiling_at, ceiling) = profiler.wait_for(
-        &format!("a heap_ceiling line for the JVM (pid {pid})"),
-        PATIENCE,
-        |l| is_process_line(l, "heap_ceiling", path, pid),
-    );
-    profiler.expect(
-        &ceiling,
-        ceiling["language_runtime"] == "jvm",
-        "language_runtime \"jvm\"",
-    );
+    // The MaxHeapSize `java -XX:+PrintFlagsFinal` prints in this memcg.
+    let (ceiling_at, ceiling) = expect_ceiling(&mut profiler, path, pid, "jvm", Some(max_heap));
     profiler.expect(
         &ceiling,
         ceiling["default"] == true,
         "default true (no heap flag was given)",
-    );
-    profiler.expect(
-        &ceiling,
-        ceiling["ceiling_bytes"] == max_heap,
-        &format!(
-            "ceiling_bytes {max_heap}: the MaxHeapSize java -XX:+PrintFlagsFinal prints in \
-             this memcg"
-        ),
     );
     jvm.wait_line("steady ", PATIENCE);
     let quiet_until = ceiling_at + QUIET;
@@ -538,21 +533,7 @@ fn go_with_gomemlimit_has_its_ceiling_and_no_risk() {
     let started = Instant::now();
     let mut go = app.spawn(&cgroup, &[("GOMEMLIMIT", "100MiB")], 16);
     let pid = go.pid();
-    let (ceiling_at, ceiling) = profiler.wait_for(
-        &format!("a heap_ceiling line for the Go program (pid {pid})"),
-        PATIENCE,
-        |l| is_process_line(l, "heap_ceiling", path, pid),
-    );
-    profiler.expect(
-        &ceiling,
-        ceiling["language_runtime"] == "go",
-        "language_runtime \"go\"",
-    );
-    profiler.expect(
-        &ceiling,
-        ceiling["ceiling_bytes"] == 100 * MIB,
-        "ceiling_bytes 100 MiB",
-    );
+    let (ceiling_at, ceiling) = expect_ceiling(&mut profiler, path, pid, "go", Some(100 * MIB));
     profiler.expect(
         &ceiling,
         str_at(&ceiling, "source").contains("GOMEMLIMIT"),

@@ -13,30 +13,7 @@ const T: Thresholds = Thresholds {
 
 /// Feeds `value(t)` (bytes) at 1 s for `seconds`; the forecasts, and the levels raised.
 fn run(seconds: u32, value: impl Fn(f64) -> f64) -> (Vec<Forecast>, Vec<(f64, Risk)>) {
-    let mut forecaster = Forecaster::new();
-    let mut risk = RiskTracker::default();
-    let mut forecasts = Vec::new();
-    let mut raised = Vec::new();
-    for i in 0..=seconds {
-        let t = f64::from(i);
-        let f = forecaster.observe(Observation {
-            t: 1.7e9 + t,
-            unreclaimable: value(t).max(0.0) as u64,
-            limit: Some(LIMIT),
-            reclaim_stall_us: None,
-            limit_hits: None,
-            psi_some_avg10: None,
-            reach: None,
-            swap: None,
-        });
-        if let Some(change) = risk.update(t, &f, &T) {
-            if change.to > change.from {
-                raised.push((t, change.to));
-            }
-        }
-        forecasts.push(f);
-    }
-    (forecasts, raised)
+    run_with(seconds, value, |_| None, None)
 }
 
 /// Deterministic jitter in [-1, 1].
@@ -263,7 +240,7 @@ fn memory_pressure_near_the_limit_widens_the_interval_to_now() {
     assert!(!calm.reason.contains("PSI"), "{}", calm.reason);
 }
 
-/// Like [`run`], with what the runtimes' ceilings bound it at and what it may swap.
+/// [`run`], with what the runtimes' ceilings bound it at and what it may swap.
 fn run_with(
     seconds: u32,
     value: impl Fn(f64) -> f64,
