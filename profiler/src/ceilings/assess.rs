@@ -51,13 +51,16 @@ impl RuntimeProcess {
 /// its ceiling and the rest holds what it holds now: `unreclaimable` plus each runtime's
 /// headroom. `None` when there is no runtime to bound it, or one has no bound (a process with
 /// no ceiling, or one past a soft ceiling): then growth is followed as any other.
-pub(crate) fn reach(unreclaimable: u64, processes: &[RuntimeProcess]) -> Option<u64> {
-    if processes.is_empty() {
-        return None;
-    }
-    processes.iter().try_fold(unreclaimable, |total, p| {
+pub(crate) fn reach<'a>(
+    unreclaimable: u64,
+    processes: impl IntoIterator<Item = &'a RuntimeProcess>,
+) -> Option<u64> {
+    let mut any = false;
+    let total = processes.into_iter().try_fold(unreclaimable, |total, p| {
+        any = true;
         Some(total.saturating_add(p.headroom_bytes()?))
-    })
+    })?;
+    any.then_some(total)
 }
 
 /// What is wrong with a runtime's setting.

@@ -335,7 +335,7 @@ impl Watched {
         };
         let reach = assess::reach(
             super::sample::unreclaimable_bytes(&snapshot),
-            &self.runtimes.processes(),
+            self.runtimes.processes(),
         );
         let now = Instant::now();
         let elapsed = now - self.previous.at;

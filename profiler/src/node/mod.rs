@@ -59,7 +59,7 @@ const RANKINGS_KEPT: usize = 4;
 /// One ranking of the next victims.
 #[derive(Debug)]
 struct Ranking {
-    /// When it was made (Unix seconds).
+    /// When it was done (Unix seconds): every score in it was read before then.
     t: f64,
     victims: Vec<NextVictim>,
 }
@@ -140,9 +140,14 @@ impl NodeWatch {
             if self.rankings.len() == RANKINGS_KEPT {
                 self.rankings.pop_front();
             }
+            let started = Instant::now();
+            let victims = victims::rank(roots, NEXT_VICTIMS, known);
+            // Stamped when it was done, not begun: reading every process's score takes a
+            // while on a node out of memory, and a ranking begun before a kill but read after
+            // it lacks the victim (seen in a 6.1 guest: the kill fell inside it).
             self.rankings.push_back(Ranking {
-                t,
-                victims: victims::rank(roots, NEXT_VICTIMS, known),
+                t: t + started.elapsed().as_secs_f64(),
+                victims,
             });
             self.ranked_at = Some(Instant::now());
         }

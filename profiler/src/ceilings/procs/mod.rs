@@ -221,16 +221,13 @@ impl ContainerRuntimes {
                 let figures = table.figures(pid, p.ceiling.runtime);
                 p.resident_bytes = figures.resident_bytes.unwrap_or(p.resident_bytes);
                 p.heap_used_bytes = figures.heap_used_bytes.or(p.heap_used_bytes);
-            }
-        }
-        if limited {
-            for known in self.known.values_mut() {
-                let Some(p) = known.runtime.as_ref() else {
-                    continue;
-                };
-                for risk in assess::risks(p, memory) {
-                    if known.told.insert(risk.kind) {
-                        findings.new_risks.push(risk);
+                // The risks depend on these figures and the limit alone: judged when they are
+                // read (a new limit reads every process again).
+                if limited {
+                    for risk in assess::risks(p, memory) {
+                        if known.told.insert(risk.kind) {
+                            findings.new_risks.push(risk);
+                        }
                     }
                 }
             }
@@ -239,14 +236,8 @@ impl ContainerRuntimes {
     }
 
     /// The runtime processes as last read.
-    pub(crate) fn processes(&self) -> Vec<RuntimeProcess> {
-        let mut list: Vec<RuntimeProcess> = self
-            .known
-            .values()
-            .filter_map(|k| k.runtime.clone())
-            .collect();
-        list.sort_by_key(|p| p.pid);
-        list
+    pub(crate) fn processes(&self) -> impl Iterator<Item = &RuntimeProcess> {
+        self.known.values().filter_map(|k| k.runtime.as_ref())
     }
 
     /// The runtime process `pid`, in the container now or among the last to leave it.
