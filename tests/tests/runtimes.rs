@@ -76,6 +76,47 @@ fn expect_ceiling(
     (at, ceiling)
 }
 
+/// Checks a `config_risk` line says the heap ceiling of a `runtime` process is over `limit`:
+/// its kind, runtime and limit, a ceiling source naming `setting`, and a fix naming one of
+/// `fixes`; returns its message and fix.
+#[track_caller]
+fn expect_ceiling_risk(
+    profiler: &Profiler,
+    risk: &Value,
+    runtime: &str,
+    limit: u64,
+    setting: &str,
+    fixes: &[&str],
+) -> (String, String) {
+    profiler.expect(
+        risk,
+        risk["kind"] == "ceiling_above_limit",
+        "kind \"ceiling_above_limit\"",
+    );
+    profiler.expect(
+        risk,
+        risk["language_runtime"] == runtime,
+        &format!("language_runtime {runtime:?}"),
+    );
+    profiler.expect(
+        risk,
+        risk["limit_bytes"] == limit,
+        &format!("limit_bytes {} MiB", limit / MIB),
+    );
+    profiler.expect(
+        risk,
+        str_at(risk, "ceiling_source").contains(setting),
+        &format!("a ceiling_source naming {setting}"),
+    );
+    let fix = str_at(risk, "fix").to_owned();
+    profiler.expect(
+        risk,
+        fixes.iter().any(|f| fix.contains(f)),
+        &format!("a fix naming one of {fixes:?}"),
+    );
+    (str_at(risk, "message").to_owned(), fix)
+}
+
 /// Waits for the `config_risk` line about `pid` and checks it came within [`FIRST_SAMPLE`] of
 /// `started`; returns the line and how long after the start it came.
 #[track_caller]
@@ -304,38 +345,23 @@ fn a_jvm_allowed_more_heap_than_its_limit_is_a_risk_at_once_and_its_kill_is_repo
     if jvm.has_exited() {
         profiler.fail("the config_risk should come before the kill");
     }
-    profiler.expect(
+    let (message, fix) = expect_ceiling_risk(
+        &profiler,
         &risk,
-        risk["kind"] == "ceiling_above_limit",
-        "kind \"ceiling_above_limit\"",
-    );
-    profiler.expect(
-        &risk,
-        risk["language_runtime"] == "jvm",
-        "language_runtime \"jvm\"",
+        "jvm",
+        LIMIT,
+        "-Xmx1g",
+        &["-Xmx", "MaxRAMPercentage"],
     );
     profiler.expect(
         &risk,
         risk["ceiling_bytes"] == 1024 * MIB,
         "ceiling_bytes 1 GiB",
     );
-    profiler.expect(&risk, risk["limit_bytes"] == LIMIT, "limit_bytes 256 MiB");
-    profiler.expect(
-        &risk,
-        str_at(&risk, "ceiling_source").contains("-Xmx1g"),
-        "a ceiling_source naming -Xmx1g",
-    );
-    let message = str_at(&risk, "message");
     profiler.expect(
         &risk,
         message.contains("1.0 GiB") && message.contains("256 MiB"),
         "a message naming the 1.0 GiB heap and the 256 MiB limit",
-    );
-    let fix = str_at(&risk, "fix");
-    profiler.expect(
-        &risk,
-        fix.contains("-Xmx") || fix.contains("MaxRAMPercentage"),
-        "a fix naming -Xmx or -XX:MaxRAMPercentage",
     );
 
     let killed_at = expect_oom_killed(&jvm, PATIENCE);
@@ -374,15 +400,13 @@ fn node_allowed_more_heap_than_its_limit_is_a_risk_at_once_and_its_kill_is_repor
     if node.has_exited() {
         profiler.fail("the config_risk should come before the kill");
     }
-    profiler.expect(
+    let (message, fix) = expect_ceiling_risk(
+        &profiler,
         &risk,
-        risk["kind"] == "ceiling_above_limit",
-        "kind \"ceiling_above_limit\"",
-    );
-    profiler.expect(
-        &risk,
-        risk["language_runtime"] == "node",
-        "language_runtime \"node\"",
+        "node",
+        LIMIT,
+        "--max-old-space-size=512",
+        &["--max-old-space-size"],
     );
     // The old space alone is 512 MiB; the young generation may be counted on top.
     profiler.expect(
@@ -390,23 +414,10 @@ fn node_allowed_more_heap_than_its_limit_is_a_risk_at_once_and_its_kill_is_repor
         risk["ceiling_bytes"].as_u64() >= Some(512 * MIB),
         "ceiling_bytes of at least 512 MiB",
     );
-    profiler.expect(&risk, risk["limit_bytes"] == LIMIT, "limit_bytes 192 MiB");
-    profiler.expect(
-        &risk,
-        str_at(&risk, "ceiling_source").contains("--max-old-space-size=512"),
-        "a ceiling_source naming --max-old-space-size=512",
-    );
-    let message = str_at(&risk, "message");
     profiler.expect(
         &risk,
         message.contains("192 MiB"),
         "a message naming the 192 MiB limit",
-    );
-    let fix = str_at(&risk, "fix");
-    profiler.expect(
-        &risk,
-        fix.contains("--max-old-space-size"),
-        "a fix naming --max-old-space-size",
     );
 
     let killed_at = expect_oom_killed(&node, PATIENCE);
