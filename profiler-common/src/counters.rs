@@ -53,6 +53,12 @@ pub struct SlotCounters {
     pub reclaimed_pages: u64,
     /// Charges of this CPU not yet taken off the burst budget (see [`BUDGET_BATCH_PAGES`]).
     pub unbudgeted_pages: u64,
+    /// Pages this CPU may still charge before its next stack sample (or, with sampling off,
+    /// before the setting is looked at again).
+    pub stack_countdown_pages: i64,
+    /// What [`Self::stack_countdown_pages`] was set to; 0 while sampling is off. A sample
+    /// stands for this minus the countdown (which has gone to zero or below).
+    pub stack_interval_pages: i64,
 }
 
 impl SlotCounters {
@@ -70,6 +76,7 @@ impl SlotCounters {
         self.reclaim_ns = self.reclaim_ns.wrapping_add(other.reclaim_ns);
         self.reclaimed_pages = self.reclaimed_pages.wrapping_add(other.reclaimed_pages);
         self.unbudgeted_pages = self.unbudgeted_pages.wrapping_add(other.unbudgeted_pages);
+        // The stack countdowns are each CPU's own: a sum of them means nothing.
     }
 }
 
@@ -132,7 +139,7 @@ mod user {
 }
 
 // The layouts are part of the kernel/user contract: fail the build if padding creeps in.
-const _: () = assert!(size_of::<SlotCounters>() == 96);
+const _: () = assert!(size_of::<SlotCounters>() == 112);
 const _: () = assert!(size_of::<BurstBudget>() == 24);
 const _: () = assert!(size_of::<MemcgSlot>() == 16);
 const _: () = assert!(size_of::<ReclaimStart>() == 16);

@@ -16,6 +16,8 @@ pub enum RingEventKind {
     ProcessExit = 3,
     /// SIGKILL or SIGTERM was sent to a task of a watched cgroup: see [`SignalSent`].
     SignalSent = 4,
+    /// A sampled charge, in the `STACKS` ring: see [`ChargeStack`](crate::ChargeStack).
+    ChargeStack = 5,
 }
 
 /// `SIGKILL`, the signals the death programs follow: it ends a process without a say.

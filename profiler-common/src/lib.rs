@@ -11,6 +11,7 @@
 mod counters;
 mod event;
 mod layout;
+mod stack;
 
 pub use counters::{
     BurstBudget, MemcgSlot, ReclaimStart, SlotCounters, BUDGET_BATCH_PAGES, MAX_SLOTS,
@@ -24,3 +25,6 @@ pub use event::{
     SIGTERM, SI_KERNEL, SI_USER,
 };
 pub use layout::{ChargeLayout, TaskLayout, ITEM_NONE};
+pub use stack::{
+    ChargeStack, StackSampling, STACK_KERNEL_FRAMES, STACK_RECHECK_PAGES, STACK_USER_FRAMES,
+};

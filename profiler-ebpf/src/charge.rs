@@ -7,6 +7,7 @@
 //! `__mod_memcg_lruvec_state`, `__count_memcg_events`: every LTS kernel has them), and kprobes
 //! on the same functions where fentry is refused. User space loads the cheapest that works.
 use core::{
+    ffi::c_void,
     intrinsics::{atomic_xadd, AtomicOrdering},
     ptr::{read_volatile, write_volatile},
 };
@@ -22,6 +23,7 @@ use profiler_common::{BurstEvent, RingEventHeader, RingEventKind, BUDGET_BATCH_P
 use crate::{
     maps::{count_lost_event, BUDGETS, CHARGE_LAYOUT, COUNTERS, EVENTS},
     memcg::{memcg_cgroup_id, memcg_of_lruvec, slot_of_lruvec, slot_of_memcg},
+    stack::sample_stack,
 };
 
 /// Whose stat changed: the tracepoints and `__mod_memcg_state` name the memcg,
@@ -57,14 +59,24 @@ impl Owner {
 /// `memcg:mod_memcg_lruvec_state`: anon, file and shmem pages of a memcg's LRU vectors.
 #[raw_tracepoint(tracepoint = "mod_memcg_lruvec_state")]
 pub(crate) fn memcg_lruvec_state(ctx: RawTracePointContext) -> i32 {
-    on_stat_update(Owner::Memcg(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
+    on_stat_update(
+        ctx.as_ptr(),
+        Owner::Memcg(ctx.arg(0)),
+        ctx.arg(1),
+        ctx.arg(2),
+    );
     0
 }
 
 /// `memcg:mod_memcg_state`: memcg-wide items, of which the kernel-memory charge (`MEMCG_KMEM`).
 #[raw_tracepoint(tracepoint = "mod_memcg_state")]
 pub(crate) fn memcg_state(ctx: RawTracePointContext) -> i32 {
-    on_stat_update(Owner::Memcg(ctx.arg(0)), ctx.arg(1), ctx.arg(2));
+    on_stat_update(
+        ctx.as_ptr(),
+        Owner::Memcg(ctx.arg(0)),
+        ctx.arg(1),
+        ctx.arg(2),
+    );
     0
 }
 
@@ -93,7 +105,7 @@ fn pointer_arg(ctx: &FEntryContext, n: u32) -> Option<u64> {
 #[fentry(function = "__mod_memcg_lruvec_state")]
 pub(crate) fn fentry_memcg_lruvec_state(ctx: FEntryContext) -> i32 {
     if let Some(lruvec) = pointer_arg(&ctx, 0) {
-        on_stat_update(Owner::Lruvec(lruvec), ctx.arg(1), ctx.arg(2));
+        on_stat_update(ctx.as_ptr(), Owner::Lruvec(lruvec), ctx.arg(1), ctx.arg(2));
     }
     0
 }
@@ -102,7 +114,7 @@ pub(crate) fn fentry_memcg_lruvec_state(ctx: FEntryContext) -> i32 {
 #[fentry(function = "__mod_memcg_state")]
 pub(crate) fn fentry_memcg_state(ctx: FEntryContext) -> i32 {
     if let Some(memcg) = pointer_arg(&ctx, 0) {
-        on_stat_update(Owner::Memcg(memcg), ctx.arg(1), ctx.arg(2));
+        on_stat_update(ctx.as_ptr(), Owner::Memcg(memcg), ctx.arg(1), ctx.arg(2));
     }
     0
 }
@@ -121,7 +133,7 @@ pub(crate) fn fentry_memcg_events(ctx: FEntryContext) -> i32 {
 #[kprobe]
 pub(crate) fn kprobe_memcg_lruvec_state(ctx: ProbeContext) -> u32 {
     if let (Some(lruvec), Some(item), Some(val)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
-        on_stat_update(Owner::Lruvec(lruvec), item, val);
+        on_stat_update(ctx.as_ptr(), Owner::Lruvec(lruvec), item, val);
     }
     0
 }
@@ -130,7 +142,7 @@ pub(crate) fn kprobe_memcg_lruvec_state(ctx: ProbeContext) -> u32 {
 #[kprobe]
 pub(crate) fn kprobe_memcg_state(ctx: ProbeContext) -> u32 {
     if let (Some(memcg), Some(item), Some(val)) = (ctx.arg(0), ctx.arg(1), ctx.arg(2)) {
-        on_stat_update(Owner::Memcg(memcg), item, val);
+        on_stat_update(ctx.as_ptr(), Owner::Memcg(memcg), item, val);
     }
     0
 }
@@ -159,9 +171,10 @@ fn on_event_count(memcg: u64, item: u64, count: u64) {
     }
 }
 
-/// A stat update: `item` and `val` as the hook got them, in 64-bit argument slots.
+/// A stat update: `item` and `val` as the hook got them, in 64-bit argument slots; `ctx` is
+/// the program's context (for a stack sample).
 #[inline(always)]
-fn on_stat_update(owner: Owner, item: u64, val: u64) {
+fn on_stat_update(ctx: *mut c_void, owner: Owner, item: u64, val: u64) {
     let layout = CHARGE_LAYOUT.load();
     let item = item as u32;
     let is_anon = item == layout.item_anon;
@@ -199,6 +212,12 @@ fn on_stat_update(owner: Owner, item: u64, val: u64) {
         return;
     }
     counters.charged_pages += val as u64;
+    // The stack sampling's whole cost on a charge while its slot is not sampled: one
+    // subtraction and a comparison; the setting is looked at every few MiB.
+    counters.stack_countdown_pages -= val;
+    if counters.stack_countdown_pages <= 0 {
+        sample_stack(ctx, slot, counters);
+    }
     counters.unbudgeted_pages += val as u64;
     if counters.unbudgeted_pages >= BUDGET_BATCH_PAGES {
         let pages = counters.unbudgeted_pages as i64;

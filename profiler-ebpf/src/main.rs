@@ -30,6 +30,7 @@ mod maps;
 mod memcg;
 mod oom;
 mod reclaim;
+mod stack;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use profiler_common::{
     BurstBudget, ChargeLayout, LastExit, MemcgSlot, SignalKey, SignalSeen, SlotCounters,
-    TaskLayout, MAX_SIGNAL_KEYS, MAX_SLOTS, MAX_WATCHED_IDS, MEMCG_CACHE_ENTRIES,
+    StackSampling, TaskLayout, MAX_SIGNAL_KEYS, MAX_SLOTS, MAX_WATCHED_IDS, MEMCG_CACHE_ENTRIES,
 };
 
 /// Item numbers and cgroup-id offsets, from the running kernel's BTF (set by the loader).
@@ -60,6 +60,20 @@ pub(crate) static SIGNALS_SEEN: LruHashMap<SignalKey, SignalSeen> =
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
+/// Stack sampling of each slot (user space turns it on and off).
+#[map]
+pub(crate) static STACK_SAMPLING: Array<StackSampling> = Array::with_max_entries(MAX_SLOTS, 0);
+
+/// Sampled charge stacks for user space: apart from [`EVENTS`], so a storm of samples cannot
+/// crowd out an OOM kill. 1 MiB holds about 1,200 samples; user space drains it as soon as it
+/// is woken.
+#[map]
+pub(crate) static STACKS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+
+/// Samples that did not fit in [`STACKS`] (index 0).
+#[map]
+pub(crate) static LOST_STACKS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Records that did not fit in [`EVENTS`] (index 0), so overflow is reported, never silent.
 #[map]
 pub(crate) static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -68,6 +82,15 @@ pub(crate) static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(
 #[inline(always)]
 pub(crate) fn count_lost_event() {
     if let Some(lost) = LOST_EVENTS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, only this CPU writes it.
+        unsafe { *lost += 1 };
+    }
+}
+
+/// Counts a sample that could not be reserved in the stacks ring buffer.
+#[inline(always)]
+pub(crate) fn count_lost_stack() {
+    if let Some(lost) = LOST_STACKS.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, only this CPU writes it.
         unsafe { *lost += 1 };
     }

@@ -82,9 +82,25 @@ pub struct WatchArgs {
     /// none does. `charge_tracing` lines say when and why.
     #[arg(long)]
     pub adaptive: bool,
+    /// Sample the stacks of the charges of every watched container (one sample per
+    /// --stack-interval charged on a CPU): `charge_stacks` lines, named down to the function,
+    /// and a flame graph in the report. Needs frame pointers in the code to see deep stacks.
+    #[arg(long)]
+    pub stacks: bool,
     /// How often to sample, when to warn, and how to observe the kernel.
     #[command(flatten)]
     pub collect: CollectArgs,
+}
+
+/// Which containers `serve` samples charge stacks of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stacks {
+    /// Only while a container is at risk (its warning level is warning or critical).
+    AtRisk,
+    /// Every container, all the time.
+    Always,
+    /// None.
+    Off,
 }
 
 /// When the charge path's programs are attached.
@@ -134,6 +150,10 @@ pub struct ServeArgs {
     /// node) are attached: only while some container needs them, or always.
     #[arg(long, value_enum, default_value_t = ChargeTracing::Adaptive)]
     pub charge_tracing: ChargeTracing,
+    /// Which containers have the stacks of their charges sampled (`charge_stacks` in the
+    /// recording, a flame graph in /report).
+    #[arg(long, value_enum, default_value_t = Stacks::AtRisk)]
+    pub stacks: Stacks,
     /// Where the node's cgroups, the kubelet's logs and the runtimes' state are.
     #[command(flatten)]
     pub node: NodeArgs,
@@ -188,6 +208,11 @@ pub struct CollectArgs {
     /// critical, cleared), with the details in PROFILER_* environment variables.
     #[arg(long, value_name = "CMD")]
     pub on_warning: Option<String>,
+    /// With stacks sampled: the mean bytes a container charges on one CPU between two
+    /// samples (randomised around it, so periodic allocators are not aliased). Smaller sees
+    /// more and costs more.
+    #[arg(long, value_name = "BYTES", default_value = "512KiB", value_parser = parse_stack_interval)]
+    pub stack_interval: u64,
     /// How to observe the charge path.
     #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
     pub mode: ModeRequest,
@@ -251,6 +276,17 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
             "`{text}` is not a size: use e.g. 1GiB, 500MiB, 2G or a number of bytes"
         )),
     }
+}
+
+/// Parses a stack interval: a size from one page (4KiB) to 1GiB.
+pub fn parse_stack_interval(text: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(text)?;
+    if !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!(
+            "`{text}` is out of range: give a size from 4KiB to 1GiB"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h`, `7d`; a bare number is seconds.

@@ -21,5 +21,7 @@ mod output;
 mod pods;
 mod privilege;
 mod probe;
+mod processes;
 mod record;
 mod serve;
+mod stacks;

@@ -1,6 +1,7 @@
 //! The profiler's JSON output, read back through types: the lines of `profiler watch --json`
-//! ([`Line`]), the recordings of `profiler watch --record` ([`recording`]), and the document
-//! of `profiler doctor --json` ([`Doctor`]).
+//! ([`Line`]; a container's processes and charge stacks in [`stacks`]), the recordings of
+//! `profiler watch --record` ([`recording`]), and the document of `profiler doctor --json`
+//! ([`Doctor`]).
 //!
 //! The profiler writes this contract (`profiler/src/record.rs`, `profiler/src/cmd/doctor.rs`);
 //! this crate is its one reader, used by the reports and by xtask's benchmark and VM verdicts.
@@ -15,6 +16,7 @@ pub mod line;
 pub mod node;
 pub mod probe;
 pub mod recording;
+pub mod stacks;
 
 pub use ceiling::{ConfigRisk, HeapCeiling, RiskKind};
 pub use doctor::{Doctor, DoctorError};
@@ -24,3 +26,4 @@ pub use line::{
 };
 pub use node::{NextVictim, Node};
 pub use probe::{Hook, Probe};
+pub use stacks::{ChargeStack, ChargeStacks, OtherProcesses, ProcessGrowth, Processes};

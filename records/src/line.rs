@@ -8,6 +8,7 @@ use thiserror::Error;
 
 pub use crate::ceiling::{ConfigRisk, HeapCeiling, RiskKind};
 pub use crate::node::{NextVictim, Node};
+pub use crate::stacks::{ChargeStack, ChargeStacks, OtherProcesses, ProcessGrowth, Processes};
 
 /// Who a cgroup belongs to.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -285,6 +286,10 @@ pub enum Body {
     HeapCeiling(HeapCeiling),
     /// A runtime setting that is wrong already, with its fix.
     ConfigRisk(ConfigRisk),
+    /// The container's processes by how much they grew.
+    Processes(Processes),
+    /// The stacks that charged memory to the container in one round.
+    ChargeStacks(ChargeStacks),
     /// More was charged between two samples than the burst budget (shown by the samples).
     Burst {},
     /// Distributions of one cgroup (the report computes its own from the samples).
@@ -294,6 +299,10 @@ pub enum Body {
         /// How many.
         #[serde(default)]
         count: u64,
+        /// What lost them: `ring_buffer` or `kmsg` (kills and deaths), `charge_stacks` (stack
+        /// samples only); absent before the profiler said.
+        #[serde(default)]
+        source: Option<String>,
     },
     /// The cgroup was removed.
     CgroupGone {},

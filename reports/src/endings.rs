@@ -1,10 +1,13 @@
 //! The "How containers ended" section: one entry per death, with its explanation and the
 //! evidence (the `exit` line, the `oom_kill` line of the same process, the signals before it,
-//! and for a node OOM the next-victim ranking just before).
+//! and for a node OOM the next-victim ranking just before), and for a kill the process that
+//! grew and the stacks that charged most before it.
 use crate::chart::clock;
 use crate::html::Html;
 use crate::node::ranking_row;
 use crate::page::{mib, opt_mib, utc, GROWTH_WINDOW_S};
+use crate::processes::kill_growth;
+use crate::stacks::kill_stacks;
 use crate::timeline::{Container, Death, Kill, Timeline};
 
 /// What the warnings before `kill` (and after the kill before it) said, and how early.
@@ -137,7 +140,12 @@ pub(crate) fn endings_section(html: &mut Html, timeline: &Timeline) {
         if by_node {
             ranking_row(html, &timeline.node, when_t(&ending), pid);
         }
-        html.raw("</table>\n</div>\n");
+        html.raw("</table>\n");
+        if let Some(kill) = ending.kill {
+            kill_growth(html, timeline, container, kill);
+            kill_stacks(html, container, kill);
+        }
+        html.raw("</div>\n");
     }
 }
 

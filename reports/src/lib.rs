@@ -1,6 +1,6 @@
 //! Reports from profiler recordings: the reader of `profiler watch --record` files, the
-//! timeline of each container, PNG charts, the self-contained HTML page, and the memory
-//! request/limit recommendations.
+//! timeline of each container, PNG charts, flame graphs of the bytes charged, the
+//! self-contained HTML page, and the memory request/limit recommendations.
 pub mod chart;
 mod endings;
 pub mod files;
@@ -9,10 +9,12 @@ pub mod history;
 pub mod html;
 mod node;
 pub mod page;
+mod processes;
 pub mod recommend;
 pub mod recording;
 pub mod report;
 mod runtimes;
+pub mod stacks;
 #[cfg(test)]
 mod testing;
 pub mod timeline;

@@ -1,14 +1,17 @@
 //! What the report says: the recording's header, a table of every container, the kills, and
 //! per container its runtime settings found wrong, its swap, charts, runtimes and their heap
-//! ceilings, recommendation and warnings.
+//! ceilings, processes by growth, flame graph of the bytes charged, recommendation and
+//! warnings.
 use crate::chart::{clock, Png};
 use crate::endings::endings_section;
 use crate::history::history;
 use crate::html::{page_end, page_start, Html};
 use crate::node::node_section;
+use crate::processes::processes_section;
 use crate::recommend::{quantile, recommend, Recommendation, RUNTIME_FIRST};
 use crate::recording::{Damage, Header};
 use crate::runtimes::{ceilings_section, risk_callouts, swap_line};
+use crate::stacks::{lost_note, stacks_section};
 use crate::timeline::{Container, Timeline};
 
 /// Usage at or above this share of the limit counts as "near the limit".
@@ -186,6 +189,7 @@ fn damage(html: &mut Html, input: &Input<'_>) {
             "</div>\n",
         );
     }
+    lost_note(html, input.timeline);
     if input.timeline.unknown_lines > 0 {
         html.element(
             "<div class=\"note\">",
@@ -348,6 +352,8 @@ fn details(
         );
     }
     ceilings_section(html, container);
+    processes_section(html, container);
+    stacks_section(html, container);
     recommendation(html, advice);
     html.raw("<h3>Warnings</h3>\n");
     if container.warnings.is_empty() {

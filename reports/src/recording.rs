@@ -13,3 +13,4 @@ pub use records::probe::{Hook, Probe};
 pub use records::recording::{
     read, scan, Damage, Header, ReadError, Recording, Scan, SUPPORTED_VERSIONS,
 };
+pub use records::stacks::{ChargeStack, ChargeStacks, OtherProcesses, ProcessGrowth, Processes};

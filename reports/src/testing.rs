@@ -15,6 +15,24 @@ pub(crate) fn line(ts: f64, body: &str) -> String {
     )
 }
 
+/// A line about another cgroup: `who` is `(cgroup, namespace, pod, container)`, `None` for a
+/// key that is null (a container outside Kubernetes has no namespace and no pod).
+pub(crate) fn line_of(
+    who: (&str, Option<&str>, Option<&str>, Option<&str>),
+    ts: f64,
+    body: &str,
+) -> String {
+    let (cgroup, namespace, pod, container) = who;
+    let json = |v: Option<&str>| v.map_or_else(|| "null".to_owned(), |v| format!("\"{v}\""));
+    format!(
+        r#"{{"ts":{},"cgroup":"{cgroup}","namespace":{},"pod":{},"pod_uid":null,"container":{},"container_id":null,"qos":"burstable","runtime":"containerd",{body}}}"#,
+        1000.0 + ts,
+        json(namespace),
+        json(pod),
+        json(container)
+    )
+}
+
 /// A sample whose working set and unreclaimable memory are `bytes`, with `extra` fields.
 pub(crate) fn sample(ts: f64, bytes: u64, limit: u64, restarts: u64, extra: &str) -> String {
     line(

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use crate::recording::{
-    Body, ConfigRisk, Exit, HeapCeiling, Identity, Line, NextVictim, Node, OomGroupKill, OomKill,
-    Sample, Signal, Warning,
+    Body, ChargeStacks, ConfigRisk, Exit, HeapCeiling, Identity, Line, NextVictim, Node,
+    OomGroupKill, OomKill, Processes, Sample, Signal, Warning,
 };
 
 /// One sample, reduced to what a report shows.
@@ -92,6 +92,24 @@ pub struct RiskMark {
     pub risk: ConfigRisk,
 }
 
+/// The container's processes by growth, at one `processes` line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessesMark {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// What the line said.
+    pub processes: Processes,
+}
+
+/// The stacks that charged memory to the container, at one `charge_stacks` line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StacksMark {
+    /// Seconds since the recording started.
+    pub t: f64,
+    /// What the line said.
+    pub stacks: ChargeStacks,
+}
+
 /// A change of warning level.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WarningMark {
@@ -124,6 +142,10 @@ pub struct Container {
     pub ceilings: Vec<CeilingMark>,
     /// Runtime settings found wrong, in time order.
     pub risks: Vec<RiskMark>,
+    /// `processes` lines, in time order.
+    pub processes: Vec<ProcessesMark>,
+    /// `charge_stacks` lines, in time order.
+    pub stacks: Vec<StacksMark>,
     /// Restarts seen (the largest count any sample carried).
     pub restarts: u64,
     /// Time spent stalled in memcg reclaim, microseconds, over all its cgroups.
@@ -314,6 +336,8 @@ pub struct Timeline {
     pub unknown_lines: u64,
     /// Kernel records the watch lost (a kill among them would be missing).
     pub lost_events: u64,
+    /// Charge-stack samples the watch lost (the stacks shown undercount).
+    pub lost_stack_samples: u64,
     /// The node, when the recording has `node` lines.
     pub node: NodeTimeline,
     index: HashMap<String, usize>,
@@ -339,8 +363,12 @@ impl Timeline {
                 self.unknown_lines += 1;
                 return;
             }
-            Body::LostEvents { count } => {
-                self.lost_events += count;
+            Body::LostEvents { count, source } => {
+                if source.as_deref() == Some("charge_stacks") {
+                    self.lost_stack_samples += count;
+                } else {
+                    self.lost_events += count;
+                }
                 return;
             }
             Body::Node(node) => {
@@ -383,6 +411,10 @@ impl Timeline {
             Body::Signal(signal) => container.signals.push(SignalMark { t, signal }),
             Body::HeapCeiling(ceiling) => container.ceilings.push(CeilingMark { t, ceiling }),
             Body::ConfigRisk(risk) => container.risks.push(RiskMark { t, risk }),
+            Body::Processes(processes) => {
+                container.processes.push(ProcessesMark { t, processes });
+            }
+            Body::ChargeStacks(stacks) => container.stacks.push(StacksMark { t, stacks }),
             Body::WatchStart(_)
             | Body::Burst {}
             | Body::Summary {}
@@ -408,95 +440,4 @@ fn lineage_key(line: &Line) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::recording::read;
-
-    fn line(ts: f64, cgroup: &str, pod: Option<&str>, body: &str) -> Line {
-        let identity = match pod {
-            Some(pod) => format!(
-                r#""namespace":"shop","pod":"{pod}","container":"app","container_id":null,"qos":"Burstable""#
-            ),
-            None => r#""namespace":null,"pod":null,"container":null"#.into(),
-        };
-        let text = format!(r#"{{"ts":{ts},"cgroup":"{cgroup}",{identity},{body}}}"#);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
-    }
-
-    fn sample(usage: u64, stall: u64, restarts: u64) -> String {
-        format!(
-            r#""type":"sample","usage_bytes":{usage},"working_set_bytes":{usage},"unreclaimable_bytes":{usage},"limit_bytes":100,"reclaim_stall_us":{stall},"restarts":{restarts},"oom_kills":0"#
-        )
-    }
-
-    #[test]
-    fn a_pods_container_is_followed_across_restarts() {
-        let mut timeline = Timeline::new(Some(1000.0));
-        timeline.add(line(1001.0, "/a", Some("web"), &sample(10, 5, 0)));
-        timeline.add(line(1002.0, "/a", Some("web"), &sample(50, 7, 0)));
-        timeline.add(line(
-            1003.0,
-            "/a",
-            Some("web"),
-            r#""type":"oom_kill","pid":7,"comm":"x""#,
-        ));
-        // The new container's stall counter starts again from zero.
-        timeline.add(line(1004.0, "/b", Some("web"), &sample(20, 3, 1)));
-        timeline.add(line(1005.0, "/other", None, &sample(1, 0, 0)));
-        assert_eq!(timeline.containers.len(), 2);
-        let web = &timeline.containers[0];
-        assert_eq!(web.name(), "shop/web/app");
-        assert_eq!(web.cgroups, ["/a", "/b"]);
-        assert_eq!(web.points.len(), 3);
-        assert_eq!(web.kills.len(), 1);
-        assert_eq!(web.kills[0].t, 3.0);
-        assert_eq!(web.restarts, 1);
-        assert_eq!(web.reclaim_stall_us, 7 + 3);
-        assert_eq!(timeline.containers[1].name(), "/other");
-        assert_eq!(timeline.span, 5.0);
-    }
-
-    #[test]
-    fn time_above_and_growth() {
-        let mut timeline = Timeline::new(Some(0.0));
-        for (t, usage) in [
-            (0.0, 10),
-            (1.0, 90),
-            (2.0, 95),
-            (3.0, 50),
-            (10.0, 99),
-            (11.0, 99),
-        ] {
-            timeline.add(line(t, "/a", None, &sample(usage, 0, 0)));
-        }
-        let c = &timeline.containers[0];
-        // 1→2 and 2→3 count fully; 10→11 counts; the 3→10 gap is below 90 %.
-        assert_eq!(c.time_above(0.9, 2.0), 3.0);
-        // A gap longer than max_gap counts max_gap only.
-        let mut gap = Timeline::new(Some(0.0));
-        gap.add(line(0.0, "/a", None, &sample(95, 0, 0)));
-        gap.add(line(60.0, "/a", None, &sample(95, 0, 0)));
-        assert_eq!(gap.containers[0].time_above(0.9, 2.0), 2.0);
-        assert_eq!(c.growth_before(2.0, 10.0), Some(42.5));
-        assert_eq!(c.growth_before(0.0, 10.0), None);
-    }
-
-    #[test]
-    fn a_real_recording() {
-        let path = format!("{}/testdata/leak.rec", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let recording = read(&text).expect("reads");
-        let mut timeline = Timeline::new(recording.header.started);
-        for line in recording.lines {
-            timeline.add(line);
-        }
-        assert_eq!(timeline.containers.len(), 1);
-        let c = &timeline.containers[0];
-        assert_eq!(c.points.len(), 35);
-        assert_eq!(c.kills.len(), 1);
-        assert_eq!(c.kills[0].event.comm, "leaky<app>");
-        assert!(!c.warnings.is_empty());
-        assert!(c.points.windows(2).all(|p| p[0].t < p[1].t));
-        assert!(c.growth_before(c.kills[0].t, 60.0).is_some_and(|g| g > 0.0));
-    }
-}
+mod tests;

@@ -116,6 +116,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         &args.collect,
         args.duration,
         args.charge_tracing == ChargeTracing::Adaptive,
+        match args.stacks {
+            crate::cli::Stacks::AtRisk => collector::StackPolicy::AtRisk,
+            crate::cli::Stacks::Always => collector::StackPolicy::Always,
+            crate::cli::Stacks::Off => collector::StackPolicy::Off,
+        },
     );
     let ended = collector::run(options, signals, probes, &report, &mut sink).await;
     server.abort();

@@ -113,6 +113,7 @@ pub(crate) fn options(
     collect: &CollectArgs,
     duration: Option<std::time::Duration>,
     adaptive: bool,
+    stacks: collector::StackPolicy,
 ) -> WatchOptions {
     WatchOptions {
         targets,
@@ -126,6 +127,10 @@ pub(crate) fn options(
         on_warning: collect.on_warning.clone(),
         eviction_threshold: collect.eviction_threshold,
         adaptive,
+        stacks: collector::StackOptions {
+            policy: stacks,
+            interval_bytes: collect.stack_interval,
+        },
     }
 }
 

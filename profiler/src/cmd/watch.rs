@@ -65,7 +65,19 @@ pub async fn run(args: WatchArgs) -> Result<()> {
                 .with_context(|| format!("--record {}", path.display()))?,
         );
     }
-    let options = start::options(targets, roots, &args.collect, args.duration, args.adaptive);
+    let stacks = if args.stacks {
+        collector::StackPolicy::Always
+    } else {
+        collector::StackPolicy::Off
+    };
+    let options = start::options(
+        targets,
+        roots,
+        &args.collect,
+        args.duration,
+        args.adaptive,
+        stacks,
+    );
     collector::run(options, signals, probes, &report, sink.as_mut()).await?;
     Ok(())
 }

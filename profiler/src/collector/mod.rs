@@ -6,8 +6,10 @@ mod deaths;
 mod group;
 mod on_warning;
 mod outlook;
+mod processes;
 mod sample;
 mod slot;
+mod stacks;
 mod state;
 mod targets;
 mod watched;
@@ -25,6 +27,7 @@ use tokio::{
 };
 
 pub(crate) use arming::Why;
+pub(crate) use stacks::{StackOptions, StackPolicy};
 use state::Collector;
 pub(crate) use targets::Targets;
 use watched::SampleError;
@@ -59,6 +62,8 @@ pub(crate) struct WatchOptions {
     pub eviction_threshold: crate::node::EvictionThreshold,
     /// Attach the charge path only while some container needs it.
     pub adaptive: bool,
+    /// Which containers have their charges' stacks sampled, and how often.
+    pub stacks: StackOptions,
 }
 
 /// Why a watch could not go on.
@@ -184,6 +189,7 @@ pub(crate) async fn run(
         on_warning,
         eviction_threshold,
         adaptive,
+        stacks,
     } = options;
     if let Targets::Fixed(cgroups) = &targets {
         let slots = probes
@@ -198,13 +204,22 @@ pub(crate) async fn run(
         mut terminate,
     } = signals;
 
-    let (mut attached, maps, mut ring, logger) = match probes {
+    let (mut attached, maps, mut ring, mut stack_ring, logger) = match probes {
         Some(p) => {
-            let (attached, logger, maps, ring) = p.split();
-            (Some(attached), Some(maps), Some(ring), Some(logger))
+            let (attached, logger, maps, ring, stack_ring) = p.split();
+            (
+                Some(attached),
+                Some(maps),
+                Some(ring),
+                Some(stack_ring),
+                Some(logger),
+            )
         }
-        None => (None, None, None, None),
+        None => (None, None, None, None, None),
     };
+    if stacks.policy != StackPolicy::Off && maps.is_none() {
+        log::warn!("charge stacks need the kernel programs, and none is attached: no stacks");
+    }
     let mut logger = match logger {
         Some(l) => {
             // SAFETY: the logger owns its ring buffer fd for as long as it lives.
@@ -241,6 +256,9 @@ pub(crate) async fn run(
         on_warning,
     );
     collector.node = Some(crate::node::NodeWatch::new(eviction_threshold));
+    if collector.maps.is_some() {
+        collector.stack_work = stacks::StackWork::new(stacks);
+    }
     if adaptive {
         match attached.as_ref() {
             Some(a) if a.has_charge_path() => {
@@ -275,6 +293,14 @@ pub(crate) async fn run(
                         collector.emit_node(RecordBody::LostEvents(LostEvents { count, source: "kmsg" }))?;
                     }
                 }
+            }
+            samples = async {
+                match stack_ring.as_mut() {
+                    Some(r) => r.next_batch().await,
+                    None => pending().await,
+                }
+            } => {
+                collector.on_stack_samples(samples.map_err(CollectError::Setup)?);
             }
             batch = async {
                 match ring.as_mut() {
@@ -336,6 +362,13 @@ pub(crate) async fn run(
         }
     };
     // Whatever the kernel sent before the end is still reported.
+    if let Some(r) = stack_ring.as_mut() {
+        if let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_millis(1), r.next_batch()).await
+        {
+            collector.on_stack_samples(batch);
+        }
+    }
+    collector.flush_stacks(unix_now())?;
     if let Some(r) = ring.as_mut() {
         if let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_millis(1), r.next_batch()).await
         {

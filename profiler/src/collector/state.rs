@@ -94,6 +94,8 @@ pub(super) struct Collector<'s> {
     pub(super) arming: Option<Arming>,
     /// What the last round decided about the charge path, for the event loop to do.
     pub(super) switch: Option<Switch>,
+    /// Charge stacks: on for which containers, and their naming (`None`: off).
+    pub(super) stack_work: Option<super::stacks::StackWork>,
 }
 
 impl<'s> Collector<'s> {
@@ -136,6 +138,7 @@ impl<'s> Collector<'s> {
             charge_traced: decision.mode != ChargeMode::Polling,
             arming: None,
             switch: None,
+            stack_work: None,
         }
     }
 
@@ -388,6 +391,9 @@ impl<'s> Collector<'s> {
                     }
                     self.emit_about(unix_now(), i, RecordBody::Sample(out.sample))?;
                     self.check_last_exit(i, false)?;
+                    let risk_rose = out.change.as_ref().is_some_and(|c| c.to > c.from);
+                    self.follow_processes(i, unix_now(), risk_rose)?;
+                    self.steer_stacks(i, unix_now())?;
                     if let Some(change) = out.change {
                         let warning = Warning {
                             level: change.to.into(),
@@ -431,6 +437,7 @@ impl<'s> Collector<'s> {
                 }))?;
             }
         }
+        self.flush_stacks(unix_now())?;
         self.prune(unix_now());
         if let Some(node) = self.node.as_mut() {
             let watched = &self.watched;

@@ -30,6 +30,7 @@ use crate::{
         AppliedLimit, Identity, LimitSource,
     },
     probe::KernelMaps,
+    processes::{ProcessGrowth, ProcessesView},
     record::Sample,
 };
 
@@ -162,6 +163,12 @@ pub(super) struct Watched {
     runtimes: ContainerRuntimes,
     /// What it could swap at the last sample.
     pub(super) last_swap: Option<crate::forecast::Swap>,
+    /// Its charge stacks waiting for their line, and whether the kernel samples it.
+    pub(super) stacks: super::stacks::ContainerStacks,
+    /// Its processes' memory and growth.
+    pub(super) processes: ProcessGrowth,
+    /// The last `processes` line written, and when.
+    pub(super) processes_line: Option<(f64, ProcessesView)>,
 }
 
 impl Watched {
@@ -207,6 +214,9 @@ impl Watched {
             identity,
             runtimes: ContainerRuntimes::new(node_memory),
             last_swap: None,
+            stacks: super::stacks::ContainerStacks::default(),
+            processes: ProcessGrowth::new(super::processes::GROWTH_WINDOW_S),
+            processes_line: None,
         }
     }
 

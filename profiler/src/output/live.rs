@@ -24,6 +24,8 @@ struct Row {
     sample: Sample,
     /// Distributions over the watch so far, for the percentile table.
     distributions: Distributions,
+    /// The process that grew most in the last minute, from the latest `processes` line.
+    top_grower: Option<String>,
 }
 
 /// Renders records for a person.
@@ -197,7 +199,9 @@ impl<W: Write> LiveSink<W> {
                     s.worst_risk
                 )
             }
-            RecordBody::Sample(_) => return None,
+            RecordBody::Sample(_) | RecordBody::Processes(_) | RecordBody::ChargeStacks(_) => {
+                return None
+            }
         };
         Some(text)
     }
@@ -206,7 +210,7 @@ impl<W: Write> LiveSink<W> {
         if let Some(node) = &self.node {
             writeln!(self.out, "{}", node_line(node))?;
         }
-        const HEADER: [&str; 14] = [
+        const HEADER: [&str; 15] = [
             "USAGE",
             "WSET",
             "UNRECL",
@@ -220,14 +224,15 @@ impl<W: Write> LiveSink<W> {
             "RST",
             "ETA",
             "RISK",
+            "TOP GROWER (1 min)",
             "",
         ];
         writeln!(
             self.out,
-            "{:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>13} {:>4} {:>4} {:>8} {:<8}",
+            "{:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>13} {:>4} {:>4} {:>8} {:<8} {:<28}",
             "CONTAINER / CGROUP",
             HEADER[0], HEADER[1], HEADER[2], HEADER[3], HEADER[4], HEADER[5], HEADER[6],
-            HEADER[7], HEADER[8], HEADER[9], HEADER[10], HEADER[11], HEADER[12]
+            HEADER[7], HEADER[8], HEADER[9], HEADER[10], HEADER[11], HEADER[12], HEADER[13]
         )?;
         for row in self.rows.values() {
             let s = &row.sample;
@@ -238,7 +243,7 @@ impl<W: Write> LiveSink<W> {
             };
             writeln!(
                 self.out,
-                "{on}{:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>13} {:>4} {:>4} {:>8} {:<8}{off}",
+                "{on}{:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10} {:>13} {:>4} {:>4} {:>8} {:<8} {:<28}{off}",
                 shorten(&row.name, 36),
                 bytes(s.usage_bytes),
                 bytes(s.working_set_bytes),
@@ -260,6 +265,7 @@ impl<W: Write> LiveSink<W> {
                 s.restarts,
                 eta(s.eta_seconds),
                 format!("{:?}", s.risk).to_lowercase(),
+                row.top_grower.as_deref().unwrap_or("-"),
             )?;
         }
         writeln!(self.out)?;
@@ -373,6 +379,21 @@ fn who(record: &Record) -> String {
         .unwrap_or_default()
 }
 
+/// "4121 java +180.0MiB/60s": the first process of the line when it grew.
+fn top_grower(p: &crate::record::Processes) -> Option<String> {
+    let top = p.view.processes.first().filter(|e| e.growth_bytes > 0)?;
+    Some(shorten(
+        &format!(
+            "{} {} +{}/{:.0}s",
+            top.pid,
+            top.comm,
+            bytes(top.growth_bytes.unsigned_abs()),
+            top.growth_window_s
+        ),
+        28,
+    ))
+}
+
 fn opt_bytes(v: Option<u64>) -> String {
     v.map(bytes).unwrap_or_else(|| "-".into())
 }
@@ -394,6 +415,7 @@ impl<W: Write> Sink for LiveSink<W> {
                     name: String::new(),
                     sample: Sample::default(),
                     distributions: Distributions::default(),
+                    top_grower: None,
                 });
                 row.name = who(record);
                 row.sample = sample.clone();
@@ -409,6 +431,12 @@ impl<W: Write> Sink for LiveSink<W> {
         }
         if let RecordBody::Node(node) = &record.body {
             self.node = Some(node.clone());
+            return Ok(());
+        }
+        if let (RecordBody::Processes(p), Some(path)) = (&record.body, &record.cgroup) {
+            if let Some(row) = self.rows.get_mut(path) {
+                row.top_grower = top_grower(p);
+            }
             return Ok(());
         }
         if matches!(record.body, RecordBody::CgroupGone) {

@@ -520,7 +520,13 @@ pub(crate) mod tests {
             ),
             (Some("memcg"), Some("/kubepods/pod1"), Some("pod"))
         );
-        assert_eq!(recording.lines[4].body, Body::LostEvents { count: 3 });
+        assert_eq!(
+            recording.lines[4].body,
+            Body::LostEvents {
+                count: 3,
+                source: Some("ring_buffer".into())
+            }
+        );
         let Body::Exit(e) = &recording.lines[7].body else {
             panic!("exit expected: {:?}", recording.lines[7]);
         };

@@ -37,7 +37,7 @@ pub(crate) struct EbpfAttacher {
 }
 
 /// The maps with one entry per watched cgroup.
-pub(crate) const SLOT_MAPS: [&str; 3] = ["COUNTERS", "BUDGETS", "LAST_EXIT"];
+pub(crate) const SLOT_MAPS: [&str; 4] = ["COUNTERS", "BUDGETS", "LAST_EXIT", "STACK_SAMPLING"];
 
 impl EbpfAttacher {
     /// Loads the object (no program yet) with the layouts the programs read as load-time

@@ -4,7 +4,7 @@ use aya::{
     util::nr_cpus,
     Ebpf,
 };
-use profiler_common::{BurstBudget, LastExit, SlotCounters};
+use profiler_common::{BurstBudget, LastExit, SlotCounters, StackSampling};
 
 use super::ProbeError;
 
@@ -16,6 +16,8 @@ pub(crate) struct KernelMaps {
     budgets: Array<MapData, BurstBudget>,
     lost: PerCpuArray<MapData, u64>,
     last_exit: PerCpuArray<MapData, LastExit>,
+    stack_sampling: Array<MapData, StackSampling>,
+    lost_stacks: PerCpuArray<MapData, u64>,
     cpus: usize,
     generation_value: u32,
     /// Entries of the per-slot maps.
@@ -52,6 +54,8 @@ impl KernelMaps {
             budgets: take(ebpf, "BUDGETS")?,
             lost: take(ebpf, "LOST_EVENTS")?,
             last_exit: take(ebpf, "LAST_EXIT")?,
+            stack_sampling: take(ebpf, "STACK_SAMPLING")?,
+            lost_stacks: take(ebpf, "LOST_STACKS")?,
             cpus,
             generation_value: 0,
             slots,
@@ -89,6 +93,7 @@ impl KernelMaps {
         self.counters.set(slot, zeros, 0)?;
         let zeros = PerCpuValues::try_from(vec![LastExit::default(); self.cpus])?;
         self.last_exit.set(slot, zeros, 0)?;
+        self.stack_sampling.set(slot, StackSampling::default(), 0)?;
         self.budgets.set(slot, BurstBudget::default(), 0)
     }
 
@@ -123,6 +128,25 @@ impl KernelMaps {
             armed: 1,
         };
         self.budgets.set(slot, budget, 0)
+    }
+
+    /// Samples the slot's charges every `interval_pages` pages on average (per CPU); 0 stops.
+    pub(crate) fn set_stack_interval(
+        &mut self,
+        slot: u32,
+        interval_pages: u32,
+    ) -> Result<(), MapError> {
+        let sampling = StackSampling {
+            interval_pages,
+            _pad: 0,
+        };
+        self.stack_sampling.set(slot, sampling, 0)
+    }
+
+    /// Stack samples the kernel could not put in their ring buffer since the programs were
+    /// loaded.
+    pub(crate) fn lost_stacks(&self) -> Result<u64, MapError> {
+        Ok(self.lost_stacks.get(&0, 0)?.iter().sum())
     }
 
     /// Records the kernel could not put in the ring buffer since the programs were loaded.

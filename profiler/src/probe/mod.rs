@@ -27,7 +27,7 @@ use choose::{choose, polling_requested, KernelNeeds};
 pub(crate) use error::{AttachError, ProbeError, TargetError, Unavailable};
 pub(crate) use maps::KernelMaps;
 pub(crate) use report::ProbeReport;
-pub(crate) use ring::RingReader;
+pub(crate) use ring::{RingReader, StackReader};
 
 use crate::{btf::KernelBtf, errors::chain as error_chain, mode::ModeRequest};
 
@@ -51,6 +51,8 @@ pub(crate) struct Probes {
     pub maps: KernelMaps,
     /// Ring buffer of bursts and OOM victims.
     pub ring: RingReader,
+    /// Ring buffer of charge stack samples.
+    pub stacks: StackReader,
 }
 
 impl fmt::Debug for Probes {
@@ -106,7 +108,7 @@ pub(crate) type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 impl Probes {
     /// Splits the probes into the parts the collector's event loop owns separately.
-    pub(crate) fn split(self) -> (Attached, ProgramLogger, KernelMaps, RingReader) {
+    pub(crate) fn split(self) -> (Attached, ProgramLogger, KernelMaps, RingReader, StackReader) {
         (
             Attached {
                 attacher: self.attacher,
@@ -116,6 +118,7 @@ impl Probes {
             self.logger,
             self.maps,
             self.ring,
+            self.stacks,
         )
     }
 }
@@ -178,6 +181,7 @@ pub(crate) fn start(
     let logger = aya_log::EbpfLogger::init(ebpf)?;
     let maps = KernelMaps::take(ebpf, slots)?;
     let ring = RingReader::take(ebpf)?;
+    let stacks = RingReader::take_stacks(ebpf)?;
     Ok((
         Some(Probes {
             attacher,
@@ -185,6 +189,7 @@ pub(crate) fn start(
             logger,
             maps,
             ring,
+            stacks,
         }),
         report,
     ))

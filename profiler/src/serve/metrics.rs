@@ -300,7 +300,7 @@ impl AgentMetrics {
             watched: single!("watched_containers", "Containers watched"),
             lost: family!(
                 "lost_events",
-                "Kernel records lost (ring_buffer: the ring was full; kmsg: the kernel log was overwritten)"
+                "Kernel records lost (ring_buffer: the ring was full; kmsg: the kernel log was overwritten; charge_stacks: stack samples whose ring was full)"
             ),
             scrape_seconds: single!(
                 "scrape_duration_seconds",
@@ -353,7 +353,7 @@ impl AgentMetrics {
     /// Says what the agent is (`profiler_build_info`), and starts the lost-record counters
     /// at 0: the first loss is then an increase Prometheus sees.
     pub(crate) fn set_build(&self, kernel: &str, mode: &str, cgroup_version: &str) {
-        for source in ["ring_buffer", "kmsg"] {
+        for source in ["ring_buffer", "kmsg", "charge_stacks"] {
             self.lost.get_or_create(&SourceLabels { source }).inc_by(0);
         }
         self.build

@@ -9,6 +9,8 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
+mod stacks;
+
 use super::{median, spread};
 use crate::{
     build::Binaries,
@@ -440,8 +442,9 @@ pub(super) fn run(
     (json_seconds, deaths_seconds): (u64, u64),
     only: &[String],
 ) -> Result<()> {
-    const PARTS: [&str; 7] = [
+    const PARTS: [&str; 8] = [
         "pagefault",
+        "stacks",
         "agent",
         "arm",
         "json",
@@ -476,6 +479,40 @@ pub(super) fn run(
     }
     if part("agent") {
         agent_page_faults(bins, &cgroup, runs, (&mib_arg, &iters_arg))?;
+    }
+    if part("stacks") {
+        let pages = (mib * 256 * iters) as f64;
+        stacks::compare(
+            bins,
+            &cgroup,
+            runs,
+            &format!(
+                "charge stacks on the page-fault workload (mmap {mib} MiB, touch, munmap; \
+                 x{iters}), the worst case"
+            ),
+            ("pages/s", "pages_per_sec="),
+            (
+                &["pagefault", "--mib", &mib_arg, "--iters", &iters_arg],
+                stacks::Work::Ops(pages),
+            ),
+            0.98,
+        )?;
+        let seconds = json_seconds.to_string();
+        stacks::compare(
+            bins,
+            &cgroup,
+            runs,
+            &format!(
+                "charge stacks on the allocation-heavy workload (JSON documents; \
+                 {json_seconds} s), the realistic case"
+            ),
+            ("docs/s", "docs_per_sec="),
+            (
+                &["json-churn", "--seconds", &seconds],
+                stacks::Work::Seconds(json_seconds as f64),
+            ),
+            0.99,
+        )?;
     }
     if part("arm") {
         arm_latency(bins, runs.min(5))?;

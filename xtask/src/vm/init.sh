@@ -183,7 +183,7 @@ echo 0 > "$CG/memory.swap.max" 2>/dev/null
 kv cgroup "$CG"
 kv limit_bytes $((LIMIT_MIB * 1024 * 1024))
 
-profiler watch --cgroup "$CG" --json --interval 1s > /tmp/watch.json 2> /tmp/watch.err &
+profiler watch --cgroup "$CG" --json --stacks --interval 1s > /tmp/watch.json 2> /tmp/watch.err &
 WATCH=$!
 if wait_watch_start "$WATCH" /tmp/watch.json 180; then
     kv watch_started yes
@@ -228,7 +228,7 @@ K=/sys/fs/cgroup/vmtest-kprobe
 mkdir "$K"
 echo "${LIMIT_MIB}M" > "$K/memory.max"
 kv kprobe_cgroup "$K"
-profiler watch --mode kprobe --cgroup "$K" --json --interval 1s > /tmp/kprobe.json 2> /tmp/kprobe.err &
+profiler watch --mode kprobe --stacks --cgroup "$K" --json --interval 1s > /tmp/kprobe.json 2> /tmp/kprobe.err &
 KW=$!
 if wait_watch_start "$KW" /tmp/kprobe.json 180; then
     kv kprobe_signals "$(sig_state "$KW")"

@@ -7,6 +7,7 @@ use records::{Hook, Line};
 mod checks;
 mod deaths;
 mod report;
+mod stacks;
 mod swap;
 
 pub(super) use report::GuestReport;
@@ -82,7 +83,17 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
         checks::charge_check(&watch.lines, watch.cgroup),
         checks::psi_check(&watch),
         checks::kill_check(report, &watch),
+        stacks::stacks_check(
+            report,
+            "watch",
+            "--stacks samples the leak's charges and names them",
+        ),
         checks::kprobe_check(report),
+        stacks::stacks_check(
+            report,
+            "kprobe_watch",
+            "--stacks in kprobe mode samples and names them",
+        ),
         checks::adaptive_check(report),
         deaths::group_check(report),
         deaths::node_oom_check(report),

@@ -5,9 +5,12 @@
 //! `cgroup` (the watched cgroup's path, `null` for node-wide lines). Lines about a cgroup also
 //! name its owner: `namespace`, `pod`, `pod_uid`, `container`, `container_id`, `qos`,
 //! `runtime` (each `null` when unknown).
+mod stacks;
+
 use std::path::PathBuf;
 
 use serde::Serialize;
+pub(crate) use stacks::{ChargeStacks, Processes, ProcessesTrigger, StackEntry};
 
 use crate::{
     cgroup::CgroupVersion,
@@ -68,6 +71,11 @@ pub(crate) enum RecordBody {
     HeapCeiling(HeapCeilingRecord),
     /// A runtime's setting is wrong for its limit: what, in numbers, and the fix.
     ConfigRisk(crate::ceilings::assess::ConfigRisk),
+    /// The processes of a container, their memory and growth (every 5 s when one moved, and when its risk
+    /// rises).
+    Processes(Processes),
+    /// Sampled charge stacks of a container, named (`--stacks`).
+    ChargeStacks(ChargeStacks),
     /// The watch ended.
     End(End),
 }
