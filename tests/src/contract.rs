@@ -27,9 +27,13 @@ enum Kind {
     Nullable(&'static Kind),
     /// Exactly `null`.
     Null,
+    /// An array whose every element is of the inner kind.
+    ArrayOf(&'static Kind),
+    /// An object with (at least) these keys, each of its kind.
+    Object(&'static [(&'static str, Kind)]),
 }
 
-use Kind::{Array, Bool, Integer, Null, Nullable, Number, OneOf, Text, Unsigned};
+use Kind::{Array, ArrayOf, Bool, Integer, Null, Nullable, Number, Object, OneOf, Text, Unsigned};
 
 const UNSIGNED_OR_NULL: Kind = Nullable(&Unsigned);
 const NUMBER_OR_NULL: Kind = Nullable(&Number);
@@ -62,7 +66,7 @@ const POD_KEYS: [(&str, Kind); 7] = [
 ];
 
 /// The line types that are about one cgroup, and so carry [`POD_KEYS`].
-const CGROUP_LINES: [&str; 12] = [
+const CGROUP_LINES: [&str; 14] = [
     "watch_start",
     "heap_ceiling",
     "config_risk",
@@ -75,6 +79,8 @@ const CGROUP_LINES: [&str; 12] = [
     "cgroup_gone",
     "warning",
     "summary",
+    "processes",
+    "charge_stacks",
 ];
 const CONSTRAINT: Kind = Nullable(&OneOf(&["memcg", "node", "cpuset", "mempolicy"]));
 const OOM_LIMIT_SOURCE: Kind = Nullable(&OneOf(&[
@@ -87,6 +93,33 @@ const OOM_LIMIT_SOURCE: Kind = Nullable(&OneOf(&[
     "node",
 ]));
 const SIGNAL: Kind = OneOf(&["SIGKILL", "SIGTERM"]);
+/// One of the top processes of a `processes` line.
+const PROCESS: Kind = Object(&[
+    ("pid", Unsigned),
+    ("comm", Text),
+    ("rss_anon_bytes", Unsigned),
+    ("rss_file_bytes", Unsigned),
+    ("rss_shmem_bytes", Unsigned),
+    ("growth_bytes", Integer),
+    ("growth_window_s", Number),
+]);
+/// The rest of a container's processes, summed, in a `processes` line.
+const OTHER_PROCESSES: Kind = Object(&[
+    ("processes", Unsigned),
+    ("rss_bytes", Unsigned),
+    ("growth_bytes", Integer),
+]);
+/// Frames of a charge stack, root first.
+const FRAMES: Kind = ArrayOf(&Text);
+/// One stack of a `charge_stacks` line.
+const CHARGE_STACK: Kind = Object(&[
+    ("pid", Unsigned),
+    ("comm", Text),
+    ("samples", Unsigned),
+    ("bytes", Unsigned),
+    ("user", FRAMES),
+    ("kernel", FRAMES),
+]);
 const RISK: Kind = OneOf(&["ok", "warning", "critical"]);
 
 /// The keys every line of `type` must have, besides `type`, `ts`, `cgroup` and (for lines about
@@ -240,6 +273,22 @@ fn keys(line_type: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("repeats", Unsigned),
         ],
         "cgroup_gone" => &[("cgroup", Text)],
+        "processes" => &[
+            ("cgroup", Text),
+            ("trigger", OneOf(&["periodic", "risk_rose"])),
+            ("window_s", Number),
+            ("rss_bytes", Unsigned),
+            ("processes", ArrayOf(&PROCESS)),
+            ("others", OTHER_PROCESSES),
+        ],
+        "charge_stacks" => &[
+            ("cgroup", Text),
+            ("window_s", Number),
+            ("interval_bytes", Unsigned),
+            ("samples", Unsigned),
+            ("bytes", Unsigned),
+            ("stacks", ArrayOf(&CHARGE_STACK)),
+        ],
         "lost_events" => &[("cgroup", Null), ("count", Unsigned), ("source", Text)],
         "charge_tracing" => &[
             ("cgroup", Null),
@@ -287,6 +336,13 @@ fn matches(kind: Kind, value: &Value) -> bool {
         OneOf(choices) => value.as_str().is_some_and(|s| choices.contains(&s)),
         Nullable(inner) => value.is_null() || matches(*inner, value),
         Null => value.is_null(),
+        ArrayOf(inner) => value
+            .as_array()
+            .is_some_and(|items| items.iter().all(|item| matches(*inner, item))),
+        Object(keys) => value.as_object().is_some_and(|object| {
+            keys.iter()
+                .all(|&(key, kind)| object.get(key).is_some_and(|v| matches(kind, v)))
+        }),
     }
 }
 
@@ -301,6 +357,14 @@ fn describe(kind: Kind) -> String {
         OneOf(choices) => format!("one of {choices:?}"),
         Nullable(inner) => format!("null or {}", describe(*inner)),
         Null => "null".to_owned(),
+        ArrayOf(inner) => format!("an array of which each is {}", describe(*inner)),
+        Object(keys) => {
+            let keys: Vec<String> = keys
+                .iter()
+                .map(|&(key, kind)| format!("{key:?}: {}", describe(kind)))
+                .collect();
+            format!("an object with {{{}}}", keys.join(", "))
+        }
     }
 }
 

@@ -33,6 +33,7 @@ mod profiler;
 pub mod promql;
 mod runc;
 pub mod runtimes;
+pub mod stacks;
 mod tempdir;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,9 @@ pub(crate) const READ_EVERY_S: f64 = 5.0;
 /// memory now). With the product's 60 s window and 5 s readings every reading is kept; a long
 /// window, or readings more often than [`READ_EVERY_S`], cannot grow the history past it.
 const POINTS_PER_WINDOW: f64 = 64.0;
+/// How long before a reading a process not in it may have started and still count as born
+/// after it, seconds.
+const BORN_SLACK_S: f64 = 1.0;
 /// How far a process's resident memory must move for a new line to be worth writing, bytes.
 const CHANGE_BYTES: u64 = 1 << 20;
 
@@ -65,6 +68,7 @@ impl ProcessGrowth {
         if self.read_at.is_some_and(|at| now < at) {
             self.histories.clear();
         }
+        let previous_read = self.read_at;
         self.read_at = Some(now);
         let mut histories = HashMap::with_capacity(readings.len());
         for reading in readings {
@@ -78,7 +82,7 @@ impl ProcessGrowth {
                     history.add(now, reading, self.window_s);
                     history
                 }
-                _ => History::new(now, reading),
+                _ => History::new(now, reading, previous_read),
             };
             histories.insert(pid, history);
         }
@@ -155,9 +159,20 @@ impl ProcessGrowth {
 }
 
 impl History {
-    /// A process first read at `now`.
-    fn new(now: f64, reading: ProcessReading) -> Self {
-        let points = VecDeque::from([(now, reading.rss())]);
+    /// A process first read at `now`. One that started after the container's previous
+    /// reading (at `previous_read`) grew from nothing at its start: its first reading can
+    /// come up to a reading's period after it, and a leak is fast then. One that was there
+    /// before the container was first read, or moved into it, grows from its first reading:
+    /// what it did before the watch is not known. "After" allows [`BORN_SLACK_S`]: a runtime
+    /// forks, then moves the child into the container, so a child forked just before a
+    /// reading can join just after it.
+    fn new(now: f64, reading: ProcessReading, previous_read: Option<f64>) -> Self {
+        let mut points = VecDeque::from([(now, reading.rss())]);
+        if let (Some(start), Some(before)) = (reading.started_at, previous_read) {
+            if start > before - BORN_SLACK_S && start < now {
+                points.push_front((start, 0));
+            }
+        }
         Self {
             latest: reading,
             points,

@@ -17,7 +17,7 @@ pub(crate) use procfs::read_cgroup;
 pub(crate) use view::ProcessesView;
 
 /// One process's memory, as read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ProcessReading {
     /// Its pid, in the profiler's pid namespace.
     pub pid: u32,
@@ -29,6 +29,10 @@ pub(crate) struct ProcessReading {
     pub rss_file: u64,
     /// Resident shared memory: shmem, tmpfs, shared anonymous mappings (`RssShmem`), bytes.
     pub rss_shmem: u64,
+    /// When it started (Unix seconds, `/proc/PID/stat`), where known: a process born between
+    /// two readings grew from nothing at its start, not from its first reading, which can
+    /// come up to a reading's period later.
+    pub started_at: Option<f64>,
 }
 
 impl ProcessReading {

@@ -52,7 +52,41 @@ pub(crate) fn read_cgroup(dir: &Path) -> io::Result<Vec<ProcessReading>> {
 /// When the file cannot be read: the process does not exist (any more), or a permission.
 pub(crate) fn read_process(pid: u32) -> io::Result<Option<ProcessReading>> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(parse_status(pid, &status))
+    Ok(parse_status(pid, &status).map(|mut reading| {
+        reading.started_at = started_at(pid);
+        reading
+    }))
+}
+
+/// When process `pid` started, Unix seconds: its start time since boot (`/proc/PID/stat`)
+/// put on the wall clock through the boot-time clock.
+fn started_at(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = parse_start_ticks(&stat)?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if per_second <= 0 {
+        return None;
+    }
+    let mut boot = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut boot) } != 0 {
+        return None;
+    }
+    let since_boot = boot.tv_sec as f64 + boot.tv_nsec as f64 / 1e9;
+    let started = ticks as f64 / per_second as f64;
+    Some(crate::collector::unix_now() - (since_boot - started).max(0.0))
+}
+
+/// The start time field (the 22nd, in clock ticks since boot) of a `/proc/PID/stat` text;
+/// fields are counted after the command name, which may hold spaces and parentheses.
+pub(super) fn parse_start_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Field 3 (the state) is the first after the name; field 22 is the 20th.
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The pids listed in `cgroup.procs` of `dir` and of the cgroups below it, each once, in the
@@ -145,6 +179,7 @@ pub(super) fn parse_status(pid: u32, status: &str) -> Option<ProcessReading> {
         rss_anon: rss_anon?,
         rss_file: rss_file?,
         rss_shmem: rss_shmem?,
+        started_at: None,
     })
 }
 

@@ -18,6 +18,7 @@ fn reading(pid: u32, comm: &str, anon: u64) -> ProcessReading {
         rss_anon: anon,
         rss_file: 0,
         rss_shmem: 0,
+        started_at: None,
     }
 }
 
@@ -210,6 +211,7 @@ fn the_view_serializes_to_the_fields_of_the_line() {
         rss_anon: 1000,
         rss_file: 2000,
         rss_shmem: 3000,
+        started_at: None,
     };
     growth.observe(0.0, vec![java.clone(), reading(9, "sh", 4096)]);
     growth.observe(
@@ -312,4 +314,40 @@ fn a_duplicate_in_a_reading_replaces_the_figures_not_the_history() {
     let e = entry(&growth, 1);
     assert_eq!((e.growth_bytes, e.growth_window_s), (2 * MIB as i64, 5.0));
     assert_eq!(growth.view(10).others.processes, 0);
+}
+
+#[test]
+fn a_process_born_between_readings_grew_from_nothing_at_its_start() {
+    let mut growth = ProcessGrowth::new(WINDOW_S);
+    growth.observe(100.0, vec![reading(1, "sh", 4 << 20)]);
+    // Born at 101 s, first read at 105 s holding 40 MiB: it grew 40 MiB in 4 s, not 0 in 0 s.
+    let born = ProcessReading {
+        started_at: Some(101.0),
+        ..reading(2, "leak", 40 << 20)
+    };
+    growth.observe(105.0, vec![reading(1, "sh", 4 << 20), born.clone()]);
+    let leak = entry(&growth, 2);
+    assert_eq!(leak.growth_bytes, 40 << 20);
+    assert!((leak.growth_window_s - 4.0).abs() < 1e-9, "{leak:?}");
+    // One that started before the previous reading (moved into the container, say): its first
+    // reading is where its growth starts.
+    let old = ProcessReading {
+        started_at: Some(104.0),
+        ..reading(3, "old", 80 << 20)
+    };
+    growth.observe(110.0, vec![born, old]);
+    let old = entry(&growth, 3);
+    assert_eq!((old.growth_bytes, old.growth_window_s), (0, 0.0));
+}
+
+#[test]
+fn processes_there_at_the_first_reading_grow_from_it() {
+    let mut growth = ProcessGrowth::new(WINDOW_S);
+    let young = ProcessReading {
+        started_at: Some(99.0),
+        ..reading(1, "holder", 48 << 20)
+    };
+    growth.observe(100.0, vec![young]);
+    let holder = entry(&growth, 1);
+    assert_eq!((holder.growth_bytes, holder.growth_window_s), (0, 0.0));
 }

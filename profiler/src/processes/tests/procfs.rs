@@ -9,7 +9,10 @@ use std::{
 };
 
 use crate::processes::{
-    procfs::{cgroup_pids, parse_status, read_cgroup, read_process, MAX_CGROUPS, MAX_PROCESSES},
+    procfs::{
+        cgroup_pids, parse_start_ticks, parse_status, read_cgroup, read_process, MAX_CGROUPS,
+        MAX_PROCESSES,
+    },
     ProcessReading,
 };
 
@@ -95,6 +98,7 @@ fn a_status_gives_the_three_kinds_of_resident_memory() {
             rss_anon: 112 * 1024,
             rss_file: 1500 * 1024,
             rss_shmem: 0,
+            started_at: None,
         })
     );
 }
@@ -275,4 +279,30 @@ fn the_test_is_found_in_its_own_cgroup() {
         .find(|r| r.pid == me)
         .unwrap_or_else(|| panic!("pid {me} not among {}: {readings:?}", dir.display()));
     assert!(mine.rss_anon > 0, "{mine:?}");
+}
+
+#[test]
+fn the_start_time_is_read_after_a_name_with_parentheses_and_spaces() {
+    // A recorded /proc/PID/stat (`sleep`), and the same with a hostile name.
+    let stat = "4242 (sleep) S 4200 4242 4200 34816 4242 4194304 96 0 0 0 0 0 0 0 20 0 1 0 \
+                123456 5685248 128 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+    assert_eq!(parse_start_ticks(stat), Some(123456));
+    let hostile = stat.replace("(sleep)", "(a) b (c d)");
+    assert_eq!(parse_start_ticks(&hostile), Some(123456));
+    assert_eq!(parse_start_ticks("4242 (cut short) S 1"), None);
+    assert_eq!(parse_start_ticks(""), None);
+}
+
+#[test]
+fn a_real_process_has_a_start_time_of_now() {
+    let me = read_process(std::process::id())
+        .expect("our own status")
+        .expect("our own memory");
+    let started = me.started_at.expect("our start time");
+    let now = crate::collector::unix_now();
+    assert!(started <= now + 1.0, "started {started}, now {now}");
+    assert!(
+        now - started < 24.0 * 3600.0,
+        "a test process is younger than a day"
+    );
 }
