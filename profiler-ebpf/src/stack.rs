@@ -4,7 +4,7 @@
 use core::{ffi::c_void, ptr::addr_of_mut};
 
 use aya_ebpf::{
-    bindings::BPF_F_USER_STACK,
+    bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::{bpf_get_prandom_u32, bpf_get_stack, bpf_ktime_get_boot_ns},
@@ -47,6 +47,12 @@ pub(crate) fn sample_stack(ctx: *mut c_void, slot: u32, counters: &mut SlotCount
     emit(ctx, slot, weight as u64);
 }
 
+/// Bytes waiting in the stacks ring past which a sample wakes user space (a quarter of it):
+/// below, samples wait for user space's next look (every 100 ms). A wakeup per sample would
+/// cost the charging task an interrupt (`irq_work`: an APIC write, which traps to the
+/// hypervisor in a VM) and user space a context switch; that was most of the cost of a sample.
+const WAKE_AT_BYTES: u64 = 256 * 1024;
+
 /// Writes the sample straight into the ring buffer (the stacks are copied once, by the
 /// helpers).
 #[inline(always)]
@@ -81,5 +87,10 @@ fn emit(ctx: *mut c_void, slot: u32, weight_pages: u64) {
             0,
         ) as i32;
     }
-    entry.submit(0);
+    let flags = if STACKS.query(u64::from(BPF_RB_AVAIL_DATA)) >= WAKE_AT_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(u64::from(flags));
 }

@@ -151,6 +151,9 @@ fn switch_charge_path(
     }))
 }
 
+/// How often the stacks ring is drained (besides when the kernel says it is filling up).
+const STACK_DRAIN_EVERY: Duration = Duration::from_millis(100);
+
 /// Converts a kernel `CLOCK_BOOTTIME` timestamp (ns) into Unix seconds.
 fn boot_ns_to_unix(ktime_ns: u64) -> f64 {
     let mut ts = libc::timespec {
@@ -271,12 +274,21 @@ pub(crate) async fn run(
     collector.start()?;
 
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    // The kernel wakes the stack reader only when its ring fills up (a wakeup per sample was
+    // most of a sample's cost): it is drained on this timer, so a sample waits at most this
+    // long for its normalisation, while its process most likely still exists.
+    let mut stack_drain = tokio::time::interval(STACK_DRAIN_EVERY);
+    let draining = stack_ring.is_some() && collector.stack_work.is_some();
+    stack_drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut kmsg_lost = 0;
     let reason = loop {
         tokio::select! {
             _ = ticker.tick() => {
+                if let Some(r) = stack_ring.as_mut() {
+                    collector.on_stack_samples(r.drain());
+                }
                 collector.flush_deaths(unix_now())?;
                 let more = collector.tick()?;
                 if let (Some(switch), Some(a)) = (collector.switch.take(), attached.as_mut()) {
@@ -292,6 +304,11 @@ pub(crate) async fn run(
                         kmsg_lost = lost;
                         collector.emit_node(RecordBody::LostEvents(LostEvents { count, source: "kmsg" }))?;
                     }
+                }
+            }
+            _ = stack_drain.tick(), if draining => {
+                if let Some(r) = stack_ring.as_mut() {
+                    collector.on_stack_samples(r.drain());
                 }
             }
             samples = async {
@@ -363,10 +380,7 @@ pub(crate) async fn run(
     };
     // Whatever the kernel sent before the end is still reported.
     if let Some(r) = stack_ring.as_mut() {
-        if let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_millis(1), r.next_batch()).await
-        {
-            collector.on_stack_samples(batch);
-        }
+        collector.on_stack_samples(r.drain());
     }
     collector.flush_stacks(unix_now())?;
     if let Some(r) = ring.as_mut() {

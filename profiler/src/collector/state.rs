@@ -234,6 +234,8 @@ impl<'s> Collector<'s> {
         };
         self.watched.push(w);
         self.ever_watched = true;
+        // Stacks sampled from the start (`--stacks`), not from the first round on.
+        self.steer_stacks(self.watched.len() - 1, unix_now())?;
         self.emit_about(
             unix_now(),
             self.watched.len() - 1,

@@ -70,6 +70,17 @@ impl<T> RingReader<T> {
         Ok(Self { ring, decode })
     }
 
+    /// The records ready now, without waiting (for a ring whose producer wakes its reader only
+    /// when it fills: it is looked at on a timer too).
+    pub(crate) fn drain(&mut self) -> Vec<T> {
+        let ring = self.ring.get_mut();
+        let mut records = Vec::new();
+        while let Some(item) = ring.next() {
+            records.extend((self.decode)(&item));
+        }
+        records
+    }
+
     /// Waits until records are ready, then returns all of them.
     pub(crate) async fn next_batch(&mut self) -> std::io::Result<Vec<T>> {
         loop {
