@@ -48,7 +48,7 @@ pub(crate) fn sample_stack(ctx: *mut c_void, slot: u32, counters: &mut SlotCount
 }
 
 /// Bytes waiting in the stacks ring past which a sample wakes user space (a quarter of it):
-/// below, samples wait for user space's next look (every 100 ms). A wakeup per sample would
+/// below, samples wait for user space's next look (every 250 ms). A wakeup per sample would
 /// cost the charging task an interrupt (`irq_work`: an APIC write, which traps to the
 /// hypervisor in a VM) and user space a context switch; that was most of the cost of a sample.
 const WAKE_AT_BYTES: u64 = 256 * 1024;

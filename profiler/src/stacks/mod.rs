@@ -98,6 +98,11 @@ impl Symbolizer {
         }
     }
 
+    /// Reads what naming kernel frames needs (kallsyms) now, not at the first sample.
+    pub(crate) fn warm(&mut self) {
+        self.kernel.warm();
+    }
+
     /// Called at once when the sample arrives (milliseconds after it was taken): resolves each
     /// user address to its mapping using the process's `/proc/PID/maps` (read once per process
     /// and cached, read again when an address is in no cached mapping and the process still
