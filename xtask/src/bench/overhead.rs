@@ -120,6 +120,21 @@ fn attach(bins: &Binaries, mode: Attached, cgroup: &TempMemcg) -> Result<Option<
             .arg("--cgroup")
             .arg(cgroup.path()),
     };
+    let (process, lines) = start_profiler(&mut cmd, &format!("{mode:?}"))?;
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Some(process))
+}
+
+/// Starts the profiler `cmd` with its stdout piped, and returns once its first line came
+/// (`attached`, or `watch_start`: after every program is attached), with the rest to read.
+fn start_profiler(
+    cmd: &mut Command,
+    what: &str,
+) -> Result<(
+    Process,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+)> {
     let mut process = Process(
         cmd.stdout(Stdio::piped())
             .spawn()
@@ -127,14 +142,10 @@ fn attach(bins: &Binaries, mode: Attached, cgroup: &TempMemcg) -> Result<Option<
     );
     let stdout = process.0.stdout.take().context("profiler stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    // The first line (`attached`, or `watch_start`) comes after every program is attached.
     match lines.next() {
-        Some(Ok(_)) => {}
-        _ => bail!("the profiler ({mode:?}) did not start"),
+        Some(Ok(_)) => Ok((process, lines)),
+        _ => bail!("the profiler ({what}) did not start"),
     }
-    // Keep draining its output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Some(process))
 }
 
 /// Runs the workload once in the cgroup and returns the figure it prints after `key=`.

@@ -5,7 +5,6 @@
 //! the charge programs (`kernel.bpf_stats_enabled`, read with `bpftool`), which the stacks
 //! add to.
 use std::{
-    io::{BufRead as _, BufReader},
     process::{Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -14,9 +13,9 @@ use std::{
     thread::JoinHandle,
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::Result;
 
-use super::{super::median, super::spread, workload_figure};
+use super::{super::median, super::spread, start_profiler, workload_figure};
 use crate::{
     build::Binaries,
     memcg::{interrupt, Process, TempMemcg},
@@ -36,19 +35,8 @@ fn start(bins: &Binaries, cgroup: &TempMemcg, stacks: bool) -> Result<Watch> {
     if stacks {
         cmd.arg("--stacks");
     }
-    let mut process = Process(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the profiler")?,
-    );
-    let stdout = process.0.stdout.take().context("profiler stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    // The first line (`watch_start`) comes after every program is attached.
-    match lines.next() {
-        Some(Ok(_)) => {}
-        _ => bail!("the profiler (stacks: {stacks}) did not start"),
-    }
+    cmd.stderr(Stdio::null());
+    let (process, lines) = start_profiler(&mut cmd, &format!("stacks: {stacks}"))?;
     let samples = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));
     let (s, l) = (Arc::clone(&samples), Arc::clone(&lost));
