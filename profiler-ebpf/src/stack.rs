@@ -37,7 +37,8 @@ pub(crate) fn sample_stack(ctx: *mut c_void, slot: u32, counters: &mut SlotCount
     let weight = previous - counters.stack_countdown_pages;
     // SAFETY: helper without preconditions.
     let random = u64::from(unsafe { bpf_get_prandom_u32() });
-    let next = (interval / 2 + random % interval) as i64;
+    // At least one page: 0 would read as "sampling off" at the next sample.
+    let next = (interval / 2 + random % interval).max(1) as i64;
     counters.stack_countdown_pages = next;
     counters.stack_interval_pages = next;
     // Sampling was off until now: the pages charged before it was turned on are nobody's.
