@@ -547,6 +547,41 @@ mod tests {
     }
 
     #[test]
+    fn the_top_grower_stands_beside_its_container() {
+        use crate::processes::{ProcessGrowth, ProcessReading};
+        let reading = |anon: u64| ProcessReading {
+            pid: 4121,
+            comm: "java".into(),
+            rss_anon: anon,
+            rss_file: 0,
+            rss_shmem: 0,
+            started_at: None,
+        };
+        let mut growth = ProcessGrowth::new(60.0);
+        growth.observe(0.0, vec![reading(10 << 20)]);
+        growth.observe(30.0, vec![reading(190 << 20)]);
+        let mut out = Vec::new();
+        let mut sink = LiveSink::new(&mut out, false);
+        let about = |body| Record {
+            ts: 30.0,
+            cgroup: Some(PathBuf::from("/cg/a")),
+            identity: Some(Identity::default()),
+            body,
+        };
+        sink.emit(&about(RecordBody::Sample(Sample::default())))
+            .expect("emit");
+        sink.emit(&about(RecordBody::Processes(crate::record::Processes {
+            trigger: crate::record::ProcessesTrigger::Periodic,
+            view: growth.view(10),
+        })))
+        .expect("emit");
+        sink.flush().expect("flush");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("TOP GROWER"), "{text}");
+        assert!(text.contains("4121 java +180.0MiB/30s"), "{text}");
+    }
+
+    #[test]
     fn the_node_heads_the_table() {
         let node = NodeRecord {
             mem_total_bytes: 8 << 30,
