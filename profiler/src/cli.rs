@@ -358,6 +358,17 @@ mod tests {
     }
 
     #[test]
+    fn stack_intervals_are_a_page_to_a_gibibyte() {
+        assert_eq!(parse_stack_interval("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_stack_interval("4KiB"), Ok(4096));
+        assert_eq!(parse_stack_interval("1GiB"), Ok(1 << 30));
+        for bad in ["1KiB", "2GiB", "0", "often"] {
+            let e = parse_stack_interval(bad).expect_err(bad);
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
