@@ -136,19 +136,21 @@ impl Collector<'_> {
             else {
                 continue;
             };
-            let stack = work.symbolizer.normalize(RawStack {
-                tgid: sample.tgid,
-                user: sample.user_frames(),
-                kernel: sample.kernel_frames(),
-            });
             let comm_len = sample
                 .comm
                 .iter()
                 .position(|&c| c == 0)
                 .unwrap_or(sample.comm.len());
+            let comm = String::from_utf8_lossy(&sample.comm[..comm_len]).into_owned();
+            let stack = work.symbolizer.normalize(RawStack {
+                tgid: sample.tgid,
+                user: sample.user_frames(),
+                kernel: sample.kernel_frames(),
+                comm: &comm,
+            });
             w.stacks.pending.push(Pending {
                 tgid: sample.tgid,
-                comm: String::from_utf8_lossy(&sample.comm[..comm_len]).into_owned(),
+                comm,
                 weight_bytes: sample.weight_pages.saturating_mul(self.page_size),
                 stack,
             });

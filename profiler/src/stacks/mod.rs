@@ -45,6 +45,8 @@ pub(crate) struct RawStack<'a> {
     pub(crate) user: &'a [u64],
     /// Kernel addresses, leaf first.
     pub(crate) kernel: &'a [u64],
+    /// The command name of the thread that charged: a new one may be an `exec`.
+    pub(crate) comm: &'a str,
 }
 
 /// A stack whose user frames are normalised (module + file offset): what is kept between the
@@ -131,7 +133,7 @@ impl Symbolizer {
                 kernel,
             };
         }
-        let Some(process) = cached_process(&mut self.processes, raw.tgid, tick) else {
+        let Some(process) = cached_process(&mut self.processes, raw.tgid, raw.comm, tick) else {
             let unknown = UserFrame::Named(Arc::clone(&self.labels.unknown));
             return NormalizedStack {
                 user: vec![unknown; raw.user.len()],
@@ -201,18 +203,21 @@ impl Symbolizer {
 }
 
 /// The cached process behind `pid`, read if it is not cached or no longer the same.
-fn cached_process(
-    processes: &mut HashMap<u32, Process>,
+fn cached_process<'p>(
+    processes: &'p mut HashMap<u32, Process>,
     pid: u32,
+    comm: &str,
     tick: u64,
-) -> Option<&mut Process> {
+) -> Option<&'p mut Process> {
     let stale = match processes.get_mut(&pid) {
-        Some(process) => process.check(false) == Check::Other,
+        Some(process) => process.check_sample(comm) == Check::Other,
         None => true,
     };
     if stale {
         processes.remove(&pid);
-        let process = Process::read(pid, tick)?;
+        let mut process = Process::read(pid, tick)?;
+        // Its name from now on (just read: no check is forced).
+        process.check_sample(comm);
         if processes.len() >= MAX_PROCESSES {
             let oldest = processes
                 .iter()

@@ -22,6 +22,10 @@ use super::{
 /// cached mapping (return addresses that frame-pointer walks got wrong would otherwise read
 /// the maps of a big process on every sample).
 const RECHECK_AFTER: Duration = Duration::from_millis(250);
+/// Least time between two checks forced by a sample whose command name differs from the one
+/// before: an `exec` keeps the pid and usually changes the name, but the threads of one process
+/// may have names of their own, and must not force a read of `/proc/PID/stat` each.
+const RENAMED_RECHECK_AFTER: Duration = Duration::from_millis(10);
 /// Least time between two tries to open a module while every open one is in use.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -128,6 +132,8 @@ pub(crate) struct Process {
     checked_at: Instant,
     exited: bool,
     perf_map: Option<PerfMapSource>,
+    /// The command name of its last sample.
+    comm: String,
     /// When [`super::Symbolizer::prune`] first saw it gone, on the collector's clock.
     pub(crate) gone_since: Option<f64>,
     /// When a sample last came for it.
@@ -192,6 +198,7 @@ impl Process {
             checked_at: now,
             exited: false,
             perf_map: None,
+            comm: String::new(),
             gone_since: None,
             used_at: now,
             used_tick: tick,
@@ -217,6 +224,17 @@ impl Process {
             Some(identity) if identity.same_as(&self.identity) && !self.exited => Check::Same,
             Some(_) => Check::Other,
         }
+    }
+
+    /// [`Self::check`] for a sample of command name `comm`: forced when the name differs from
+    /// the last sample's (an `exec`: the old image's mappings must not name the new one's
+    /// addresses), at most every [`RENAMED_RECHECK_AFTER`].
+    pub(crate) fn check_sample(&mut self, comm: &str) -> Check {
+        let renamed = !self.comm.is_empty() && self.comm != comm;
+        if self.comm != comm {
+            comm.clone_into(&mut self.comm);
+        }
+        self.check(renamed && self.checked_at.elapsed() >= RENAMED_RECHECK_AFTER)
     }
 
     /// Whether the pid still has this process, checked now (after opening something through

@@ -150,6 +150,7 @@ fn raw(tgid: u32, user: &[u64]) -> RawStack<'_> {
         tgid,
         user,
         kernel: &[],
+        comm: "leaky",
     }
 }
 
@@ -373,6 +374,7 @@ fn names_a_kernel_function_from_kallsyms() {
         tgid: std::process::id(),
         user: &[],
         kernel: &kernel,
+        comm: "test",
     });
     let started = Instant::now();
     let (user, kernel) = symbolizer.symbolize(&stack);
@@ -389,4 +391,82 @@ fn the_leaf_is_looked_up_as_is_and_return_addresses_one_byte_back() {
     assert_eq!(lookup_address(0, 0x1000), 0x1000);
     assert_eq!(lookup_address(1, 0x1000), 0xfff);
     assert_eq!(lookup_address(5, 0), 0);
+}
+
+/// The start of the executable mapping of `file` (a path suffix) in `pid`'s maps.
+fn text_of(pid: u32, file: &str) -> Option<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines()
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|p| p.contains('x')))
+        .find(|l| l.ends_with(file))
+        .and_then(|l| l.split('-').next())
+        .and_then(|start| u64::from_str_radix(start, 16).ok())
+}
+
+#[test]
+fn an_exec_is_noticed_at_the_first_sample_with_the_new_name() {
+    // `sh` waits for a line, then becomes `sleep`: same pid, another image.
+    let Some(sleep) = ["/usr/bin/sleep", "/bin/sleep"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("skipped: no sleep binary");
+        return;
+    };
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("read line; exec {sleep} 30")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sh starts");
+    let pid = child.id();
+    let mut symbolizer = Symbolizer::new();
+    // sh's own image, mapped once it runs.
+    let sh_text = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            let exe = exe.file_name()?.to_str()?.to_owned();
+            text_of(pid, &exe).map(|t| (t, exe))
+        })
+        .expect("sh's text mapping");
+    let before = RawStack {
+        tgid: pid,
+        user: &[sh_text.0 + 16],
+        kernel: &[],
+        comm: "sh",
+    };
+    let stack = symbolizer.normalize(before);
+    let (named, _) = symbolizer.symbolize(&stack);
+    assert!(
+        named[0].contains(&sh_text.1) || !named[0].starts_with('['),
+        "{named:?}"
+    );
+    // The exec, then a sample of the new image well within the periodic recheck (250 ms).
+    {
+        use std::io::Write as _;
+        let stdin = child.stdin.as_mut().expect("sh's stdin");
+        stdin.write_all(b"go\n").expect("a line to sh");
+    }
+    let sleep_text = (0..400)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            text_of(pid, "sleep")
+        })
+        .expect("sleep's text mapping after the exec");
+    // A renamed sample forces a check at most every 10 ms; the periodic one comes after 250.
+    std::thread::sleep(Duration::from_millis(20));
+    let after = RawStack {
+        tgid: pid,
+        user: &[sleep_text + 16],
+        kernel: &[],
+        comm: "sleep",
+    };
+    let stack = symbolizer.normalize(after);
+    let (named, _) = symbolizer.symbolize(&stack);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        named[0].ends_with("(sleep)") || !named[0].starts_with('['),
+        "the new image's address is named from the new image: {named:?}"
+    );
 }
