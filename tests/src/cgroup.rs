@@ -451,6 +451,20 @@ impl Workload {
         }
     }
 
+    /// Waits for it to die of SIGKILL, as a memcg OOM kill does; returns when `waitid` saw it
+    /// die.
+    #[track_caller]
+    pub fn expect_oom_killed(&self, timeout: Duration) -> Instant {
+        use std::os::unix::process::ExitStatusExt as _;
+        let (status, exited_at) = self.wait_exit(timeout);
+        if status.signal() != Some(libc::SIGKILL) {
+            self.fail(format_args!(
+                "expected the kernel to OOM-kill it (SIGKILL), it ended with {status}"
+            ));
+        }
+        exited_at
+    }
+
     /// Whether it has exited (and been reaped).
     pub fn has_exited(&self) -> bool {
         self.reaper.exit().is_some()

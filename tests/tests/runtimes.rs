@@ -3,7 +3,6 @@
 //! heap larger than the limit is a `config_risk` from its first sample, and its OOM kill is
 //! reported; a JVM without flags gets HotSpot's own default; a Go program needs `GOMEMLIMIT`.
 
-use std::os::unix::process::ExitStatusExt;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -11,8 +10,7 @@ use profiler_e2e::runtimes::{
     checked_lines, is_process_line, require_clean_environment, GoApp, HeapPlan, JavaHeap, NodeApp,
 };
 use profiler_e2e::{
-    is_line, number_or_null_at, start_test, str_at, u64_at, Profiler, TestCgroup, Workload, MIB,
-    PATIENCE,
+    is_line, number_or_null_at, start_test, str_at, u64_at, Profiler, TestCgroup, MIB, PATIENCE,
 };
 use serde_json::Value;
 
@@ -38,18 +36,6 @@ fn watch(path: &str) -> Profiler {
     ]);
     profiler.wait_watching(&[path]);
     profiler
-}
-
-/// Waits for `workload` to die of SIGKILL, as a memcg OOM kill does; returns when it died.
-#[track_caller]
-fn expect_oom_killed(workload: &Workload, timeout: Duration) -> Instant {
-    let (status, exited_at) = workload.wait_exit(timeout);
-    if status.signal() != Some(libc::SIGKILL) {
-        workload.fail(format_args!(
-            "expected the kernel to OOM-kill it (SIGKILL), it ended with {status}"
-        ));
-    }
-    exited_at
 }
 
 /// Waits for the `heap_ceiling` line about `pid` and checks its runtime and its ceiling
@@ -364,7 +350,7 @@ fn a_jvm_allowed_more_heap_than_its_limit_is_a_risk_at_once_and_its_kill_is_repo
         "a message naming the 1.0 GiB heap and the 256 MiB limit",
     );
 
-    let killed_at = expect_oom_killed(&jvm, PATIENCE);
+    let killed_at = jvm.expect_oom_killed(PATIENCE);
     let reported = expect_kill_reported(&mut profiler, &cgroup, pid, killed_at);
     checked_lines(&profiler);
     eprintln!(
@@ -420,7 +406,7 @@ fn node_allowed_more_heap_than_its_limit_is_a_risk_at_once_and_its_kill_is_repor
         "a message naming the 192 MiB limit",
     );
 
-    let killed_at = expect_oom_killed(&node, PATIENCE);
+    let killed_at = node.expect_oom_killed(PATIENCE);
     let reported = expect_kill_reported(&mut profiler, &cgroup, pid, killed_at);
     checked_lines(&profiler);
     eprintln!(

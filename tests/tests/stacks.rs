@@ -5,7 +5,6 @@
 //! whole stacks with frame pointers and gets the report's short-stacks notice without them;
 //! of two processes in one container, the `processes` lines name the one that grows.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use profiler_e2e::stacks::{
     TOP_STACKS_HEADING,
 };
 use profiler_e2e::{
-    is_line, start_test, str_at, u64_at, Profiler, TempDir, TestCgroup, Workload, MIB, PATIENCE,
+    is_line, start_test, str_at, u64_at, Profiler, TempDir, TestCgroup, MIB, PATIENCE,
 };
 use serde_json::Value;
 
@@ -59,18 +58,6 @@ fn stop(profiler: &Profiler) -> Vec<(Instant, Value)> {
         profiler.fail(format_args!("the watch ended with {status} after Ctrl-C"));
     }
     checked_lines(profiler)
-}
-
-/// Waits for `workload` to die of SIGKILL, as a memcg OOM kill does; returns when it died.
-#[track_caller]
-fn expect_oom_killed(workload: &Workload, timeout: Duration) -> Instant {
-    let (status, exited_at) = workload.wait_exit(timeout);
-    if status.signal() != Some(libc::SIGKILL) {
-        workload.fail(format_args!(
-            "expected the kernel to OOM-kill it (SIGKILL), it ended with {status}"
-        ));
-    }
-    exited_at
 }
 
 /// The `ts` of a line.
@@ -244,7 +231,7 @@ fn a_c_leak_is_charged_to_its_stack_up_to_the_kill_and_in_the_report() {
         KILL_PATIENCE,
         |l| is_line(l, "oom_kill", path) && l["pid"] == u64::from(pid),
     );
-    let killed_at = expect_oom_killed(&leak, PATIENCE);
+    let killed_at = leak.expect_oom_killed(PATIENCE);
     thread::sleep(LAST_ROUND);
     let lines = stop(&profiler);
 
@@ -526,7 +513,7 @@ fn the_process_that_grows_is_named_among_the_processes_of_its_container() {
         KILL_PATIENCE,
         |l| is_line(l, "oom_kill", path) && l["pid"] == leaker_pid,
     );
-    let killed_at = expect_oom_killed(&leaker, PATIENCE);
+    let killed_at = leaker.expect_oom_killed(PATIENCE);
     thread::sleep(LAST_ROUND);
     let lines = stop(&profiler);
 

@@ -128,14 +128,19 @@ impl Collector<'_> {
         let Some(work) = self.stack_work.as_mut() else {
             return;
         };
+        // Slot to container once per batch, not a search of every container per sample.
+        let by_slot: HashMap<u32, usize> = self
+            .watched
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| !w.gone)
+            .map(|(i, w)| (w.slot.index(), i))
+            .collect();
         for sample in batch {
-            let Some(w) = self
-                .watched
-                .iter_mut()
-                .find(|w| w.slot.index() == sample.slot && !w.gone)
-            else {
+            let Some(&index) = by_slot.get(&sample.slot) else {
                 continue;
             };
+            let w = &mut self.watched[index];
             let comm_len = sample
                 .comm
                 .iter()
