@@ -13,8 +13,6 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 # Raw tracepoints need no tracefs; it is mounted to list which memcg tracepoints exist.
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
-# Pure cgroup v2 (the kernel runs with cgroup_no_v1=all), as on most Kubernetes nodes.
-mount -t cgroup2 cgroup2 /sys/fs/cgroup
 
 say() { echo "vmtest: $*"; }
 # Raw mode: no \n -> \r\n translation on the results port.
@@ -34,6 +32,50 @@ param() {
         case "$word" in "vmtest.$1="*) echo "${word#*=}"; return ;; esac
     done
     echo "$2"
+}
+# Which scenarios run: all, or those named in vmtest.only (comma-separated, e.g.
+# `vmtest.only=leak,ringloss`; `cargo xtask vm-test --only`).
+ONLY=$(param only "")
+want() {
+    [ -z "$ONLY" ] && return 0
+    case ",$ONLY," in *",$1,"*) return 0 ;; esac
+    return 1
+}
+# The cgroup version: pure v2 (the kernel runs with cgroup_no_v1=all), as on most Kubernetes
+# nodes, unless vmtest.cgroup=1: then the memory controller is on a v1 hierarchy of its own at
+# /sys/fs/cgroup/memory, as on older nodes (and the host of the e2e tests).
+CGV=$(param cgroup 2)
+if [ "$CGV" = 1 ]; then
+    mount -t tmpfs cgroup /sys/fs/cgroup
+    mkdir /sys/fs/cgroup/memory
+    mount -t cgroup -o memory memory /sys/fs/cgroup/memory
+    CGROOT=/sys/fs/cgroup/memory
+else
+    mount -t cgroup2 cgroup2 /sys/fs/cgroup
+    echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+    CGROOT=/sys/fs/cgroup
+fi
+# Makes cgroup $1 (a path) and, when $2 is given, limits it to $2 MiB of memory and no swap.
+cg_make() {
+    mkdir -p "$1"
+    [ -z "$2" ] && return 0
+    if [ "$CGV" = 1 ]; then
+        echo $(($2 * 1048576)) > "$1/memory.limit_in_bytes"
+        # Only with swap accounting; there is no swap in the guest either way.
+        echo $(($2 * 1048576)) > "$1/memory.memsw.limit_in_bytes" 2>/dev/null
+    else
+        echo "${2}M" > "$1/memory.max"
+        echo 0 > "$1/memory.swap.max" 2>/dev/null
+    fi
+}
+# Copies cgroup $1's memory events to file $2: v2's memory.events, or v1's memory.oom_control,
+# which has the same `oom_kill N` line (the host reads both alike).
+cg_events() {
+    if [ "$CGV" = 1 ]; then cat "$1/memory.oom_control"; else cat "$1/memory.events"; fi > "$2" 2>&1
+}
+# Cgroup $1's peak usage in bytes (v1: memory.max_usage_in_bytes).
+cg_peak() {
+    if [ "$CGV" = 1 ]; then cat "$1/memory.max_usage_in_bytes"; else cat "$1/memory.peak"; fi 2>/dev/null
 }
 # Runs a command in cgroup $1: the shell moves itself there, then execs the command.
 in_cgroup() {
@@ -161,8 +203,10 @@ ROUNDS=$(param rounds 4)
 PF_MIB=$(param pf_mib 16)
 PF_ITERS=$(param pf_iters 4)
 
-say "kernel $(uname -r), up $(cut -d' ' -f1 /proc/uptime) s"
+say "kernel $(uname -r), cgroup v$CGV, up $(cut -d' ' -f1 /proc/uptime) s${ONLY:+, only $ONLY}"
 kv kernel "$(uname -r)"
+kv cgroup_version "$CGV"
+kv only "$ONLY"
 kv init_signals "$(sig_state $$)"
 if [ -e /sys/kernel/btf/vmlinux ]; then kv btf yes; else kv btf no; fi
 kv memcg_tracepoints "$(ls /sys/kernel/tracing/events/memcg 2>/dev/null | grep -v '^enable$\|^filter$' | tr '\n' ' ')"
@@ -174,12 +218,12 @@ section doctor /tmp/doctor.json
 section doctor_stderr /tmp/doctor.err
 say "doctor done (up $(cut -d' ' -f1 /proc/uptime) s)"
 
-echo +memory > /sys/fs/cgroup/cgroup.subtree_control
-CG=/sys/fs/cgroup/vmtest
-mkdir "$CG"
-echo "${LIMIT_MIB}M" > "$CG/memory.max"
-# Without swap accounting the file is missing; there is no swap in the guest either way.
-echo 0 > "$CG/memory.swap.max" 2>/dev/null
+# The scenarios of their own files (/lib/vmtest/*.sh, each defines scenario_NAME).
+for f in /lib/vmtest/*.sh; do . "$f"; done
+
+if want leak; then
+CG=$CGROOT/vmtest
+cg_make "$CG" "$LIMIT_MIB"
 kv cgroup "$CG"
 kv limit_bytes $((LIMIT_MIB * 1024 * 1024))
 
@@ -204,9 +248,10 @@ if wait_watch_start "$WATCH" /tmp/watch.json 180; then
     kv workload_status $?
     kill "$WATCHDOG" 2>/dev/null
     [ -e /tmp/leak.timeout ] && kv workload_timeout "$LEAK_TIMEOUT"
-    say "the leak ended (up $(cut -d' ' -f1 /proc/uptime) s): $(grep oom_kill "$CG/memory.events" | tr '\n' ' ')"
-    section memory_events "$CG/memory.events"
-    kv memory_peak "$(cat "$CG/memory.peak" 2>/dev/null)"
+    cg_events "$CG" /tmp/leak.events
+    say "the leak ended (up $(cut -d' ' -f1 /proc/uptime) s): $(grep oom_kill /tmp/leak.events | tr '\n' ' ')"
+    section memory_events /tmp/leak.events
+    kv memory_peak "$(cg_peak "$CG")"
     # Let the profiler take a sample or two after the kill and read the kernel's record of it.
     sleep 3
 else
@@ -219,14 +264,14 @@ kv watch_status $?
 section watch /tmp/watch.json
 section watch_stderr /tmp/watch.err
 section leak_output /tmp/leak.out
-say "watch sent (up $(cut -d' ' -f1 /proc/uptime) s); overhead: $ROUNDS rounds"
-kv rounds "$ROUNDS"
+say "watch sent (up $(cut -d' ' -f1 /proc/uptime) s)"
+fi
 
 # The kprobe fallback, forced: fentry is the mode on these kernels, so without this run the
 # kprobe programs would never meet a real charge path. A 32 MiB growth under a 64 MiB limit.
-K=/sys/fs/cgroup/vmtest-kprobe
-mkdir "$K"
-echo "${LIMIT_MIB}M" > "$K/memory.max"
+if want kprobe; then
+K=$CGROOT/vmtest-kprobe
+cg_make "$K" "$LIMIT_MIB"
 kv kprobe_cgroup "$K"
 profiler watch --mode kprobe --stacks --cgroup "$K" --json --interval 1s > /tmp/kprobe.json 2> /tmp/kprobe.err &
 KW=$!
@@ -246,13 +291,14 @@ kv kprobe_status $?
 section kprobe_watch /tmp/kprobe.json
 section kprobe_stderr /tmp/kprobe.err
 say "kprobe run done (up $(cut -d' ' -f1 /proc/uptime) s)"
+fi
 
 # Adaptive tracing (what `profiler serve` does): the charge path is detached after the first
 # round while nothing needs it, attached again (programs loaded anew) when the cgroup grows
 # fast toward its limit, and then sees the charges. 48 MiB in 4 MiB steps (8 MiB/s) under 64 MiB.
-A=/sys/fs/cgroup/vmtest-adaptive
-mkdir "$A"
-echo "${LIMIT_MIB}M" > "$A/memory.max"
+if want adaptive; then
+A=$CGROOT/vmtest-adaptive
+cg_make "$A" "$LIMIT_MIB"
 kv adaptive_cgroup "$A"
 profiler watch --adaptive --cgroup "$A" --json --interval 1s > /tmp/adaptive.json 2> /tmp/adaptive.err &
 AW=$!
@@ -270,13 +316,16 @@ kv adaptive_status $?
 section adaptive_watch /tmp/adaptive.json
 section adaptive_stderr /tmp/adaptive.err
 say "adaptive run done (up $(cut -d' ' -f1 /proc/uptime) s)"
+fi
 
 # A group kill: memory.oom.group set (as the kubelet does on cgroup v2), a process holding a
 # little memory and a leak; when the leak reaches the limit the kernel kills both at once.
-G=/sys/fs/cgroup/vmtest-group
-mkdir "$G"
-echo "${LIMIT_MIB}M" > "$G/memory.max"
-echo 0 > "$G/memory.swap.max" 2>/dev/null
+# cgroup v1 has no memory.oom.group: there the kernel kills one process at a time.
+if want group && [ "$CGV" = 1 ]; then
+    kv group_unavailable "cgroup v1 has no memory.oom.group"
+elif want group; then
+G=$CGROOT/vmtest-group
+cg_make "$G" "$LIMIT_MIB"
 kv group_cgroup "$G"
 if echo 1 > "$G/memory.oom.group" 2>/dev/null; then kv group_set yes; else kv group_set no; fi
 profiler watch --cgroup "$G" --json --interval 1s > /tmp/group.json 2> /tmp/group.err &
@@ -307,11 +356,14 @@ kv group_status $?
 section group_watch /tmp/group.json
 section group_stderr /tmp/group.err
 say "group kill done (up $(cut -d' ' -f1 /proc/uptime) s)"
+fi
 
 # A SIGINT during a watch's start-up (loading and attaching take seconds here) must end the
 # watch once it is set up. A background job of this script starts with SIGINT ignored; a
 # profiler that caught it only after attaching lost such a signal and ran on until killed.
-profiler watch --cgroup "$K" --json --interval 1s > /tmp/early.json 2>&1 &
+if want early; then
+cg_make "$CGROOT/vmtest-early" "$LIMIT_MIB"
+profiler watch --cgroup "$CGROOT/vmtest-early" --json --interval 1s > /tmp/early.json 2>&1 &
 E=$!
 # Once the profiler has replaced the forked shell (whose SIGINT stays ignored), 1 s in.
 n=0
@@ -327,11 +379,18 @@ wait_or_report "$E" 60 "profiler watch after a SIGINT during its start-up" /tmp/
 kv early_status $?
 section early_watch /tmp/early.json
 say "SIGINT during start-up done (up $(cut -d' ' -f1 /proc/uptime) s)"
+fi
+
+want ringloss && scenario_ringloss
+want detach && scenario_detach
+want pods && scenario_pods
 
 # Overhead: the page-fault workload with and without `profiler watch` on its cgroup, the
 # order alternating round by round so drift in the emulator hits both alike.
-B=/sys/fs/cgroup/bench
-mkdir "$B"
+if want overhead; then
+kv rounds "$ROUNDS"
+B=$CGROOT/bench
+cg_make "$B"
 # Debian's kernels default to transparent huge pages `always`: the workload's regions then
 # fault in 2 MiB at a time and the charge-path hooks almost never fire (a ratio of 1.000 on
 # 6.12 showed it). `madvise`, as on the host of `cargo xtask bench overhead`, makes every
@@ -372,12 +431,14 @@ while [ "$round" -le "$ROUNDS" ]; do
     say "overhead round $round done"
     round=$((round + 1))
 done
+fi
 # A node (global) OOM, which only a guest may have: the guest has 1 GiB and no swap. A leak in
 # a cgroup without a limit, beside a BestEffort-like process (oom_score_adj 1000) and a
 # Guaranteed-like one (-997), each in a cgroup of its own; the profiler, watching the three,
 # is never a candidate (-1000). The kernel kills by oom_score: the BestEffort one first.
-N=/sys/fs/cgroup/node
-for c in leak best guaranteed; do mkdir "$N-$c"; done
+if want node; then
+N=$CGROOT/node
+for c in leak best guaranteed; do cg_make "$N-$c"; done
 kv node_cgroups "$N-leak $N-best $N-guaranteed"
 start_in "$N-best" /tmp/nbest.pid /tmp/nbest.out --comm best hold --mib 16
 NBEST=$STARTED
@@ -421,6 +482,7 @@ section node_dmesg /tmp/node.dmesg
 section node_watch /tmp/node.json
 section node_stderr /tmp/node.err
 say "node OOM done (up $(cut -d' ' -f1 /proc/uptime) s)"
+fi
 
 # Swap (last: the node OOM above needs a node without swap). A cgroup allowed to swap
 # (memory.swap.max, as Kubernetes' LimitedSwap sets it) on a zram swap device: its anonymous
@@ -433,7 +495,7 @@ SWAP_LIMIT_MIB=$(param swap_limit_mib 48)
 SWAP_MAX_MIB=$(param swap_max_mib 48)
 SWAP_STEP_MS=$(param swap_step_ms 600)
 SWAP_DISK_MIB=$(param swap_disk_mib 256)
-S=/sys/fs/cgroup/vmtest-swap
+S=$CGROOT/vmtest-swap
 # Loads zram (the kernel's package's modules, unpacked by the host: /lib/modules/RELEASE/NN-*.ko
 # in load order) and swaps on a SWAP_DISK_MIB zram0; prints why not where it cannot.
 swap_setup() {
@@ -484,7 +546,9 @@ swap_feed() {
         i=$((i + 1))
     done
 }
-if why=$(swap_setup); then
+if ! want swap; then
+    :
+elif why=$(swap_setup); then
     echo "${SWAP_LIMIT_MIB}M" > "$S/memory.max"
     echo "${SWAP_MAX_MIB}M" > "$S/memory.swap.max"
     kv swap_cgroup "$S"

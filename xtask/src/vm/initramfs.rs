@@ -28,6 +28,13 @@ use crate::{build::Binaries, setup::output_of};
 /// The guest's /init.
 const INIT: &str = include_str!("init.sh");
 
+/// The scenarios init.sh sources from `/lib/vmtest/` (one file each, `scenario_NAME` in it).
+const SCENARIOS: &[(&str, &str)] = &[
+    ("ringloss.sh", include_str!("scenarios/ringloss.sh")),
+    ("detach.sh", include_str!("scenarios/detach.sh")),
+    ("pods.sh", include_str!("scenarios/pods.sh")),
+];
+
 /// A file to copy into the initramfs: where it comes from and where it goes (absolute).
 struct Entry {
     from: PathBuf,
@@ -113,10 +120,21 @@ pub(super) fn prepare(
         },
     ];
     files.extend(shared_libraries(&bins.profiler)?);
+    // bpftool: the guest's independent count of the programs and links a watch leaves.
+    let bpftool = super::which("bpftool")?;
+    files.extend(shared_libraries(&bpftool)?);
+    files.push(Entry {
+        from: bpftool,
+        to: "/bin/bpftool".into(),
+    });
     files.extend(module_entries(kernels)?);
 
     let mut hasher = DefaultHasher::new();
     hasher.write(INIT.as_bytes());
+    for (name, text) in SCENARIOS {
+        hasher.write(name.as_bytes());
+        hasher.write(text.as_bytes());
+    }
     for entry in &files {
         let bytes =
             fs::read(&entry.from).with_context(|| format!("reading {}", entry.from.display()))?;
@@ -130,17 +148,30 @@ pub(super) fn prepare(
     }
     eprintln!("vm-test: building {}", image.display());
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Older images are of no more use: the inputs they were built from are gone.
+    // Older images are of no more use: the inputs they were built from are gone. Those of
+    // the last hour are left to any other vm-test running from the same tree (its guests read
+    // their image when they start).
     for old in fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age > std::time::Duration::from_secs(3600))
+        })
+        .map(|e| e.path())
     {
         let _ = fs::remove_file(&old).or_else(|_| fs::remove_dir_all(&old));
     }
-    let root = dir.join("root");
+    let root = dir.join(format!("root.{}", std::process::id()));
     stage(&root, &files, busybox)?;
-    pack(&root, &image)?;
+    let partial = image.with_extension(format!("cpio.{}", std::process::id()));
+    pack(&root, &partial)?;
     let _ = fs::remove_dir_all(&root);
+    fs::rename(&partial, &image)
+        .with_context(|| format!("moving {} to {}", partial.display(), image.display()))?;
     Ok(image)
 }
 
@@ -164,6 +195,12 @@ fn stage(root: &Path, files: &[Entry], busybox: &Path) -> Result<()> {
         if !link.exists() {
             symlink("busybox", &link).with_context(|| format!("linking {}", link.display()))?;
         }
+    }
+    let scenarios = root.join("lib/vmtest");
+    fs::create_dir_all(&scenarios).with_context(|| format!("creating {}", scenarios.display()))?;
+    for (name, text) in SCENARIOS {
+        let path = scenarios.join(name);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let init = root.join("init");
     fs::write(&init, INIT).with_context(|| format!("writing {}", init.display()))?;

@@ -40,6 +40,10 @@ pub(crate) struct Options {
     /// faster on an idle machine, but the overhead figure then follows the host's load.
     #[arg(long)]
     realtime: bool,
+    /// Run only these scenarios of the guest (comma-separated: leak, kprobe, adaptive, group,
+    /// early, ringloss, detach, pods, overhead, node, swap), and judge only their checks.
+    #[arg(long, value_name = "SCENARIOS")]
+    only: Option<String>,
     /// Extra words for the guests' kernel command line, e.g. `vmtest.limit_mib=128` or
     /// `vmtest.pf_mib=32` (init.sh lists the `vmtest.*` options).
     #[arg(long, value_name = "WORDS", allow_hyphen_values = true)]
@@ -54,6 +58,7 @@ impl Default for Options {
             timeout: Duration::from_secs(600),
             rounds: 4,
             realtime: false,
+            only: None,
             append: None,
         }
     }
@@ -100,6 +105,9 @@ pub(crate) fn run(options: Options) -> Result<()> {
     let kernels = kernels::prepare(&series, &cache, &busybox)?;
     let initramfs = initramfs::prepare(&bins, &busybox, &kernels, &cache)?;
     let mut guest_options = vec![format!("vmtest.rounds={}", options.rounds)];
+    if let Some(only) = &options.only {
+        guest_options.push(format!("vmtest.only={only}"));
+    }
     guest_options.extend(
         options
             .append
@@ -116,7 +124,11 @@ pub(crate) fn run(options: Options) -> Result<()> {
             kernel.version,
             options.timeout.as_secs()
         );
-        let out_dir = cache.join("runs").join(&kernel.release);
+        // A run of some scenarios only has a directory of its own, so it can run beside a full one.
+        let out_dir = cache.join("runs").join(match &options.only {
+            Some(only) => format!("{}-only-{}", kernel.release, only.replace(',', "-")),
+            None => kernel.release.clone(),
+        });
         let run = qemu::run(&qemu::Boot {
             label: kernel.series.name(),
             vmlinuz: &kernel.vmlinuz,
@@ -282,7 +294,7 @@ fn print_verdict(verdict: &Verdict, realtime: bool) {
 }
 
 /// The first `name` on PATH.
-fn which(name: &str) -> Result<std::path::PathBuf> {
+pub(super) fn which(name: &str) -> Result<std::path::PathBuf> {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)

@@ -6,9 +6,15 @@ use records::{Hook, Line};
 
 mod checks;
 mod deaths;
+mod detach;
+mod pods;
 mod report;
+mod ringloss;
 mod stacks;
 mod swap;
+
+/// The scenario of the checks every guest is judged on, whatever it was told to run.
+const ALWAYS: &str = "always";
 
 pub(super) use report::GuestReport;
 
@@ -75,35 +81,62 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
     let mode = watch_mode(&watch.lines, doctor_mode);
     let mode_reason = probe.and_then(|p| p.mode_reason.as_deref()).map(brief);
     let overhead = overhead(report);
+    // Each check with the scenario of init.sh (`want NAME`) it judges: a guest told to run
+    // only some (`--only`) is judged on those.
     let checks = vec![
-        checks::sent_check(report),
-        checks::doctor_check(report, doctor.is_some()),
-        checks::start_check(report, &watch),
-        checks::growth_check(&watch),
-        checks::charge_check(&watch.lines, watch.cgroup),
-        checks::psi_check(&watch),
-        checks::kill_check(report, &watch),
-        stacks::stacks_check(
-            report,
-            "watch",
-            "--stacks samples the leak's charges and names them",
+        (ALWAYS, checks::sent_check(report)),
+        (ALWAYS, checks::doctor_check(report, doctor.is_some())),
+        ("leak", checks::start_check(report, &watch)),
+        ("leak", checks::growth_check(&watch)),
+        ("leak", checks::charge_check(&watch.lines, watch.cgroup)),
+        ("leak", checks::psi_check(&watch)),
+        ("leak", checks::kill_check(report, &watch)),
+        (
+            "leak",
+            stacks::stacks_check(
+                report,
+                "watch",
+                "--stacks samples the leak's charges and names them",
+            ),
         ),
-        checks::kprobe_check(report),
-        stacks::stacks_check(
-            report,
-            "kprobe_watch",
-            "--stacks in kprobe mode samples and names them",
+        ("kprobe", checks::kprobe_check(report)),
+        (
+            "kprobe",
+            stacks::stacks_check(
+                report,
+                "kprobe_watch",
+                "--stacks in kprobe mode samples and names them",
+            ),
         ),
-        checks::adaptive_check(report),
-        deaths::group_check(report),
-        deaths::node_oom_check(report),
-        deaths::node_forecast_check(report),
-        swap::swap_check(report),
-        checks::hang_check(report),
-        checks::end_check(report, &watch),
-        checks::mode_check(mode.as_deref(), doctor_mode, mode_reason.as_deref()),
-        checks::overhead_check(report, overhead.as_ref()),
+        ("adaptive", checks::adaptive_check(report)),
+        ("group", deaths::group_check(report)),
+        ("ringloss", ringloss::ringloss_check(report)),
+        ("detach", detach::detach_check(report)),
+        ("pods", pods::pods_check(report)),
+        ("node", deaths::node_oom_check(report)),
+        ("node", deaths::node_forecast_check(report)),
+        ("swap", swap::swap_check(report)),
+        (ALWAYS, checks::hang_check(report)),
+        ("leak", checks::end_check(report, &watch)),
+        (
+            "leak",
+            checks::mode_check(mode.as_deref(), doctor_mode, mode_reason.as_deref()),
+        ),
+        ("overhead", checks::overhead_check(report, overhead.as_ref())),
     ];
+    let only: Vec<&str> = report
+        .fact("only")
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let checks = checks
+        .into_iter()
+        .filter(|(scenario, _)| {
+            only.is_empty() || *scenario == ALWAYS || only.contains(scenario)
+        })
+        .map(|(_, check)| check)
+        .collect();
     Verdict {
         mode,
         mode_reason,
