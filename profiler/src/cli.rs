@@ -220,6 +220,12 @@ pub struct CollectArgs {
     /// check the fallback of kernels without BTF).
     #[arg(long, hide = true, default_value = crate::btf::VMLINUX_BTF)]
     pub btf: PathBuf,
+    /// For tests only (the ring-overflow e2e test and the vm-test `ringloss` scenario): do not
+    /// read the kernel's records (`EVENTS` ring) for this long from the start of the watch, so
+    /// a storm of deaths fills the ring and the kernel counts what it drops; the reader then
+    /// goes on as usual.
+    #[arg(long, hide = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub debug_stall_events: Option<Duration>,
 }
 
 /// `profiler report`.
@@ -366,6 +372,27 @@ mod tests {
             let e = parse_stack_interval(bad).expect_err(bad);
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn the_events_stall_is_a_hidden_watch_option() {
+        use clap::CommandFactory;
+        let cli = Cli::try_parse_from(["profiler", "watch", "--debug-stall-events", "5s"])
+            .expect("parses");
+        let Command::Watch(watch) = cli.command else {
+            panic!("not watch: {:?}", cli.command);
+        };
+        assert_eq!(
+            watch.collect.debug_stall_events,
+            Some(Duration::from_secs(5))
+        );
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("watch")
+            .expect("watch")
+            .render_help()
+            .to_string();
+        assert!(!help.contains("stall"), "{help}");
     }
 
     #[test]

@@ -35,10 +35,25 @@ pub(crate) fn charge_layout(btf: &KernelBtf) -> Result<ChargeLayout, BtfError> {
         css_cgroup: btf.member_offset("cgroup_subsys_state", &["cgroup"])?,
         cgroup_kn: btf.member_offset("cgroup", &["kn"])?,
         kn_id: btf.member_offset("kernfs_node", &["id"])?,
-        pn_lruvec: btf.member_offset("mem_cgroup_per_node", &["lruvec"])?,
+        pn_lruvec: lruvec_arg_offset(btf)?,
         pn_memcg: btf.member_offset("mem_cgroup_per_node", &["memcg"])?,
         _pad: 0,
     })
+}
+
+/// Where `__mod_memcg_lruvec_state`'s first argument sits in its `struct mem_cgroup_per_node`
+/// (the programs step back by this much to read the memcg): the lruvec's offset where the
+/// argument is a `struct lruvec *`, 0 where it is the per-node struct itself (Linux 7.2 on).
+/// Read from the same function the lruvec hook resolves to, the first of its names the BTF has.
+fn lruvec_arg_offset(btf: &KernelBtf) -> Result<u32, BtfError> {
+    let first_param = crate::probe::LRUVEC_STATE
+        .iter()
+        .find_map(|name| btf.function_params(name).ok().flatten())
+        .and_then(|params| params.into_iter().next());
+    match first_param.as_deref() {
+        Some("struct mem_cgroup_per_node *") => Ok(0),
+        _ => btf.member_offset("mem_cgroup_per_node", &["lruvec"]),
+    }
 }
 
 /// Resolves the task-based programs' [`TaskLayout`], checking pointer members, value widths

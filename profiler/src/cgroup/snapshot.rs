@@ -45,8 +45,8 @@ pub(crate) struct MemorySnapshot {
     pub working_set_bytes: u64,
     /// v1 `memory.failcnt`: how often the limit was hit.
     pub failcnt: Option<u64>,
-    /// OOM kills in this cgroup (v1 `memory.oom_control` `oom_kill`, v2 `memory.events`
-    /// `oom_kill`).
+    /// Processes the OOM killer killed in this cgroup (v1 `memory.oom_control` `oom_kill`, v2
+    /// `memory.events` `oom_kill` less `oom_group_kill`: a group kill counts its victim twice).
     pub oom_kills: Option<u64>,
     /// v2 `memory.events` `oom`: how often the OOM killer was invoked for this cgroup.
     pub oom_events: Option<u64>,
@@ -269,7 +269,13 @@ fn build_v2(dir: &Path, files: &V2Files) -> Result<MemorySnapshot, CgroupError> 
         kernel_bytes,
         working_set_bytes: working_set(usage_bytes, inactive_file_bytes),
         failcnt: None,
-        oom_kills: event("oom_kill"),
+        // A group kill (`memory.oom.group`, which the kubelet sets on v2) kills its victim
+        // twice: once as the victim, once as a member of the group, and `oom_kill` counts
+        // both. `oom_group_kill` counts one per group kill, so the difference is the processes
+        // killed (measured in a vm-test guest: one process killed, `oom_kill 2 oom_group_kill
+        // 1`). Kernels before 5.15 have no `oom_group_kill` and count 0.
+        oom_kills: event("oom_kill")
+            .map(|kills| kills.saturating_sub(event("oom_group_kill").unwrap_or(0))),
         oom_events: event("oom"),
         max_events: event("max"),
         under_oom: None,
@@ -328,6 +334,35 @@ mod tests {
     }
 
     const V2_BASE: &str = "anon 100\nfile 200\nshmem 10\nactive_file 50\ninactive_file 140\n";
+
+    #[test]
+    fn a_group_kill_counts_each_process_once() {
+        // Recorded in a vm-test guest (6.12): `memory.oom.group` 1 on a container, one process
+        // in it, killed once; and a group of two processes (3 kills counted, 2 killed).
+        for (events, killed) in [
+            (
+                "low 0\nhigh 0\nmax 20\noom 1\noom_kill 2\noom_group_kill 1\n",
+                1,
+            ),
+            (
+                "low 0\nhigh 0\nmax 24\noom 1\noom_kill 3\noom_group_kill 1\n",
+                2,
+            ),
+            (
+                "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\noom_group_kill 0\n",
+                1,
+            ),
+            // Before 5.15: no oom_group_kill.
+            ("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n", 1),
+        ] {
+            let mut files = v2_files(V2_BASE);
+            if let SnapshotFiles::V2(v2) = &mut files {
+                v2.events = Some(events.into());
+            }
+            let snapshot = build_snapshot(Path::new("/x"), &files).expect("snapshot");
+            assert_eq!(snapshot.oom_kills, Some(killed), "{events}");
+        }
+    }
 
     #[test]
     fn working_set_saturates() {

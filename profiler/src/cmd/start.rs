@@ -131,6 +131,7 @@ pub(crate) fn options(
             policy: stacks,
             interval_bytes: collect.stack_interval,
         },
+        stall_events: collect.debug_stall_events,
     }
 }
 

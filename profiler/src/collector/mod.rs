@@ -64,6 +64,9 @@ pub(crate) struct WatchOptions {
     pub adaptive: bool,
     /// Which containers have their charges' stacks sampled, and how often.
     pub stacks: StackOptions,
+    /// `--debug-stall-events` (tests only): the kernel's records are not read for this long
+    /// from the start, so the ring overflows on purpose.
+    pub stall_events: Option<Duration>,
 }
 
 /// Why a watch could not go on.
@@ -195,6 +198,7 @@ pub(crate) async fn run(
         eviction_threshold,
         adaptive,
         stacks,
+        stall_events,
     } = options;
     if let Targets::Fixed(cgroups) = &targets {
         let slots = probes
@@ -285,6 +289,12 @@ pub(crate) async fn run(
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut kmsg_lost = 0;
+    // `--debug-stall-events`: the ring's branch is off until then; the branch of its own
+    // below wakes the loop at that moment and turns it back on.
+    let mut events_stalled_until = stall_events.map(|d| tokio::time::Instant::now() + d);
+    if let Some(d) = stall_events {
+        log::info!("--debug-stall-events: the kernel's records are not read for {d:?}");
+    }
     let reason = loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -326,10 +336,19 @@ pub(crate) async fn run(
                     Some(r) => r.next_batch().await,
                     None => pending().await,
                 }
-            } => {
+            }, if events_stalled_until.is_none() => {
                 for event in batch.map_err(CollectError::Setup)? {
                     collector.on_kernel_event(event)?;
                 }
+            }
+            _ = async {
+                match events_stalled_until {
+                    Some(until) => tokio::time::sleep_until(until).await,
+                    None => pending().await,
+                }
+            } => {
+                log::info!("--debug-stall-events: the kernel's records are read again");
+                events_stalled_until = None;
             }
             kill = async {
                 match kmsg.as_mut() {

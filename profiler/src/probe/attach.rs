@@ -90,19 +90,30 @@ impl Attacher for EbpfAttacher {
             HookKind::RawTracepoint => {
                 let program: &mut RawTracePoint =
                     program.try_into().map_err(AttachError::ProgramType)?;
-                program.load().map_err(AttachError::Load)?;
-                program.attach(target).map_err(AttachError::Attach)?;
+                program.load().map_err(AttachError::load)?;
+                if let Err(e) = program.attach(target) {
+                    // A program that cannot attach must not stay loaded (and hold its
+                    // memory) for the whole run.
+                    let _ = program.unload();
+                    return Err(AttachError::Attach(e));
+                }
             }
             HookKind::Fentry => {
                 let btf = aya_btf(&mut self.aya_btf, &self.btf_path)?;
                 let program: &mut FEntry = program.try_into().map_err(AttachError::ProgramType)?;
-                program.load(target, btf).map_err(AttachError::Load)?;
-                program.attach().map_err(AttachError::Attach)?;
+                program.load(target, btf).map_err(AttachError::load)?;
+                if let Err(e) = program.attach() {
+                    let _ = program.unload();
+                    return Err(AttachError::Attach(e));
+                }
             }
             HookKind::Kprobe => {
                 let program: &mut KProbe = program.try_into().map_err(AttachError::ProgramType)?;
-                program.load().map_err(AttachError::Load)?;
-                program.attach(target, 0).map_err(AttachError::Attach)?;
+                program.load().map_err(AttachError::load)?;
+                if let Err(e) = program.attach(target, 0) {
+                    let _ = program.unload();
+                    return Err(AttachError::Attach(e));
+                }
             }
         }
         Ok(())

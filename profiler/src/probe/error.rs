@@ -19,7 +19,7 @@ pub(crate) enum TargetError {
         /// The functions found, with their parameters.
         seen: String,
         /// The first parameter the program reads.
-        expected: &'static str,
+        expected: String,
     },
 }
 
@@ -42,9 +42,73 @@ pub(crate) enum AttachError {
     /// The kernel refused to load the program (the verifier, or a missing permission).
     #[error("load")]
     Load(#[source] aya::programs::ProgramError),
+    /// The verifier refused a BPF helper the program calls that this kernel predates.
+    #[error(
+        "this kernel lacks the BPF helper {} (added in Linux {}), which the program calls",
+        helper.name,
+        helper.since
+    )]
+    MissingHelper {
+        /// The helper.
+        helper: &'static Helper,
+        /// The load error with the verifier's log (boxed: this variant is rare, and the error
+        /// type stays small).
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
     /// The kernel refused to attach the loaded program.
     #[error("attach")]
     Attach(#[source] aya::programs::ProgramError),
+}
+
+/// A BPF helper some kernels lack.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Helper {
+    /// Its number (`enum bpf_func_id`).
+    id: u32,
+    /// Its name, e.g. `bpf_get_func_arg`.
+    pub(crate) name: &'static str,
+    /// The first kernel that has it, e.g. `5.17`.
+    pub(crate) since: &'static str,
+}
+
+/// The helpers the programs call that are newer than the oldest kernel the ring buffer allows
+/// (5.8): what the verifier names `unknown#N` on a kernel that predates one.
+const NEWER_HELPERS: [Helper; 2] = [
+    Helper {
+        id: 158,
+        name: "bpf_get_current_task_btf",
+        since: "5.11",
+    },
+    Helper {
+        id: 183,
+        name: "bpf_get_func_arg",
+        since: "5.17",
+    },
+];
+
+impl AttachError {
+    /// A load error, named as a missing helper when the verifier's complaint is one: `invalid
+    /// func unknown#183` is 5.10's word for a helper it does not know.
+    pub(crate) fn load(error: aya::programs::ProgramError) -> AttachError {
+        match missing_helper(&error.to_string()) {
+            Some(helper) => AttachError::MissingHelper {
+                helper,
+                source: Box::new(error),
+            },
+            None => AttachError::Load(error),
+        }
+    }
+}
+
+/// The helper a verifier log says this kernel does not know, if it names one of
+/// [`NEWER_HELPERS`].
+pub(crate) fn missing_helper(log: &str) -> Option<&'static Helper> {
+    const SAID: &str = "invalid func unknown#";
+    let at = log.find(SAID)? + SAID.len();
+    let digits: String = log[at..].chars().take_while(char::is_ascii_digit).collect();
+    let id: u32 = digits.parse().ok()?;
+    NEWER_HELPERS.iter().find(|h| h.id == id)
 }
 
 /// Why a charge-path mode cannot be used on this kernel.
@@ -97,4 +161,20 @@ pub(crate) enum ProbeError {
     /// The logger of the kernel programs could not start.
     #[error("starting the kernel programs' logger failed")]
     Logger(#[from] aya_log::Error),
+}
+
+#[cfg(test)]
+mod helper_tests {
+    use super::missing_helper;
+
+    #[test]
+    fn a_helper_the_kernel_predates_is_named() {
+        // 5.10's verifier on the fentry programs (a vm-test guest).
+        let log = "Verifier output: 0: (79) r1 = *(u64 *)(r1 +0)\ninvalid func unknown#183\n\
+                   verification time 30 usec";
+        let helper = missing_helper(log).map(|h| (h.name, h.since));
+        assert_eq!(helper, Some(("bpf_get_func_arg", "5.17")));
+        assert_eq!(missing_helper("invalid func unknown#9999"), None);
+        assert_eq!(missing_helper("R1 invalid mem access 'scalar'"), None);
+    }
 }

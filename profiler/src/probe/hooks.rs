@@ -58,9 +58,9 @@ pub(crate) struct Hook {
     /// out-of-line copy of the irq-saving wrapper under the plain name, which must not be
     /// hooked beside the real one).
     pub(crate) targets: &'static [&'static str],
-    /// What the function's first parameter must be (`struct lruvec *`, ...); empty for
-    /// tracepoints.
-    pub(crate) first_param: &'static str,
+    /// What the function's first parameter must be (`struct lruvec *`, ...), any of these;
+    /// empty for tracepoints.
+    pub(crate) first_param: &'static [&'static str],
     /// How it attaches.
     pub(crate) kind: HookKind,
     /// What it is for.
@@ -70,7 +70,7 @@ pub(crate) struct Hook {
 const fn charge(
     program: &'static str,
     targets: &'static [&'static str],
-    first_param: &'static str,
+    first_param: &'static [&'static str],
     kind: HookKind,
     mode: ChargeMode,
     primary: bool,
@@ -92,17 +92,21 @@ const fn tracepoint(
     Hook {
         program,
         targets,
-        first_param: "",
+        first_param: &[],
         kind: HookKind::RawTracepoint,
         role,
     }
 }
 
-const LRUVEC_STATE: &[&str] = &["__mod_memcg_lruvec_state", "mod_memcg_lruvec_state"];
+/// The lruvec hook's functions (shared with the layout, which reads their first parameter).
+pub(crate) const LRUVEC_STATE: &[&str] = &["__mod_memcg_lruvec_state", "mod_memcg_lruvec_state"];
 const MEMCG_STATE: &[&str] = &["__mod_memcg_state", "mod_memcg_state"];
 const MEMCG_EVENTS: &[&str] = &["__count_memcg_events", "count_memcg_events"];
-const LRUVEC: &str = "struct lruvec *";
-const MEMCG: &str = "struct mem_cgroup *";
+/// `__mod_memcg_lruvec_state`'s first parameter: the lruvec until 7.1, the memcg's per-node
+/// struct that holds it from 7.2 on (the layout then reads the memcg from the argument itself,
+/// [`charge_layout`](crate::btf::layout::charge_layout)).
+const LRUVEC: &[&str] = &["struct lruvec *", "struct mem_cgroup_per_node *"];
+const MEMCG: &[&str] = &["struct mem_cgroup *"];
 
 /// The charge-path modes that load programs, cheapest first: the order they are tried in.
 pub(crate) const CHARGE_MODES: [ChargeMode; 3] = [
@@ -236,7 +240,9 @@ impl Hook {
         for &name in self.targets {
             match btf.function_params(name) {
                 Ok(Some(params))
-                    if params.first().map(String::as_str) == Some(self.first_param) =>
+                    if params
+                        .first()
+                        .is_some_and(|p| self.first_param.contains(&p.as_str())) =>
                 {
                     return Ok(name)
                 }
@@ -250,7 +256,7 @@ impl Hook {
         } else {
             TargetError::Prototype {
                 seen: seen.join(", "),
-                expected: self.first_param,
+                expected: self.first_param.join("` or `"),
             }
         })
     }

@@ -25,6 +25,7 @@ use hooks::Hook;
 use attach::{Attacher, EbpfAttacher};
 use choose::{choose, polling_requested, KernelNeeds};
 pub(crate) use error::{AttachError, ProbeError, TargetError, Unavailable};
+pub(crate) use hooks::LRUVEC_STATE;
 pub(crate) use maps::KernelMaps;
 pub(crate) use report::ProbeReport;
 pub(crate) use ring::{RingReader, StackReader};

@@ -16,12 +16,14 @@
 //! workload [--comm NAME] ignore-term                              ready (SIGTERM ignored)
 //! workload [--comm NAME] spawn --seconds S                        spawn runs=.. secs=.. spawns_per_sec=..
 //! workload [--comm NAME] signals --signal usr1|term --seconds S   signals sent=.. secs=.. signals_per_sec=..
+//! workload [--comm NAME] sigstorm --children N                    sigstorm children=N killed=N secs=..
 //! ```
 //!
 //! `spawn` runs `/bin/true` in a loop (fork, exec, exit, wait): the fork/exit-heavy workload.
 //! `signals` forks a child that ignores SIGUSR1 and SIGTERM and sends it one signal after
 //! another with kill(2): SIGUSR1 is what signal-heavy programs send (and the profiler's kernel
 //! filter drops), SIGTERM what the profiler reports, each one, to a watched process.
+//! `sigstorm` forks N children in turn that each die of their own SIGKILL ([`sigstorm`]).
 //!
 //! `leak` with `--baseline-mib B` first touches B MiB, and with `--hold-s H` waits H seconds
 //! before it leaks (both 0 by default: it leaks at once). It prints `growth_start <unix seconds>`
@@ -36,6 +38,8 @@
 // Beside this file in a directory of its own: a file directly in src/bin would be another binary.
 #[path = "workload/forecast.rs"]
 mod forecast;
+#[path = "workload/sigstorm.rs"]
+mod sigstorm;
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -53,7 +57,7 @@ const PAGE: usize = 4096;
 
 /// The subcommands, for error messages.
 const SUBCOMMANDS: &str = "leak, grow, hold, burst, pagefault, churn, json-churn, exit, ignore-term, \
-                           spawn, signals, accelerate, sawtooth, pagecache, shmem, spike, steps, multi; \
+                           spawn, signals, sigstorm, accelerate, sawtooth, pagecache, shmem, spike, steps, multi; \
                            `workload help` describes them";
 
 fn main() -> ExitCode {
@@ -144,6 +148,10 @@ fn run(argv: Vec<String>) -> Result<(), String> {
                 other => return Err(format!("--signal takes usr1 or term, not {other:?}")),
             };
             signals(signal, Duration::from_secs(options.number("seconds")?))
+        }
+        "sigstorm" => {
+            options.allow(&["children"])?;
+            sigstorm::run(options.number("children")?)
         }
         other => match forecast::run(other, options) {
             Some(result) => result,

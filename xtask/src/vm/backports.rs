@@ -23,18 +23,7 @@ fn os_codename() -> Result<String> {
 pub(crate) fn ensure_source() -> Result<String> {
     let codename = os_codename()?;
     let codename = codename.as_str();
-    let mut sources = Vec::new();
-    for file in ["/etc/apt/sources.list".into()].into_iter().chain(
-        fs::read_dir("/etc/apt/sources.list.d")
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "list" || x == "sources")),
-    ) {
-        if let Ok(text) = fs::read_to_string(&file) {
-            sources.extend(apt_sources(&text));
-        }
-    }
+    let sources = host_sources();
     let suite = format!("{codename}-backports");
     if sources.iter().any(|s| s.suites.contains(&suite)) {
         return Ok(suite);
@@ -58,6 +47,35 @@ pub(crate) fn ensure_source() -> Result<String> {
     fs::write(BACKPORTS_SOURCE, text)
         .with_context(|| format!("writing {BACKPORTS_SOURCE} (needs root)"))?;
     Ok(suite)
+}
+
+/// The `deb` sources of the machine's apt configuration.
+fn host_sources() -> Vec<AptSource> {
+    let mut sources = Vec::new();
+    for file in ["/etc/apt/sources.list".into()].into_iter().chain(
+        fs::read_dir("/etc/apt/sources.list.d")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "list" || x == "sources")),
+    ) {
+        if let Ok(text) = fs::read_to_string(&file) {
+            sources.extend(apt_sources(&text));
+        }
+    }
+    sources
+}
+
+/// The mirror (URI and key) the machine uses for its release's suite `suffix` (`""` for the
+/// release itself, `"-security"` for its security suite): another release's suites are on the
+/// same mirror under their own names (`bullseye`, `bullseye-security`, `sid`).
+pub(crate) fn mirror_for(suffix: &str) -> Result<(String, Option<String>)> {
+    let suite = format!("{}{suffix}", os_codename()?);
+    host_sources()
+        .into_iter()
+        .find(|s| s.suites.contains(&suite))
+        .map(|s| (s.uri, s.signed_by))
+        .with_context(|| format!("no apt source of this machine serves {suite}"))
 }
 
 /// One `deb` source: its first mirror, its suites and its key.

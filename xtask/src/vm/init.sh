@@ -403,27 +403,31 @@ pagefault() {
 }
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
-    if [ $((round % 2)) -eq 1 ]; then order="none watch"; else order="watch none"; fi
+    # `kprobe`: a watch forced to the kprobe mode, the fallback of kernels without fentry.
+    if [ $((round % 2)) -eq 1 ]; then order="none watch kprobe"; else order="kprobe watch none"; fi
     for mode in $order; do
-        if [ "$mode" = watch ]; then
+        if [ "$mode" != none ]; then
+            force=
+            [ "$mode" = kprobe ] && force="--mode kprobe"
             # A file of its own: with one file for every round, the shell could find the last
             # watch's `watch_start` before this watch's redirection had truncated the file, go
             # on at once, and send its SIGINT in the middle of the start-up (where it was lost:
             # the watch ran on, a hang on 6.1) after a workload run that the start-up slowed.
-            W=/tmp/bench.$round.json
-            profiler watch --cgroup "$B" --json --interval 1s > "$W" 2>&1 &
+            W=/tmp/bench.$mode.$round.json
+            # shellcheck disable=SC2086 # $force is zero or two words
+            profiler watch $force --cgroup "$B" --json --interval 1s > "$W" 2>&1 &
             P=$!
             if ! wait_watch_start "$P" "$W" 180; then
-                kv overhead_error "round $round: profiler watch did not start"
+                kv overhead_error "round $round: profiler watch $force did not start"
                 section bench_watch "$W"
             fi
             # Every watch's signal state once started and again just before its SIGINT: a
             # blocked, ignored or uncaught SIGINT shows here, not only in a hang.
-            kv "bench_signals_${round}_start" "up $(cut -d' ' -f1 /proc/uptime) s: $(sig_state "$P")"
+            kv "bench_signals_${mode}_${round}_start" "up $(cut -d' ' -f1 /proc/uptime) s: $(sig_state "$P")"
             put "overhead $mode $round $(pagefault)"
-            kv "bench_signals_${round}_kill" "up $(cut -d' ' -f1 /proc/uptime) s: $(sig_state "$P")"
+            kv "bench_signals_${mode}_${round}_kill" "up $(cut -d' ' -f1 /proc/uptime) s: $(sig_state "$P")"
             kill -INT "$P" 2>/dev/null
-            wait_or_report "$P" 60 "round $round: profiler watch after SIGINT" "$W"
+            wait_or_report "$P" 60 "round $round: profiler watch $force after SIGINT" "$W"
         else
             put "overhead $mode $round $(pagefault)"
         fi

@@ -10,57 +10,150 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use super::modules;
+use super::{
+    apt::{Apt, Suite},
+    backports, modules,
+};
 use crate::setup::{output_of, run_cmd};
 
 /// A kernel series the VM test boots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Series {
+    /// 5.10 LTS, bullseye's kernel: `linux-image-5.10.0-NN-cloud-amd64` (bullseye and
+    /// bullseye-security).
+    V5_10,
     /// 6.1 LTS, bookworm's own kernel: `linux-image-6.1.0-NN-cloud-amd64`.
     V6_1,
     /// 6.12 LTS, in bookworm's security suite: `linux-image-6.12.NNN+deb12-cloud-amd64`.
     V6_12,
+    /// The newest kernel of trixie-backports: `linux-image-6.NN.N+deb13-cloud-amd64`.
+    Backports,
+    /// The newest kernel of sid: `linux-image-N.N.N+debNN-cloud-amd64`.
+    Sid,
 }
 
 impl Series {
     /// Every series, in the order they run.
-    pub(super) const ALL: [Series; 2] = [Series::V6_1, Series::V6_12];
+    pub(super) const ALL: [Series; 5] = [
+        Series::V5_10,
+        Series::V6_1,
+        Series::V6_12,
+        Series::Backports,
+        Series::Sid,
+    ];
 
     /// The name `--kernel` takes.
     pub(super) fn name(self) -> &'static str {
         match self {
+            Series::V5_10 => "5.10",
             Series::V6_1 => "6.1",
             Series::V6_12 => "6.12",
+            Series::Backports => "backports",
+            Series::Sid => "sid",
         }
     }
 
     /// The series `--kernel NAME` means.
     pub(super) fn parse(name: &str) -> Result<Series> {
+        let name = name.strip_prefix("trixie-").unwrap_or(name);
         Series::ALL
             .into_iter()
             .find(|s| s.name() == name)
-            .with_context(|| format!("unknown kernel series `{name}` (known: 6.1, 6.12)"))
+            .with_context(|| {
+                format!(
+                    "unknown kernel series `{name}` (known: {})",
+                    Series::ALL.map(Series::name).join(", ")
+                )
+            })
     }
 
-    /// The part of a package name between `linux-image-` and `-cloud-amd64` whose number
-    /// orders the kernels of the series: the ABI number for 6.1 (`6.1.0-57`), the stable
-    /// release for 6.12 (`6.12.117+deb12`).
-    fn rank(self, package: &str) -> Option<u64> {
+    /// Whether the guest runs the memory controller on cgroup v1 rather than pure v2: the two
+    /// oldest, as older nodes do. With 6.12 (fentry) and the newest two (tracepoints) on v2,
+    /// every charge-path mode then meets both versions: 5.10 has no fentry mode (it predates
+    /// `bpf_get_func_arg`) and runs kprobes, 6.1 runs fentry, the host runs tracepoints on v1.
+    pub(super) fn cgroup_v1(self) -> bool {
+        matches!(self, Series::V5_10 | Series::V6_1)
+    }
+
+    /// What orders the kernels of the series, from the package name: the ABI number for the
+    /// `X.Y.0-NN` series (`5.10.0-37`, `6.1.0-57`), the release's numbers for the others
+    /// (`6.12.117+deb12`, `6.19.3+deb13`, `7.2.1+deb14`). `None`: not a kernel of the series.
+    fn rank(self, package: &str) -> Option<Vec<u64>> {
         let middle = package
             .strip_prefix("linux-image-")?
             .strip_suffix("-cloud-amd64")?;
-        let number = match self {
-            Series::V6_1 => middle.strip_prefix("6.1.0-")?,
-            Series::V6_12 => middle.strip_prefix("6.12.")?.strip_suffix("+deb12")?,
+        let numbers = |text: &str| {
+            text.split('.')
+                .map(|n| n.parse::<u64>().ok())
+                .collect::<Option<Vec<u64>>>()
         };
-        number.parse().ok()
+        match self {
+            Series::V5_10 => numbers(middle.strip_prefix("5.10.0-")?),
+            Series::V6_1 => numbers(middle.strip_prefix("6.1.0-")?),
+            Series::V6_12 => numbers(middle.strip_prefix("6.12.")?.strip_suffix("+deb12")?),
+            Series::Backports => numbers(middle.strip_suffix("+deb13")?),
+            Series::Sid => {
+                let (release, deb) = middle.split_once("+deb")?;
+                deb.parse::<u64>().ok()?;
+                numbers(release).filter(|n| n.len() == 3)
+            }
+        }
     }
 
     /// The regular expression for `apt-cache search --names-only`.
     fn pattern(self) -> &'static str {
         match self {
+            Series::V5_10 => r"^linux-image-5\.10\.0-[0-9]+-cloud-amd64$",
             Series::V6_1 => r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64$",
             Series::V6_12 => r"^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64$",
+            Series::Backports => r"^linux-image-[0-9]+\.[0-9]+\.[0-9]+\+deb13-cloud-amd64$",
+            Series::Sid => r"^linux-image-[0-9]+\.[0-9]+\.[0-9]+\+deb[0-9]+-cloud-amd64$",
+        }
+    }
+
+    /// Where its packages are listed: the machine's own lists for bookworm's series, private
+    /// lists of the suites on the machine's mirror for the others.
+    fn apt(self, cache: &Path) -> Result<Apt> {
+        let (uri, key) = match self {
+            Series::V6_1 | Series::V6_12 => return Ok(Apt::host(cache)),
+            _ => backports::mirror_for("")?,
+        };
+        let suite = |suite| Suite {
+            uri: &uri,
+            suite,
+            signed_by: key.as_deref(),
+        };
+        match self {
+            Series::V5_10 => {
+                let (security, security_key) = backports::mirror_for("-security")?;
+                Apt::private(
+                    cache,
+                    "bullseye",
+                    &[
+                        suite("bullseye"),
+                        Suite {
+                            uri: &security,
+                            suite: "bullseye-security",
+                            signed_by: security_key.as_deref(),
+                        },
+                    ],
+                )
+            }
+            Series::Backports => {
+                Apt::private(cache, "trixie-backports", &[suite("trixie-backports")])
+            }
+            _ => Apt::private(cache, "sid", &[suite("sid")]),
+        }
+    }
+
+    /// The suites that list it, for messages.
+    fn suites(self) -> &'static str {
+        match self {
+            Series::V5_10 => "bullseye and bullseye-security",
+            Series::V6_1 => "bookworm",
+            Series::V6_12 => "bookworm-security",
+            Series::Backports => "trixie-backports",
+            Series::Sid => "sid",
         }
     }
 }
@@ -84,9 +177,9 @@ pub(super) struct Kernel {
 }
 
 /// The newest package of `series` in the apt lists as they are (no network).
-fn newest_package(series: Series) -> Result<Option<String>> {
+fn newest_package(apt: &Apt, series: Series) -> Result<Option<String>> {
     let found = output_of(
-        Command::new("apt-cache")
+        apt.command("apt-cache")
             .args(["search", "--names-only"])
             .arg(series.pattern()),
     )?;
@@ -99,8 +192,11 @@ fn newest_package(series: Series) -> Result<Option<String>> {
 }
 
 /// The candidate version apt would download for `package`.
-fn candidate_version(package: &str) -> Result<String> {
-    let shown = output_of(Command::new("apt-cache").args(["show", "--no-all-versions", package]))?;
+fn candidate_version(apt: &Apt, package: &str) -> Result<String> {
+    let shown = output_of(
+        apt.command("apt-cache")
+            .args(["show", "--no-all-versions", package]),
+    )?;
     shown
         .lines()
         .find_map(|l| l.strip_prefix("Version: "))
@@ -111,82 +207,57 @@ fn candidate_version(package: &str) -> Result<String> {
 /// Finds the newest kernel of each series and downloads and unpacks those not in `cache` yet
 /// (`busybox` decompresses the modules).
 ///
-/// The apt lists are refreshed first when they are more than a day old (a new machine's may
+/// A series' lists are refreshed first when they are more than a day old (a new machine's may
 /// predate the newest kernels, or even the 6.12 series, and the archive drops superseded
 /// security builds, so a stale name may no longer download); a refresh that fails (no
 /// network) leaves the lists as they are, and the cache can still serve. Anything that fails
 /// on lists not refreshed in this run is tried once more after `apt-get update`.
 pub(super) fn prepare(series: &[Series], cache: &Path, busybox: &Path) -> Result<Vec<Kernel>> {
-    let stamp = cache.join("apt-updated");
-    let mut updated = false;
-    if lists_age(&stamp).is_none_or(|age| age > Duration::from_secs(24 * 3600)) {
-        eprintln!("vm-test: the apt lists are more than a day old; running apt-get update");
-        match update_lists(&stamp) {
-            Ok(()) => updated = true,
-            Err(e) => eprintln!("vm-test: {e:#}; going on with the lists as they are"),
-        }
-    }
-    match resolve(series, cache, busybox) {
-        Err(e) if !updated => {
-            eprintln!("vm-test: {e:#}; running apt-get update and trying once more");
-            update_lists(&stamp)?;
-            resolve(series, cache, busybox)
-        }
-        result => result,
-    }
-}
-
-fn resolve(series: &[Series], cache: &Path, busybox: &Path) -> Result<Vec<Kernel>> {
     series
         .iter()
         .map(|&s| {
-            let package = newest_package(s)?.with_context(|| {
-                format!(
-                    "no package matches {} in the apt lists; the {} series needs bookworm and \
-                     bookworm-security among the apt sources",
-                    s.pattern(),
-                    s.name()
-                )
-            })?;
-            fetch(s, &package, cache, busybox)
+            let apt = s.apt(cache)?;
+            let mut updated = false;
+            if apt
+                .lists_age()
+                .is_none_or(|age| age > Duration::from_secs(24 * 3600))
+            {
+                eprintln!(
+                    "vm-test: the lists of {} are more than a day old; running apt-get update",
+                    s.suites()
+                );
+                match apt.update() {
+                    Ok(()) => updated = true,
+                    Err(e) => eprintln!("vm-test: {e:#}; going on with the lists as they are"),
+                }
+            }
+            match resolve(&apt, s, cache, busybox) {
+                Err(e) if !updated => {
+                    eprintln!("vm-test: {e:#}; running apt-get update and trying once more");
+                    apt.update()?;
+                    resolve(&apt, s, cache, busybox)
+                }
+                result => result,
+            }
         })
         .collect()
 }
 
-/// `apt-get update`, remembered in `stamp`.
-fn update_lists(stamp: &Path) -> Result<()> {
-    run_cmd(
-        Command::new("apt-get")
-            .arg("update")
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("updating the apt package lists (needs root)")?;
-    if let Some(dir) = stamp.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    fs::write(stamp, "").with_context(|| format!("writing {}", stamp.display()))
-}
-
-/// How long ago the apt lists were last refreshed, as far as can be told: by this task
-/// (`stamp`) or by anyone (the newest list file; apt leaves a list that did not change
-/// untouched, so this alone can look older than it is). `None`: never, as far as is known.
-fn lists_age(stamp: &Path) -> Option<Duration> {
-    let lists = fs::read_dir("/var/lib/apt/lists")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.metadata().ok());
-    fs::metadata(stamp)
-        .into_iter()
-        .chain(lists)
-        .filter_map(|m| m.modified().ok())
-        .max()
-        .map(|newest| newest.elapsed().unwrap_or_default())
+fn resolve(apt: &Apt, series: Series, cache: &Path, busybox: &Path) -> Result<Kernel> {
+    let package = newest_package(apt, series)?.with_context(|| {
+        format!(
+            "no package matches {} in the lists of {}",
+            series.pattern(),
+            series.suites()
+        )
+    })?;
+    fetch(apt, series, &package, cache, busybox)
 }
 
 /// Downloads `package` (unless its .deb is cached) and unpacks its `vmlinuz` and modules
 /// (unless cached).
-fn fetch(series: Series, package: &str, cache: &Path, busybox: &Path) -> Result<Kernel> {
-    let version = candidate_version(package)?;
+fn fetch(apt: &Apt, series: Series, package: &str, cache: &Path, busybox: &Path) -> Result<Kernel> {
+    let version = candidate_version(apt, package)?;
     let release = package
         .strip_prefix("linux-image-")
         .unwrap_or(package)
@@ -201,13 +272,28 @@ fn fetch(series: Series, package: &str, cache: &Path, busybox: &Path) -> Result<
     let modules = match cached_modules {
         Some(modules) if vmlinuz.is_file() => modules,
         cached_modules => {
-            let deb = download(package, &version, &key, cache)?;
+            let deb = download(apt, package, &version, &key, cache)?;
+            // Since 7.x Debian splits a kernel: `linux-image-R` only depends on
+            // `linux-binary-R` (the image) and `linux-modules-R` (the modules).
+            let (image_deb, modules_deb) = if vmlinuz_member(&deb, &release)?.is_some() {
+                (deb.clone(), deb)
+            } else {
+                let part = |name: String| -> Result<PathBuf> {
+                    let version = candidate_version(apt, &name)?;
+                    let key = format!("{name}_{version}").replace(':', "%3a");
+                    download(apt, &name, &version, &key, cache)
+                };
+                (
+                    part(format!("linux-binary-{release}"))?,
+                    part(format!("linux-modules-{release}"))?,
+                )
+            };
             if !vmlinuz.is_file() {
-                unpack_vmlinuz(&deb, &release, &dir)?;
+                unpack_vmlinuz(&image_deb, &release, &dir)?;
             }
             match cached_modules {
                 Some(modules) => modules,
-                None => modules::unpack(&deb, &release, &module_dir, busybox)?,
+                None => modules::unpack(&modules_deb, &release, &module_dir, busybox)?,
             }
         }
     };
@@ -221,15 +307,31 @@ fn fetch(series: Series, package: &str, cache: &Path, busybox: &Path) -> Result<
     })
 }
 
+/// Where the .deb holds the kernel image of `release`, if it does: `./boot/vmlinuz-R` until
+/// 6.x, `./usr/lib/modules/R/vmlinuz` in the split packages of 7.x.
+fn vmlinuz_member(deb: &Path, release: &str) -> Result<Option<String>> {
+    let listing = output_of(Command::new("dpkg-deb").arg("--contents").arg(deb))
+        .with_context(|| format!("listing {}", deb.display()))?;
+    let members = [
+        format!("./boot/vmlinuz-{release}"),
+        format!("./usr/lib/modules/{release}/vmlinuz"),
+    ];
+    Ok(listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .find(|path| members.iter().any(|m| m == path))
+        .map(str::to_owned))
+}
+
 /// The package's .deb in the cache, downloaded if it is not there yet.
-fn download(package: &str, version: &str, key: &str, cache: &Path) -> Result<PathBuf> {
+fn download(apt: &Apt, package: &str, version: &str, key: &str, cache: &Path) -> Result<PathBuf> {
     let debs = cache.join("debs");
     fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
     let deb = debs.join(format!("{key}_amd64.deb"));
     if !deb.is_file() {
         eprintln!("vm-test: downloading {package} {version}");
         run_cmd(
-            Command::new("apt-get")
+            apt.command("apt-get")
                 .current_dir(&debs)
                 // The cache belongs to root; apt's unprivileged `_apt` user could not write it.
                 .args(["-o", "APT::Sandbox::User=root", "download"])
@@ -248,6 +350,13 @@ fn download(package: &str, version: &str, key: &str, cache: &Path) -> Result<Pat
 
 /// Unpacks the kernel image of `deb` as `<dir>/vmlinuz`.
 fn unpack_vmlinuz(deb: &Path, release: &str, dir: &Path) -> Result<()> {
+    let member = vmlinuz_member(deb, release)?.with_context(|| {
+        format!(
+            "{} holds neither boot/vmlinuz-{release} nor usr/lib/modules/{release}/vmlinuz; \
+             the package layout changed",
+            deb.display()
+        )
+    })?;
     let vmlinuz = dir.join("vmlinuz");
     let unpack = dir.with_extension("partial");
     let _ = fs::remove_dir_all(&unpack);
@@ -262,23 +371,21 @@ fn unpack_vmlinuz(deb: &Path, release: &str, dir: &Path) -> Result<()> {
     let unpacked = run_cmd(
         Command::new("tar")
             .current_dir(&unpack)
-            .args(["-x", "--wildcards", "./boot/vmlinuz-*"])
+            .arg("-x")
+            .arg(&member)
             .stdin(stdout),
     );
     let status = source.wait().context("waiting for dpkg-deb")?;
-    unpacked.with_context(|| format!("unpacking boot/vmlinuz-* from {}", deb.display()))?;
+    unpacked.with_context(|| format!("unpacking {member} from {}", deb.display()))?;
     if !status.success() {
         bail!(
             "dpkg-deb --fsys-tarfile {} failed ({status})",
             deb.display()
         );
     }
-    let image = unpack.join("boot").join(format!("vmlinuz-{release}"));
+    let image = unpack.join(&member);
     if !image.is_file() {
-        bail!(
-            "{} holds no boot/vmlinuz-{release}; the package layout changed",
-            deb.display()
-        );
+        bail!("tar left no {member} from {}", deb.display());
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     fs::rename(&image, &vmlinuz)
@@ -294,18 +401,52 @@ mod tests {
     #[test]
     fn ranks_order_packages_within_a_series() {
         let s = Series::V6_1;
-        assert_eq!(s.rank("linux-image-6.1.0-57-cloud-amd64"), Some(57));
-        assert_eq!(s.rank("linux-image-6.1.0-9-cloud-amd64"), Some(9));
+        assert_eq!(s.rank("linux-image-6.1.0-57-cloud-amd64"), Some(vec![57]));
+        assert!(
+            s.rank("linux-image-6.1.0-57-cloud-amd64") > s.rank("linux-image-6.1.0-9-cloud-amd64")
+        );
         assert_eq!(s.rank("linux-image-6.1.0-57-cloud-amd64-dbg"), None);
         assert_eq!(s.rank("linux-image-6.12.117+deb12-cloud-amd64"), None);
         let s = Series::V6_12;
-        assert_eq!(s.rank("linux-image-6.12.117+deb12-cloud-amd64"), Some(117));
+        assert_eq!(
+            s.rank("linux-image-6.12.117+deb12-cloud-amd64"),
+            Some(vec![117])
+        );
         assert_eq!(
             s.rank("linux-image-6.12.117+deb12-cloud-amd64-unsigned"),
             None
         );
         assert_eq!(s.rank("linux-image-6.1.0-57-cloud-amd64"), None);
+        let s = Series::V5_10;
+        assert!(
+            s.rank("linux-image-5.10.0-35-cloud-amd64")
+                > s.rank("linux-image-5.10.0-9-cloud-amd64")
+        );
+        assert_eq!(s.rank("linux-image-5.10.0-35-rt-amd64"), None);
+        let s = Series::Backports;
+        assert!(
+            s.rank("linux-image-6.19.3+deb13-cloud-amd64")
+                > s.rank("linux-image-6.18.12+deb13-cloud-amd64")
+        );
+        assert!(
+            s.rank("linux-image-6.19.10+deb13-cloud-amd64")
+                > s.rank("linux-image-6.19.9+deb13-cloud-amd64")
+        );
+        assert_eq!(s.rank("linux-image-6.12.117+deb12-cloud-amd64"), None);
+        let s = Series::Sid;
+        assert!(
+            s.rank("linux-image-7.2.1+deb14-cloud-amd64")
+                > s.rank("linux-image-6.19.3+deb14-cloud-amd64")
+        );
+        assert_eq!(s.rank("linux-image-7.2.1+deb14-cloud-amd64-dbg"), None);
+        assert_eq!(s.rank("linux-image-cloud-amd64"), None);
         assert_eq!(Series::parse("6.12").ok(), Some(Series::V6_12));
+        assert_eq!(
+            Series::parse("trixie-backports").ok(),
+            Some(Series::Backports)
+        );
         assert!(Series::parse("5.15").is_err());
+        assert!(Series::V5_10.cgroup_v1() && Series::V6_1.cgroup_v1());
+        assert!(!Series::V6_12.cgroup_v1() && !Series::Sid.cgroup_v1());
     }
 }

@@ -8,6 +8,7 @@
 //! watches a leak that may swap to a zram device to its kill ([`qemu`], init.sh); the host
 //! judges the JSON the guest sends back ([`verdict`]). Downloads and images are cached under
 //! `<target>/vm/`; each guest's console log and results stay in `<target>/vm/runs/<kernel>/`.
+mod apt;
 pub(crate) mod backports;
 mod initramfs;
 mod kernels;
@@ -15,7 +16,7 @@ mod modules;
 mod qemu;
 mod verdict;
 
-use std::{path::Path, time::Duration};
+use std::{fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 
@@ -26,11 +27,16 @@ use verdict::Verdict;
 /// Options of `cargo xtask vm-test`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
-    /// Boot only this kernel series (6.1 or 6.12); repeat for several. Default: both.
+    /// Boot only this kernel series (5.10, 6.1, 6.12, backports, sid); repeat for several.
+    /// Default: all.
     #[arg(long = "kernel", value_name = "SERIES")]
     kernels: Vec<String>,
+    /// Guests run at once. Each emulates on one core (instruction counting is
+    /// single-threaded), so two use a two-core machine; their figures do not depend on it.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
     /// Kill a guest that has not powered off after this long (e.g. 600s, 10m).
-    #[arg(long, default_value = "10m", value_parser = parse_timeout)]
+    #[arg(long, default_value = "20m", value_parser = parse_timeout)]
     timeout: Duration,
     /// Rounds of the overhead measurement (each: the page-fault workload once without and
     /// once with `profiler watch`).
@@ -51,11 +57,12 @@ pub(crate) struct Options {
 }
 
 impl Default for Options {
-    /// What `cargo xtask test` runs: both kernels, the defaults of the command line.
+    /// What `cargo xtask test` runs: every kernel, the defaults of the command line.
     fn default() -> Self {
         Self {
             kernels: Vec::new(),
-            timeout: Duration::from_secs(600),
+            jobs: 2,
+            timeout: Duration::from_secs(1200),
             rounds: 4,
             realtime: false,
             only: None,
@@ -115,32 +122,32 @@ pub(crate) fn run(options: Options) -> Result<()> {
             .flat_map(|words| words.split_whitespace().map(str::to_owned)),
     );
 
-    let mut outcomes = Vec::new();
-    for kernel in kernels {
-        eprintln!(
-            "vm-test: booting {} ({} {}), time limit {} s",
-            kernel.release,
-            kernel.package,
-            kernel.version,
-            options.timeout.as_secs()
-        );
-        // A run of some scenarios only has a directory of its own, so it can run beside a full one.
-        let out_dir = cache.join("runs").join(match &options.only {
-            Some(only) => format!("{}-only-{}", kernel.release, only.replace(',', "-")),
-            None => kernel.release.clone(),
-        });
-        let run = qemu::run(&qemu::Boot {
-            label: kernel.series.name(),
-            vmlinuz: &kernel.vmlinuz,
-            initramfs: &initramfs,
-            options: &guest_options,
-            out_dir: &out_dir,
-            timeout: options.timeout,
-            realtime: options.realtime,
-        })
-        .with_context(|| format!("running the {} guest", kernel.release))?;
-        outcomes.push(report(kernel, &run, options.realtime));
-    }
+    // A queue of guests and `jobs` workers taking from it; each guest's report is printed
+    // whole when it ends, so two reports never interleave.
+    let queue = std::sync::Mutex::new(
+        kernels
+            .into_iter()
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    let outcomes = std::sync::Mutex::new(Vec::new());
+    let jobs = options.jobs.max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let Some(kernel) = queue.lock().map_or(None, |mut q| q.pop_front()) else {
+                    return;
+                };
+                let outcome = boot(&kernel, &cache, &initramfs, &guest_options, &options);
+                if let Ok(mut o) = outcomes.lock() {
+                    o.push(outcome);
+                }
+            });
+        }
+    });
+    let mut outcomes = outcomes
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a guest's worker panicked"))?;
+    outcomes.sort_by_key(|o| Series::ALL.iter().position(|s| *s == o.kernel.series));
     println!("\nvm-test summary:");
     for o in &outcomes {
         println!(
@@ -157,9 +164,60 @@ pub(crate) fn run(options: Options) -> Result<()> {
     Ok(())
 }
 
-/// Prints one guest's results and returns its summary line.
-fn report(kernel: Kernel, run: &qemu::Run, realtime: bool) -> Outcome {
-    println!(
+/// Boots one guest, prints its results and returns its outcome.
+fn boot(
+    kernel: &Kernel,
+    cache: &Path,
+    initramfs: &Path,
+    guest_options: &[String],
+    options: &Options,
+) -> Outcome {
+    eprintln!(
+        "vm-test: booting {} ({} {}), cgroup v{}, time limit {} s",
+        kernel.release,
+        kernel.package,
+        kernel.version,
+        if kernel.series.cgroup_v1() { 1 } else { 2 },
+        options.timeout.as_secs()
+    );
+    // A run of some scenarios only has a directory of its own, so it can run beside a full one.
+    let out_dir = cache.join("runs").join(match &options.only {
+        Some(only) => format!("{}-only-{}", kernel.release, only.replace(',', "-")),
+        None => kernel.release.clone(),
+    });
+    let run = qemu::run(&qemu::Boot {
+        label: kernel.series.name(),
+        vmlinuz: &kernel.vmlinuz,
+        initramfs,
+        options: guest_options,
+        out_dir: &out_dir,
+        timeout: options.timeout,
+        realtime: options.realtime,
+        cgroup_v1: kernel.series.cgroup_v1(),
+    });
+    let (outcome, text) = match run {
+        Ok(run) => report(kernel.clone(), &run, options.realtime),
+        Err(e) => {
+            let line = format!("the guest did not run: {e:#}");
+            (
+                Outcome {
+                    kernel: kernel.clone(),
+                    passed: false,
+                    line: line.clone(),
+                },
+                format!("\n== {}\n   {line}\n", kernel.release),
+            )
+        }
+    };
+    print!("{text}");
+    outcome
+}
+
+/// One guest's results as text, and its summary line.
+fn report(kernel: Kernel, run: &qemu::Run, realtime: bool) -> (Outcome, String) {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "\n== {} ({} {})",
         kernel.release, kernel.package, kernel.version
     );
@@ -174,15 +232,17 @@ fn report(kernel: Kernel, run: &qemu::Run, realtime: bool) -> Outcome {
         _ => None,
     };
     if guest.done {
-        println!(
+        let _ = writeln!(
+            out,
             "   boot to verdict: {elapsed:.1} s (QEMU start to power-off; guest clock at the \
              verdict {} s)",
             guest.fact("uptime").unwrap_or("?")
         );
     } else {
-        println!("   no verdict: the guest ran {elapsed:.1} s");
+        let _ = writeln!(out, "   no verdict: the guest ran {elapsed:.1} s");
     }
-    println!(
+    let _ = writeln!(
+        out,
         "   kernel in guest: {}, BTF {}, memcg tracepoints: {}",
         guest.fact("kernel").unwrap_or("?"),
         guest.fact("btf").unwrap_or("?"),
@@ -196,17 +256,18 @@ fn report(kernel: Kernel, run: &qemu::Run, realtime: bool) -> Outcome {
     let sent_nothing = guest.facts.is_empty() && guest.sections.is_empty();
     if sent_nothing {
         // Every check would fail for the same reason; the console tail below says which.
-        println!("   checks: none could run, the guest sent no results");
+        let _ = writeln!(out, "   checks: none could run, the guest sent no results");
     } else {
-        print_verdict(&verdict, realtime);
+        print_verdict(&mut out, &verdict, realtime);
     }
     if let Some(why) = &broken {
-        println!("   GUEST FAILED: {why}; last console lines:");
+        let _ = writeln!(out, "   GUEST FAILED: {why}; last console lines:");
         for line in &run.console_tail {
-            println!("     | {line}");
+            let _ = writeln!(out, "     | {line}");
         }
     }
-    println!(
+    let _ = writeln!(
+        out,
         "   logs: {} and {}",
         run.console_log.display(),
         run.console_log.with_file_name("results.txt").display()
@@ -224,7 +285,7 @@ fn report(kernel: Kernel, run: &qemu::Run, realtime: bool) -> Outcome {
         )
     } else {
         format!(
-            "mode {}, {} of {} checks passed{}{}, {elapsed:.0} s",
+            "mode {}, {} of {} checks passed{}{}{}, {elapsed:.0} s",
             verdict.mode.as_deref().unwrap_or("unknown"),
             verdict.checks.len() - failed.len(),
             verdict.checks.len(),
@@ -237,17 +298,25 @@ fn report(kernel: Kernel, run: &qemu::Run, realtime: bool) -> Outcome {
                 ", overhead ratio {:.3}",
                 o.ratio.0
             )),
+            verdict
+                .kprobe_overhead
+                .as_ref()
+                .map_or(String::new(), |o| format!(" (kprobe {:.3})", o.ratio.0)),
         )
     };
-    Outcome {
-        kernel,
-        passed: broken.is_none() && verdict.passed(),
-        line,
-    }
+    (
+        Outcome {
+            kernel,
+            passed: broken.is_none() && verdict.passed(),
+            line,
+        },
+        out,
+    )
 }
 
-fn print_verdict(verdict: &Verdict, realtime: bool) {
-    println!(
+fn print_verdict(out: &mut String, verdict: &Verdict, realtime: bool) {
+    let _ = writeln!(
+        out,
         "   charge-path mode: {} ({})",
         verdict.mode.as_deref().unwrap_or("unknown"),
         verdict
@@ -256,25 +325,27 @@ fn print_verdict(verdict: &Verdict, realtime: bool) {
             .unwrap_or("doctor gave no reason")
     );
     if let Some(oom) = &verdict.oom_reason {
-        println!("   OOM kills from: {oom}");
+        let _ = writeln!(out, "   OOM kills from: {oom}");
     }
     if !verdict.hooks.is_empty() {
-        println!("   hooks (doctor):");
+        let _ = writeln!(out, "   hooks (doctor):");
         for hook in &verdict.hooks {
-            println!("     {hook}");
+            let _ = writeln!(out, "     {hook}");
         }
     }
-    println!("   checks:");
+    let _ = writeln!(out, "   checks:");
     for c in &verdict.checks {
-        println!(
+        let _ = writeln!(
+            out,
             "     {}  {}: {}",
             if c.passed { "PASS" } else { "FAIL" },
             c.name,
             c.detail
         );
     }
-    match &verdict.overhead {
-        Some(o) => println!(
+    let _ = match &verdict.overhead {
+        Some(o) => writeln!(
+            out,
             "   overhead (page faults, watch/none): median {:.3} [{:.3}..{:.3}] over {} rounds; \
              medians {:.0} pages/s without, {:.0} with the profiler ({})",
             o.ratio.0,
@@ -289,7 +360,15 @@ fn print_verdict(verdict: &Verdict, realtime: bool) {
                 "guest clock counts instructions"
             }
         ),
-        None => println!("   overhead: not measured"),
+        None => writeln!(out, "   overhead: not measured"),
+    };
+    if let Some(o) = &verdict.kprobe_overhead {
+        let _ = writeln!(
+            out,
+            "   overhead of --mode kprobe (page faults, watch/none): median {:.3} [{:.3}..{:.3}] \
+             over {} rounds; median {:.0} pages/s",
+            o.ratio.0, o.ratio.1, o.ratio.2, o.rounds, o.watch
+        );
     }
 }
 

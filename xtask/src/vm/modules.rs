@@ -224,12 +224,16 @@ fn decompress(from: &Path, to: &Path, busybox: &Path) -> Result<()> {
 }
 
 /// The package's modules by name (`-` as `_`, as the kernel names them): the path in the
-/// package of each `lib/modules/<release>/kernel/**/NAME.ko` or `NAME.ko.xz`.
+/// package of each `[usr/]lib/modules/<release>/kernel/**/NAME.ko` or `NAME.ko.xz`.
 fn module_paths(listing: &[String], release: &str) -> BTreeMap<String, String> {
-    let prefix = format!("./lib/modules/{release}/kernel/");
+    // `/usr/lib/modules` in the packages of 7.x on (merged /usr).
+    let prefixes = [
+        format!("./lib/modules/{release}/kernel/"),
+        format!("./usr/lib/modules/{release}/kernel/"),
+    ];
     listing
         .iter()
-        .filter(|p| p.starts_with(&prefix))
+        .filter(|p| prefixes.iter().any(|prefix| p.starts_with(prefix)))
         .filter_map(|p| {
             let file = p.rsplit('/').next()?;
             let name = file

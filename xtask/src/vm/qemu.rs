@@ -39,6 +39,8 @@ pub(super) struct Boot<'a> {
     pub timeout: Duration,
     /// Run on real time (multi-threaded TCG) instead of instruction counting.
     pub realtime: bool,
+    /// Boot with the memory controller on cgroup v1 instead of pure v2.
+    pub cgroup_v1: bool,
 }
 
 /// How a guest ended.
@@ -78,9 +80,14 @@ pub(super) fn run(boot: &Boot<'_>) -> Result<Run> {
         // A panic reboots at once, and -no-reboot turns the reboot into QEMU's exit.
         "panic=-1".to_owned(),
         "quiet".to_owned(),
-        // Pure cgroup v2, as on most Kubernetes nodes.
-        "cgroup_no_v1=all".to_owned(),
     ];
+    if boot.cgroup_v1 {
+        // The memory controller on a v1 hierarchy of its own, as on older nodes (init.sh).
+        append.push("vmtest.cgroup=1".to_owned());
+    } else {
+        // Pure cgroup v2, as on most Kubernetes nodes.
+        append.push("cgroup_no_v1=all".to_owned());
+    }
     append.extend(boot.options.iter().cloned());
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args(["-accel", "tcg"]);

@@ -57,8 +57,10 @@ pub(super) struct Verdict {
     pub hooks: Vec<String>,
     /// The checks, in order.
     pub checks: Vec<Check>,
-    /// The overhead figure, when measured.
+    /// The overhead figure of a watch in the mode it chose, when measured.
     pub overhead: Option<Overhead>,
+    /// The same figure of a watch forced to the kprobe mode.
+    pub kprobe_overhead: Option<Overhead>,
 }
 
 impl Verdict {
@@ -80,7 +82,8 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
     let watch = Watch::of(report);
     let mode = watch_mode(&watch.lines, doctor_mode);
     let mode_reason = probe.and_then(|p| p.mode_reason.as_deref()).map(brief);
-    let overhead = overhead(report);
+    let kprobe_overhead = overhead(report, "kprobe");
+    let overhead = overhead(report, "watch");
     // Each check with the scenario of init.sh (`want NAME`) it judges: a guest told to run
     // only some (`--only`) is judged on those.
     let checks = vec![
@@ -89,7 +92,7 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
         ("leak", checks::start_check(report, &watch)),
         ("leak", checks::growth_check(&watch)),
         ("leak", checks::charge_check(&watch.lines, watch.cgroup)),
-        ("leak", checks::psi_check(&watch)),
+        ("leak", checks::psi_check(report, &watch)),
         ("leak", checks::kill_check(report, &watch)),
         (
             "leak",
@@ -122,7 +125,10 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
             "leak",
             checks::mode_check(mode.as_deref(), doctor_mode, mode_reason.as_deref()),
         ),
-        ("overhead", checks::overhead_check(report, overhead.as_ref())),
+        (
+            "overhead",
+            checks::overhead_check(report, overhead.as_ref(), kprobe_overhead.as_ref()),
+        ),
     ];
     let only: Vec<&str> = report
         .fact("only")
@@ -132,9 +138,7 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
         .collect();
     let checks = checks
         .into_iter()
-        .filter(|(scenario, _)| {
-            only.is_empty() || *scenario == ALWAYS || only.contains(scenario)
-        })
+        .filter(|(scenario, _)| only.is_empty() || *scenario == ALWAYS || only.contains(scenario))
         .map(|(_, check)| check)
         .collect();
     Verdict {
@@ -144,6 +148,7 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
         hooks: probe.map_or_else(Vec::new, |p| p.hooks.iter().map(hook).collect()),
         checks,
         overhead,
+        kprobe_overhead,
     }
 }
 
@@ -201,8 +206,8 @@ pub(super) fn brief(text: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Pairs the two modes' figures round by round.
-fn overhead(report: &GuestReport) -> Option<Overhead> {
+/// Pairs the figures of `with` (`watch` or `kprobe`) with those without a watch, round by round.
+fn overhead(report: &GuestReport, with: &str) -> Option<Overhead> {
     let figure = |mode: &str, round: u32| {
         report
             .overhead
@@ -215,7 +220,7 @@ fn overhead(report: &GuestReport) -> Option<Overhead> {
     rounds.dedup();
     let pairs: Vec<(f64, f64)> = rounds
         .into_iter()
-        .filter_map(|r| Some((figure("none", r)?, figure("watch", r)?)))
+        .filter_map(|r| Some((figure("none", r)?, figure(with, r)?)))
         .filter(|(none, _)| *none > 0.0)
         .collect();
     if pairs.is_empty() {

@@ -44,6 +44,18 @@ enum Rss {
 /// // mark_victim: (void *, struct task_struct *, uid_t) with `task_victim`, else (void *, int pid)
 /// ```
 fn mini_kernel(rss: Rss, kmem: bool, task_victim: bool) -> KernelBtf {
+    parse(mini_builder(rss, kmem, task_victim))
+}
+
+fn parse(b: BlobBuilder) -> KernelBtf {
+    match KernelBtf::from_bytes(&b.finish()) {
+        Ok(btf) => btf,
+        Err(e) => panic!("hand-built kernel BTF does not parse: {e}"),
+    }
+}
+
+/// The types of [`mini_kernel`], 1 to 43, to add more to.
+fn mini_builder(rss: Rss, kmem: bool, task_victim: bool) -> BlobBuilder {
     let mut b = BlobBuilder::new();
     let bits = |bytes: u32| bytes * 8;
     // 1 int, 2 long, 3 char, 4 short
@@ -198,10 +210,7 @@ fn mini_kernel(rss: Rss, kmem: bool, task_victim: bool) -> KernelBtf {
     b.named3("si_code", 1, bits(8));
     b.ty("kernel_siginfo", STRUCT, 1, 0, 48);
     b.named3("", 42, 0);
-    match KernelBtf::from_bytes(&b.finish()) {
-        Ok(btf) => btf,
-        Err(e) => panic!("hand-built kernel BTF does not parse: {e}"),
-    }
+    b
 }
 
 #[test]
@@ -225,6 +234,28 @@ fn charge_layout_follows_the_chain_and_names_the_items() {
             _pad: 0,
         })
     );
+}
+
+/// `__mod_memcg_lruvec_state`'s first argument: an lruvec (until 7.1), whose per-node struct
+/// is 8 bytes before it, or the per-node struct itself (7.2 on), where the step back is 0.
+#[test]
+fn the_lruvec_argument_follows_the_functions_prototype() {
+    for (pointee, offset) in [(9, 8), (11, 0)] {
+        let mut b = mini_builder(Rss::PercpuCounters, true, true);
+        // 44: pointer to the argument's type, 45: void (arg, int, long), 46: the function
+        b.ty("", PTR, 0, 0, pointee);
+        b.ty("", FUNC_PROTO, 3, 0, 0);
+        b.named2("pn", 44);
+        b.named2("idx", 1);
+        b.named2("val", 2);
+        b.ty("__mod_memcg_lruvec_state", FUNC, 1, 0, 45);
+        let layout = charge_layout(&parse(b));
+        assert_eq!(
+            layout.map(|l| l.pn_lruvec).ok(),
+            Some(offset),
+            "pointee {pointee}"
+        );
+    }
 }
 
 #[test]

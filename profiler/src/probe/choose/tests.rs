@@ -284,7 +284,7 @@ fn a_function_with_another_prototype_fails_its_family_without_a_load() {
         {
             needs.targets[i] = Err(TargetError::Prototype {
                 seen: "__mod_memcg_lruvec_state(struct mem_cgroup *, int, int)".into(),
-                expected: "struct lruvec *",
+                expected: "struct lruvec *".into(),
             });
         }
     }

@@ -15,14 +15,18 @@
 //! guest can have, the swap run and charge stacks. The fentry one has, spliced into its leak's
 //! watch and its kprobe run, the `charge_stacks` lines of a later run of the same kernel
 //! (issue 16: 29 samples of the leak in fentry mode, 7 in the kprobe run, named
-//! `workload::Region::touched` over `handle_mm_fault`).
+//! `workload::Region::touched` over `handle_mm_fault`), and after each round's watch figure
+//! the `--mode kprobe` figure of the same round of a later run (issue 17, 0.792 of the figure
+//! without a watch). All three carry `kv only` with the scenarios init.sh had when they were
+//! recorded, so the checks of later scenarios (ringloss, detach, pods) are not asked of them:
+//! those have recordings of their own (`ringloss-*.txt`, `detach-*.txt`, `pods-*.txt`).
 use super::*;
 
 const RECORDED: &str = include_str!("../testdata/guest-6.12-polling.txt");
 const KPROBE: &str = include_str!("../testdata/guest-6.1-kprobe.txt");
 const FENTRY: &str = include_str!("../testdata/guest-6.12-fentry.txt");
 const CHARGES: &str = "the charge path sees the charges";
-const PSI: &str = "samples carry PSI (memory.pressure)";
+const PSI: &str = "samples carry PSI where the cgroup has it (v2 memory.pressure)";
 const KPROBE_RUN: &str = "--mode kprobe works and sees the charges";
 const STACKS: &str = "--stacks samples the leak's charges and names them";
 const STACKS_KPROBE: &str = "--stacks in kprobe mode samples and names them";
@@ -31,6 +35,8 @@ const NODE_OOM: &str = "a node OOM is told, its victim ranked first before it";
 const NODE_FORECAST: &str = "node lines forecast the node running out";
 const ADAPTIVE: &str = "adaptive tracing detaches, re-attaches and sees the charges";
 const SWAP: &str = swap::SWAP;
+/// Failed by the recordings from before the kprobe mode's overhead rounds.
+const OVERHEAD: &str = "overhead measured";
 
 fn check_named<'a>(verdict: &'a Verdict, prefix: &str) -> &'a Check {
     verdict
@@ -78,7 +84,8 @@ fn recorded_polling_guest_fails_the_charge_path_checks() {
             NODE_OOM,
             NODE_FORECAST,
             SWAP,
-            NOT_POLLING
+            NOT_POLLING,
+            OVERHEAD
         ],
         "{verdict:#?}"
     );
@@ -174,7 +181,8 @@ fn a_kill_of_another_pid_fails() {
             NODE_OOM,
             NODE_FORECAST,
             SWAP,
-            NOT_POLLING
+            NOT_POLLING,
+            OVERHEAD
         ]
     );
     let kill = check_named(&verdict, "oom_kill names");
@@ -235,13 +243,13 @@ fn overhead_pairs_rounds_and_skips_missing_figures() {
                 === overhead watch 2 99\n=== overhead none 2 100\n\
                 === overhead none 3 100\n=== overhead watch 3\n\
                 === overhead none 4 0\n=== overhead watch 4 5\n";
-    let overhead = overhead(&GuestReport::parse(text)).expect("two rounds");
+    let overhead = overhead(&GuestReport::parse(text), "watch").expect("two rounds");
     assert_eq!(overhead.rounds, 2);
     assert_eq!(overhead.ratio.1, 0.9);
     assert_eq!(overhead.ratio.2, 0.99);
     assert!((overhead.ratio.0 - 0.945).abs() < 1e-9);
     assert_eq!(overhead.watch, 94.5);
-    assert!(super::overhead(&GuestReport::parse("=== overhead none 1 5\n")).is_none());
+    assert!(super::overhead(&GuestReport::parse("=== overhead none 1 5\n"), "watch").is_none());
 }
 
 #[test]
@@ -259,8 +267,8 @@ fn parse_ignores_noise_and_keeps_a_section_cut_short() {
 #[test]
 fn recorded_kprobe_guest_passes_with_brief_hook_details() {
     let verdict = judge(&GuestReport::parse(KPROBE));
-    // That profiler predates PSI in samples, stacks, the kprobe run and the deaths; everything
-    // else passes.
+    // That profiler predates PSI in samples, stacks, the kprobe run, the deaths and the kprobe
+    // overhead rounds; everything else passes.
     assert_eq!(
         failed(&verdict),
         vec![
@@ -272,7 +280,8 @@ fn recorded_kprobe_guest_passes_with_brief_hook_details() {
             GROUP,
             NODE_OOM,
             NODE_FORECAST,
-            SWAP
+            SWAP,
+            OVERHEAD
         ]
     );
     assert_eq!(verdict.mode.as_deref(), Some("kprobe"));
