@@ -285,10 +285,21 @@ fn report(kernel: Kernel, run: &qemu::Run, realtime: bool) -> (Outcome, String) 
         )
     } else {
         format!(
-            "mode {}, {} of {} checks passed{}{}{}, {elapsed:.0} s",
+            "cgroup v{}, mode {}, {} of {} checks passed{}{}{}{}, {elapsed:.0} s",
+            report_cgroup_version(&guest),
             verdict.mode.as_deref().unwrap_or("unknown"),
             verdict.checks.len() - failed.len(),
             verdict.checks.len(),
+            // A check of what this kernel or cgroup version cannot have passes as skipped.
+            match verdict
+                .checks
+                .iter()
+                .filter(|c| c.passed && c.detail.starts_with("skipped"))
+                .count()
+            {
+                0 => String::new(),
+                n => format!(" ({n} skipped)"),
+            },
             if failed.is_empty() {
                 String::new()
             } else {
@@ -370,6 +381,11 @@ fn print_verdict(out: &mut String, verdict: &Verdict, realtime: bool) {
             o.ratio.0, o.ratio.1, o.ratio.2, o.rounds, o.watch
         );
     }
+}
+
+/// The cgroup version the guest says it ran (`?` if it did not say).
+fn report_cgroup_version(guest: &verdict::GuestReport) -> &str {
+    guest.fact("cgroup_version").unwrap_or("?")
 }
 
 /// The first `name` on PATH.
