@@ -84,9 +84,15 @@ impl Apt {
                 option("Dir::State::Lists", &dir.join("lists")),
                 option("Dir::Cache", dir),
                 option("Dir::Cache::archives", &dir.join("archives")),
-                // Kernels only: no translations, no i386 even where the machine has it.
+                // Kernels only: no translations, no i386 even where the machine has it, no
+                // AppStream metadata (DEP-11, 4–6 MB a suite, which the machine's
+                // appstream configuration would fetch).
                 "Acquire::Languages=none".to_owned(),
                 "APT::Architectures=amd64".to_owned(),
+                "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".to_owned(),
+                "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false".to_owned(),
+                "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false".to_owned(),
+                "Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false".to_owned(),
             ] {
                 cmd.args(["-o", &o]);
             }
@@ -131,5 +137,60 @@ impl Apt {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         fs::write(&self.stamp, "").with_context(|| format!("writing {}", self.stamp.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_lists_have_their_own_sources_and_state() {
+        let cache = std::env::temp_dir().join(format!("vm-apt-test-{}", std::process::id()));
+        let apt = Apt::private(
+            &cache,
+            "bullseye",
+            &[
+                Suite {
+                    uri: "http://deb.debian.org/debian",
+                    suite: "bullseye",
+                    signed_by: None,
+                },
+                Suite {
+                    uri: "http://deb.debian.org/debian-security",
+                    suite: "bullseye-security",
+                    signed_by: Some("/k.gpg"),
+                },
+            ],
+        )
+        .expect("private lists");
+        let dir = cache.join("apt/bullseye");
+        let sources = fs::read_to_string(dir.join("sources.list")).expect("sources.list");
+        assert_eq!(
+            sources,
+            format!(
+                "deb [signed-by={ARCHIVE_KEYRING}] http://deb.debian.org/debian bullseye main\n\
+                 deb [signed-by=/k.gpg] http://deb.debian.org/debian-security bullseye-security \
+                 main\n"
+            )
+        );
+        let cmd = apt.command("apt-cache");
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for option in [
+            format!(
+                "Dir::Etc::SourceList={}",
+                dir.join("sources.list").display()
+            ),
+            format!("Dir::State::Lists={}", dir.join("lists").display()),
+            format!("Dir::Etc::SourceParts={}", dir.join("parts").display()),
+        ] {
+            assert!(args.contains(&option), "{option} in {args:?}");
+        }
+        // The machine's own lists: no options at all.
+        assert_eq!(Apt::host(&cache).command("apt-cache").get_args().count(), 0);
+        let _ = fs::remove_dir_all(&cache);
     }
 }
