@@ -31,6 +31,25 @@ pub(super) struct Check {
     pub detail: String,
 }
 
+impl Check {
+    /// A check judged as `(problems, figures)`: it holds when nothing is wrong, and its detail
+    /// gives the figures, after the problems when there are any.
+    pub(super) fn judged(
+        name: &'static str,
+        (problems, figures): (Vec<String>, Vec<String>),
+    ) -> Check {
+        Check {
+            name,
+            passed: problems.is_empty(),
+            detail: if problems.is_empty() {
+                figures.join("; ")
+            } else {
+                format!("{}; measured: {}", problems.join("; "), figures.join("; "))
+            },
+        }
+    }
+}
+
 /// The page-fault throughput with the profiler watching, relative to without.
 #[derive(Debug)]
 pub(super) struct Overhead {

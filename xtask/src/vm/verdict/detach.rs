@@ -83,16 +83,7 @@ impl Run {
 
 /// Every run of the guest's detach scenario, judged.
 pub(super) fn detach_check(report: &GuestReport) -> Check {
-    let (problems, figures) = judge(report);
-    Check {
-        name: DETACH,
-        passed: problems.is_empty(),
-        detail: if problems.is_empty() {
-            figures.join("; ")
-        } else {
-            format!("{}; measured: {}", problems.join("; "), figures.join("; "))
-        },
-    }
+    Check::judged(DETACH, judge(report))
 }
 
 /// What is wrong, and per run the figures measured.

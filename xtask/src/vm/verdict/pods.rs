@@ -42,16 +42,7 @@ impl<'a> Made<'a> {
 
 /// The guest's pods scenario, judged.
 pub(super) fn pods_check(report: &GuestReport) -> Check {
-    let (problems, figures) = judge(report);
-    Check {
-        name: PODS,
-        passed: problems.is_empty(),
-        detail: if problems.is_empty() {
-            figures.join("; ")
-        } else {
-            format!("{}; measured: {}", problems.join("; "), figures.join("; "))
-        },
-    }
+    Check::judged(PODS, judge(report))
 }
 
 /// `KEY N` of a memory.events (v2) or memory.oom_control (v1) section.

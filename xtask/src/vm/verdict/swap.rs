@@ -40,16 +40,7 @@ pub(super) fn swap_check(report: &GuestReport) -> Check {
             },
         };
     }
-    let (problems, figures) = judge(report);
-    Check {
-        name: SWAP,
-        passed: problems.is_empty(),
-        detail: if problems.is_empty() {
-            figures.join("; ")
-        } else {
-            format!("{}; measured: {}", problems.join("; "), figures.join("; "))
-        },
-    }
+    Check::judged(SWAP, judge(report))
 }
 
 /// What is wrong, and the figures measured.
