@@ -23,7 +23,8 @@ workload [--comm NAME] SUBCOMMAND [--key value ...]
 
 Test modes (see the source's header): leak, grow, hold, burst, pagefault, churn, json-churn, and
 for the deaths: `exit --code N --after-ms T` (exits with N after T ms) and `ignore-term` (ignores
-SIGTERM and sleeps, as a program that leaves a stop to the grace period's SIGKILL).
+SIGTERM and sleeps, as a program that leaves a stop to the grace period's SIGKILL); for the ring
+overflow: `sigstorm --children N` (N children in turn, each killing itself with SIGKILL).
 
 Modes of `cargo xtask bench forecast`. Each prints `growth_start <unix seconds>` when its growth
 starts. All but sawtooth first touch --baseline-mib (default 16) and hold it for --hold-s
