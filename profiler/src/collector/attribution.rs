@@ -55,6 +55,15 @@ impl OomContext {
             task_memcg: kill.task_memcg.clone(),
         }
     }
+
+    /// What this word says, and what `earlier` said where this one is silent.
+    pub(super) fn or(self, earlier: OomContext) -> Self {
+        Self {
+            constraint: self.constraint.or(earlier.constraint),
+            oom_memcg: self.oom_memcg.or(earlier.oom_memcg),
+            task_memcg: self.task_memcg.or(earlier.task_memcg),
+        }
+    }
 }
 
 /// Where an OOM victim's memory cgroup is, as its source names it.

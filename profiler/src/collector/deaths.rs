@@ -146,6 +146,20 @@ impl DeathLog {
             .reduce(f64::min)
     }
 
+    /// Keeps the kernel log's word on pid `pid`'s kill, heard at `now`, and returns all it
+    /// said of it. A process killed by `memory.oom.group` as the OOM's own victim is logged
+    /// twice: "oom-kill:" and "Killed process", then, after "Tasks in ... are going to be
+    /// killed", a second "Killed process" line alone; that second word does not undo the first
+    /// (it would leave the kill without the cgroup whose limit was reached).
+    pub(super) fn context_heard(&mut self, pid: u32, context: OomContext, now: f64) -> OomContext {
+        let context = match self.contexts.remove(&pid) {
+            Some((_, earlier)) => context.or(earlier),
+            None => context,
+        };
+        self.contexts.insert(pid, (now, context.clone()));
+        context
+    }
+
     /// Forgets what no death can need any more.
     fn prune(&mut self, now: f64) {
         self.contexts.retain(|_, (ts, _)| now - *ts < KEEP_KILL_S);
@@ -271,7 +285,7 @@ impl Collector<'_> {
         context: OomContext,
         now: f64,
     ) -> Result<(), CollectError> {
-        self.deaths.contexts.insert(pid, (now, context.clone()));
+        let context = self.deaths.context_heard(pid, context, now);
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deaths.pending_kills)
             .into_iter()
             .partition(|(_, v)| v.kill.pid == pid);
@@ -495,6 +509,67 @@ fn container_name(identity: &Identity) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        deaths::Constraint,
+        kmsg::{parse_record, OomKillAssembler},
+    };
+
+    /// The kernel log of a group kill in the sid guest (7.2.13, issue 17): the OOM's victim is
+    /// also a member of its `memory.oom.group` cgroup, so "Killed process 5647" comes twice, the
+    /// second time without its "oom-kill:" line. The kill the kernel programs reported came
+    /// after both had been read, and said no `oom_cgroup`.
+    #[test]
+    fn a_second_killed_process_line_keeps_what_the_first_said() {
+        let pod = "/kubepods.slice/kubepods-burstable.slice/\
+                   kubepods-burstable-pod54796436_fd24_4f44_a384_bf5402496a6d.slice";
+        let scope =
+            "cri-containerd-2ee1a3e332f77fca01abca48b30382d0d49ed7475f977482d40365616c7d5c33.scope";
+        let killed = "Memory cgroup out of memory: Killed process 5647 (app) total-vm:67452kB, \
+                      anon-rss:64136kB, file-rss:8kB, shmem-rss:1356kB, UID:0 pgtables:168kB \
+                      oom_score_adj:0";
+        let records = [
+            format!(
+                "6,901,100499256,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),\
+                 cpuset=/,mems_allowed=0,oom_memcg={pod},task_memcg={pod}/{scope},task=app,\
+                 pid=5647,uid=0"
+            ),
+            format!("3,902,100499438,-;{killed}"),
+            format!(
+                "6,903,100499485,-;Tasks in {pod}/{scope} are going to be killed due to \
+                 memory.oom.group set"
+            ),
+            format!("3,904,100499526,-;{killed}"),
+        ];
+        let mut assembler = OomKillAssembler::new();
+        let mut log = DeathLog::default();
+        let (mut alone, mut heard) = (Vec::new(), Vec::new());
+        for raw in &records {
+            let record = parse_record(raw.as_bytes()).expect("a kernel log record");
+            if let Some(kill) = assembler.push(&record) {
+                alone.push(OomContext::of(&kill));
+                heard.push(log.context_heard(kill.pid, OomContext::of(&kill), 1.0));
+            }
+        }
+        let full = OomContext {
+            constraint: Some(Constraint::Memcg),
+            oom_memcg: Some(pod.to_owned()),
+            task_memcg: Some(format!("{pod}/{scope}")),
+        };
+        assert_eq!(heard.len(), 2, "two Killed process lines");
+        assert_eq!(heard[0], full);
+        // Alone, the second line knows only that a memcg's limit was reached ...
+        assert_eq!(
+            alone[1],
+            OomContext {
+                constraint: Some(Constraint::Memcg),
+                oom_memcg: None,
+                task_memcg: None
+            }
+        );
+        // ... and, heard after the first, it loses nothing of it.
+        assert_eq!(heard[1], full);
+        assert_eq!(log.contexts.get(&5647).map(|(_, c)| c), Some(&full));
+    }
 
     #[test]
     fn oom_memcg_is_placed_beside_the_victims_cgroup() {
