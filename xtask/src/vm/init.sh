@@ -267,16 +267,20 @@ section leak_output /tmp/leak.out
 say "watch sent (up $(cut -d' ' -f1 /proc/uptime) s)"
 fi
 
-# The kprobe fallback, forced: fentry is the mode on these kernels, so without this run the
-# kprobe programs would never meet a real charge path. A 32 MiB growth under a 64 MiB limit.
-if want kprobe; then
-K=$CGROOT/vmtest-kprobe
+# A watch forced to mode $1 (`--mode kprobe`, `--mode fentry`) over a 32 MiB growth under a
+# 64 MiB limit, its facts and files named after the mode. kprobe: the fallback of kernels
+# without fentry, never chosen where fentry works, so without this run its programs would not
+# meet a real charge path. fentry: never chosen where the memcg tracepoints are (7.x); where
+# the kernel cannot run it (5.10) the watch must be refused with a reason.
+forced_mode() {
+M=$1
+K=$CGROOT/vmtest-$M
 cg_make "$K" "$LIMIT_MIB"
-kv kprobe_cgroup "$K"
-profiler watch --mode kprobe --stacks --cgroup "$K" --json --interval 1s > /tmp/kprobe.json 2> /tmp/kprobe.err &
+kv "${M}_cgroup" "$K"
+profiler watch --mode "$M" --stacks --cgroup "$K" --json --interval 1s > "/tmp/$M.json" 2> "/tmp/$M.err" &
 KW=$!
-if wait_watch_start "$KW" /tmp/kprobe.json 180; then
-    kv kprobe_signals "$(sig_state "$KW")"
+if wait_watch_start "$KW" "/tmp/$M.json" 180; then
+    kv "${M}_signals" "$(sig_state "$KW")"
     # `grow` holds its memory once grown (until killed): 8 steps of 250 ms, then two more
     # samples so the last rates cover the end of the growth.
     in_cgroup "$K" workload grow --step-mib 4 --steps 8 --interval-ms 250 > /dev/null 2>&1 &
@@ -286,12 +290,14 @@ if wait_watch_start "$KW" /tmp/kprobe.json 180; then
     wait "$GROW"
 fi
 kill -INT "$KW" 2>/dev/null
-wait_or_report "$KW" 60 "profiler watch --mode kprobe after SIGINT" /tmp/kprobe.json
-kv kprobe_status $?
-section kprobe_watch /tmp/kprobe.json
-section kprobe_stderr /tmp/kprobe.err
-say "kprobe run done (up $(cut -d' ' -f1 /proc/uptime) s)"
-fi
+wait_or_report "$KW" 60 "profiler watch --mode $M after SIGINT" "/tmp/$M.json"
+kv "${M}_status" $?
+section "${M}_watch" "/tmp/$M.json"
+section "${M}_stderr" "/tmp/$M.err"
+say "$M run done (up $(cut -d' ' -f1 /proc/uptime) s)"
+}
+want kprobe && forced_mode kprobe
+want fentry && forced_mode fentry
 
 # Adaptive tracing (what `profiler serve` does): the charge path is detached after the first
 # round while nothing needs it, attached again (programs loaded anew) when the cgroup grows

@@ -46,8 +46,8 @@ pub(crate) struct Options {
     /// faster on an idle machine, but the overhead figure then follows the host's load.
     #[arg(long)]
     realtime: bool,
-    /// Run only these scenarios of the guest (comma-separated: leak, kprobe, adaptive, group,
-    /// early, ringloss, detach, pods, overhead, node, swap), and judge only their checks.
+    /// Run only these scenarios of the guest (comma-separated: leak, kprobe, fentry, adaptive,
+    /// group, early, ringloss, detach, pods, overhead, node, swap), and judge only their checks.
     #[arg(long, value_name = "SCENARIOS")]
     only: Option<String>,
     /// Extra words for the guests' kernel command line, e.g. `vmtest.limit_mib=128` or
@@ -92,9 +92,28 @@ struct Outcome {
     line: String,
 }
 
+/// The guest's scenarios (init.sh's `want NAME`), in the order it runs them.
+const SCENARIOS: [&str; 12] = [
+    "leak", "kprobe", "fentry", "adaptive", "group", "early", "ringloss", "detach", "pods",
+    "overhead", "node", "swap",
+];
+
+/// The scenarios `--only` names, each one the guest knows.
+fn scenarios(only: &str) -> Result<Vec<&str>> {
+    let names: Vec<&str> = only.split(',').map(str::trim).collect();
+    if let Some(unknown) = names.iter().find(|n| !SCENARIOS.contains(n)) {
+        bail!(
+            "--only: no scenario {unknown:?}; the scenarios are {}",
+            SCENARIOS.join(", ")
+        );
+    }
+    Ok(names)
+}
+
 /// Runs the VM test; fails when any check on any kernel fails.
 pub(crate) fn run(options: Options) -> Result<()> {
     require_root("cargo xtask vm-test")?;
+    let only = options.only.as_deref().map(scenarios).transpose()?;
     let series = if options.kernels.is_empty() {
         Series::ALL.to_vec()
     } else {
@@ -112,8 +131,8 @@ pub(crate) fn run(options: Options) -> Result<()> {
     let kernels = kernels::prepare(&series, &cache, &busybox)?;
     let initramfs = initramfs::prepare(&bins, &busybox, &kernels, &cache)?;
     let mut guest_options = vec![format!("vmtest.rounds={}", options.rounds)];
-    if let Some(only) = &options.only {
-        guest_options.push(format!("vmtest.only={only}"));
+    if let Some(only) = &only {
+        guest_options.push(format!("vmtest.only={}", only.join(",")));
     }
     guest_options.extend(
         options
@@ -396,4 +415,40 @@ pub(super) fn which(name: &str) -> Result<std::path::PathBuf> {
         .map(|dir| dir.join(name))
         .find(|p| Path::new(p).is_file())
         .with_context(|| format!("`{name}` is not on PATH (cargo xtask setup installs it)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `want NAME` of the guest's script is a scenario `--only` accepts, and the other way
+    /// round: a scenario added to one and not the other would run always, or never.
+    #[test]
+    fn the_scenarios_are_those_the_guest_knows() {
+        let script = include_str!("init.sh");
+        let mut wanted: Vec<&str> = script
+            .split("want ")
+            .skip(1)
+            .filter_map(|rest| rest.split([' ', ';', '\n']).next())
+            .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase()))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut known = SCENARIOS.to_vec();
+        known.sort_unstable();
+        assert_eq!(wanted, known);
+    }
+
+    #[test]
+    fn only_names_scenarios_and_refuses_others() {
+        assert_eq!(
+            scenarios("leak, fentry").expect("two scenarios"),
+            ["leak", "fentry"]
+        );
+        let err = scenarios("leak,fenty")
+            .expect_err("a misspelt scenario")
+            .to_string();
+        assert!(err.contains("\"fenty\"") && err.contains("fentry"), "{err}");
+        assert!(scenarios("").is_err());
+    }
 }

@@ -7,6 +7,7 @@ use records::{Hook, Line};
 mod checks;
 mod deaths;
 mod detach;
+mod forced;
 mod pods;
 mod report;
 mod ringloss;
@@ -121,15 +122,10 @@ pub(super) fn judge(report: &GuestReport) -> Verdict {
                 "--stacks samples the leak's charges and names them",
             ),
         ),
-        ("kprobe", checks::kprobe_check(report)),
-        (
-            "kprobe",
-            stacks::stacks_check(
-                report,
-                "kprobe_watch",
-                "--stacks in kprobe mode samples and names them",
-            ),
-        ),
+        ("kprobe", forced::KPROBE.check(report, probe)),
+        ("kprobe", forced::KPROBE.stacks(report, probe)),
+        ("fentry", forced::FENTRY.check(report, probe)),
+        ("fentry", forced::FENTRY.stacks(report, probe)),
         ("adaptive", checks::adaptive_check(report)),
         ("group", deaths::group_check(report)),
         ("ringloss", ringloss::ringloss_check(report)),

@@ -278,42 +278,6 @@ pub(super) fn kill_check(report: &GuestReport, watch: &Watch<'_>) -> Check {
     }
 }
 
-/// The forced `--mode kprobe` run: its samples say `kprobe` and its hooks see the growth.
-pub(super) fn kprobe_check(report: &GuestReport) -> Check {
-    let name = "--mode kprobe works and sees the charges";
-    let cgroup = report.fact("kprobe_cgroup").unwrap_or("?");
-    let lines = report.json_lines("kprobe_watch");
-    let modes: Vec<&str> = lines
-        .iter()
-        .filter_map(|l| match &l.body {
-            Body::Sample(sample) => sample.mode.as_deref(),
-            _ => None,
-        })
-        .collect();
-    let charges = charge_check(&lines, cgroup);
-    let all_kprobe = !modes.is_empty() && modes.iter().all(|m| *m == "kprobe");
-    Check {
-        name,
-        passed: all_kprobe && charges.passed && report.fact("kprobe_status") == Some("0"),
-        detail: format!(
-            "{} samples, modes {:?}, exit status {}; {}{}",
-            modes.len(),
-            {
-                let mut m = modes.clone();
-                m.dedup();
-                m
-            },
-            report.fact("kprobe_status").unwrap_or("?"),
-            charges.detail,
-            if all_kprobe {
-                String::new()
-            } else {
-                format!("; stderr: {}", report.one_line("kprobe_stderr"))
-            }
-        ),
-    }
-}
-
 /// `watch --adaptive`: the charge path detached while the cgroup was idle, attached again
 /// (its programs loaded anew: fentry's or kprobe's, on these kernels) when it grew, and then
 /// the samples carry charge rates from the hooks.
