@@ -1,7 +1,8 @@
 //! The host's judgement of what a guest sent on its results port (the format is in init.sh):
 //! the profiler's own JSON lines, read through the `records` crate, checked against what the
 //! guest says it did. The parsing of the port is in `report`, the checks in `checks`, those of
-//! the deaths only a guest can have in `deaths`, that of the swap scenario in `swap`.
+//! the watches forced to a mode in `forced`, of the deaths only a guest can have in `deaths`,
+//! and one module per scenario of its own (`ringloss`, `detach`, `pods`, `swap`).
 use records::{Hook, Line};
 
 mod checks;

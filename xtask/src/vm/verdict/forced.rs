@@ -129,3 +129,105 @@ impl Forced {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! On two real guests' runs of the `fentry` scenario (issue 17), cut down to doctor and
+    //! that scenario's facts and files: `fentry-7.2.txt` (Debian's 7.2.13, sid: the memcg
+    //! tracepoints are chosen, the forced fentry watch saw a 16 MiB growth and named its
+    //! stacks) and `fentry-5.10-refused.txt` (Debian's 5.10.0-46 on cgroup v1: the fentry
+    //! programs call `bpf_get_func_arg`, which 5.10 lacks; doctor's fentry hooks failed and the
+    //! forced watch exited 1 saying so).
+    use super::*;
+    use crate::vm::verdict::judge;
+
+    const RAN: &str = include_str!("../testdata/fentry-7.2.txt");
+    const REFUSED: &str = include_str!("../testdata/fentry-5.10-refused.txt");
+
+    fn both(forced: &Forced, text: &str) -> [Check; 2] {
+        let report = GuestReport::parse(text);
+        let doctor = report.json_document("doctor");
+        let probe = doctor.as_ref().map(|d| &d.probe);
+        [forced.check(&report, probe), forced.stacks(&report, probe)]
+    }
+
+    #[test]
+    fn fentry_forced_on_a_tracepoint_kernel_runs_and_sees_the_charges() {
+        let [check, stacks] = both(&FENTRY, RAN);
+        assert!(
+            check.passed && !check.detail.starts_with("skipped"),
+            "{check:?}"
+        );
+        assert!(check.detail.contains(r#"modes ["fentry"]"#), "{check:?}");
+        assert!(
+            stacks.passed && !stacks.detail.starts_with("skipped"),
+            "{stacks:?}"
+        );
+        let verdict = judge(&GuestReport::parse(RAN));
+        assert_eq!(verdict.mode.as_deref(), Some("tracepoint"));
+        assert!(
+            verdict.checks.iter().all(|c| c.passed),
+            "{:?}",
+            verdict.checks
+        );
+        assert_eq!(
+            verdict.checks.len(),
+            5,
+            "sent, doctor, hang and the two fentry checks"
+        );
+    }
+
+    #[test]
+    fn fentry_refused_by_a_kernel_without_its_helper_is_skipped_with_the_reason() {
+        let [check, stacks] = both(&FENTRY, REFUSED);
+        assert!(check.passed, "{check:?}");
+        assert!(check.detail.starts_with("skipped"), "{check:?}");
+        assert!(check.detail.contains("bpf_get_func_arg"), "{check:?}");
+        assert!(
+            stacks.passed && stacks.detail.starts_with("skipped"),
+            "{stacks:?}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_doctor_did_not_foresee_fails() {
+        // Doctor found the fentry hooks attached: the refusal is then the profiler's fault.
+        let text = REFUSED.replace(
+            r#""kind": "fentry",
+      "status": "failed""#,
+            r#""kind": "fentry",
+      "status": "attached""#,
+        );
+        assert_ne!(text, REFUSED);
+        let [check, stacks] = both(&FENTRY, &text);
+        assert!(!check.passed, "{check:?}");
+        assert!(!stacks.passed, "{stacks:?}");
+    }
+
+    #[test]
+    fn kprobes_may_not_be_refused() {
+        // The same refusal, had it been the kprobe mode's (doctor's kprobe hooks failed, and
+        // it fell back to polling): every kernel has kprobes, so this is a failure.
+        let text = REFUSED
+            .replace(r#""mode": "kprobe""#, r#""mode": "polling""#)
+            .replace("fentry_", "kprobe_")
+            .replace(r#""kind": "fentry""#, r#""kind": "kprobe""#)
+            .replace("--mode fentry", "--mode kprobe");
+        let [check, stacks] = both(&KPROBE, &text);
+        assert!(!check.passed, "{check:?}");
+        assert!(
+            check.detail.contains("refused: error: --mode kprobe"),
+            "{check:?}"
+        );
+        assert!(!stacks.passed, "{stacks:?}");
+    }
+
+    #[test]
+    fn a_forced_watch_in_another_mode_fails() {
+        let text = RAN.replace(r#""mode":"fentry""#, r#""mode":"tracepoint""#);
+        assert_ne!(text, RAN);
+        let [check, _] = both(&FENTRY, &text);
+        assert!(!check.passed, "{check:?}");
+        assert!(check.detail.contains("tracepoint"), "{check:?}");
+    }
+}

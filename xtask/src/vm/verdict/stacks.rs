@@ -1,6 +1,6 @@
-//! Charge stacks in the guests: the leak's watch and the forced kprobe run sample with
-//! `--stacks`, so both the fentry (or tracepoint) and the kprobe programs take stacks on a
-//! real charge path, and the guest's profiler names them from its own files and kallsyms.
+//! Charge stacks in the guests: the leak's watch and the forced kprobe and fentry runs sample
+//! with `--stacks`, so the programs of every mode the kernel has take stacks on a real charge
+//! path, and the guest's profiler names them from its own files and kallsyms.
 use records::{Body, Line};
 
 use super::{Check, GuestReport};
