@@ -116,6 +116,13 @@ wait_watch_start() {
         sleep 0.2
     done
 }
+# Stops watch $1 with SIGINT and sends its exit status as fact $4; a watch that does not end
+# within 60 s is reported as wait_or_report does, named "$2 after SIGINT", with its output $3.
+stop_watch() {
+    kill -INT "$1" 2>/dev/null
+    wait_or_report "$1" 60 "$2 after SIGINT" "$3"
+    kv "$4" $?
+}
 # One line of a process's signal state (and thread count) from /proc/PID/status: whether a
 # signal is pending, blocked, ignored or caught tells a lost signal from a deaf handler.
 sig_state() {
@@ -258,9 +265,7 @@ else
     kv watch_started no
     say "profiler watch did not start"
 fi
-kill -INT "$WATCH" 2>/dev/null
-wait_or_report "$WATCH" 60 "profiler watch after SIGINT" /tmp/watch.json
-kv watch_status $?
+stop_watch "$WATCH" "profiler watch" /tmp/watch.json watch_status
 section watch /tmp/watch.json
 section watch_stderr /tmp/watch.err
 section leak_output /tmp/leak.out
@@ -289,9 +294,7 @@ if wait_watch_start "$KW" "/tmp/$M.json" 180; then
     kill -9 "$GROW" 2>/dev/null
     wait "$GROW"
 fi
-kill -INT "$KW" 2>/dev/null
-wait_or_report "$KW" 60 "profiler watch --mode $M after SIGINT" "/tmp/$M.json"
-kv "${M}_status" $?
+stop_watch "$KW" "profiler watch --mode $M" "/tmp/$M.json" "${M}_status"
 section "${M}_watch" "/tmp/$M.json"
 section "${M}_stderr" "/tmp/$M.err"
 say "$M run done (up $(cut -d' ' -f1 /proc/uptime) s)"
@@ -316,9 +319,7 @@ if wait_watch_start "$AW" /tmp/adaptive.json 180; then
     kill -9 "$AGROW" 2>/dev/null
     wait "$AGROW"
 fi
-kill -INT "$AW" 2>/dev/null
-wait_or_report "$AW" 60 "profiler watch --adaptive after SIGINT" /tmp/adaptive.json
-kv adaptive_status $?
+stop_watch "$AW" "profiler watch --adaptive" /tmp/adaptive.json adaptive_status
 section adaptive_watch /tmp/adaptive.json
 section adaptive_stderr /tmp/adaptive.err
 say "adaptive run done (up $(cut -d' ' -f1 /proc/uptime) s)"
@@ -356,9 +357,7 @@ if wait_watch_start "$GW" /tmp/group.json 180; then
     # The group's line comes a second after its first victim.
     sleep 3
 fi
-kill -INT "$GW" 2>/dev/null
-wait_or_report "$GW" 60 "profiler watch of the group kill after SIGINT" /tmp/group.json
-kv group_status $?
+stop_watch "$GW" "profiler watch of the group kill" /tmp/group.json group_status
 section group_watch /tmp/group.json
 section group_stderr /tmp/group.err
 say "group kill done (up $(cut -d' ' -f1 /proc/uptime) s)"
@@ -482,9 +481,7 @@ if wait_watch_start "$NW" /tmp/node.json 180; then
     # The kills' exit lines, and a node line after them.
     sleep 3
 fi
-kill -INT "$NW" 2>/dev/null
-wait_or_report "$NW" 60 "profiler watch of the node OOM after SIGINT" /tmp/node.json
-kv node_status $?
+stop_watch "$NW" "profiler watch of the node OOM" /tmp/node.json node_status
 kill -9 "$NBEST" "$NGUAR" 2>/dev/null
 wait "$NBEST" "$NGUAR" 2>/dev/null
 dmesg | grep -E 'oom-kill:|Killed process|Out of memory' > /tmp/node.dmesg
@@ -597,9 +594,7 @@ elif why=$(swap_setup); then
     else
         say "swap: profiler watch did not start"
     fi
-    kill -INT "$SW" 2>/dev/null
-    wait_or_report "$SW" 60 "profiler watch of the swap leak after SIGINT" /tmp/swap.json
-    kv swap_status $?
+    stop_watch "$SW" "profiler watch of the swap leak" /tmp/swap.json swap_status
     section swap_watch /tmp/swap.json
     section swap_stderr /tmp/swap.err
     section swap_tail_stderr /tmp/swap_tail.err

@@ -124,9 +124,7 @@ scenario_pods() {
         kv pods_watch_started no
         say "pods: profiler watch --pod did not start on the container"
     fi
-    kill -INT "$PW" 2>/dev/null
-    wait_or_report "$PW" 60 "profiler watch --pod after SIGINT" /tmp/pods.json
-    kv pods_watch_status $?
+    stop_watch "$PW" "profiler watch --pod" /tmp/pods.json pods_watch_status
     cg_events "$APPCG" /tmp/pods.app.events
     cg_events "$PODCG" /tmp/pods.pod.events
     section pods_container_events /tmp/pods.app.events

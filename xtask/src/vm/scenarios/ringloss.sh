@@ -72,9 +72,7 @@ scenario_ringloss() {
         kv ringloss_watch_started no
         say "ringloss: profiler watch did not start"
     fi
-    kill -INT "$RW" 2>/dev/null
-    wait_or_report "$RW" 60 "profiler watch of the ring loss after SIGINT" /tmp/ringloss.json
-    kv ringloss_status $?
+    stop_watch "$RW" "profiler watch of the ring loss" /tmp/ringloss.json ringloss_status
     section ringloss_watch /tmp/ringloss.json
     section ringloss_stderr /tmp/ringloss.err
     section ringloss_after /tmp/ringloss_after.out
